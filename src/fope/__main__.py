@@ -1,0 +1,3 @@
+from fope.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""Rotary frequency schemes as pure functions: RoPE base frequencies, FoPE's floor, PI / NTK / YaRN / p-RoPE.
+
+Every scheme maps the base frequencies ``w_i = theta ** (-2i / rotary_dim)`` (float64, decreasing in ``i``) to new
+frequencies and an attention factor. ``SCALING_SCHEMES`` is the one place that lists them all; ``scaled_frequencies``
+resolves a config dict such as ``{"type": "yarn", "factor": 16, "original_max_position": 512}``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SCALING_SCHEMES",
+    "floor_frequency",
+    "linear_scaling",
+    "ntk_scaling",
+    "num_kept_frequencies",
+    "p_rope_scaling",
+    "rope_frequencies",
+    "scaled_frequencies",
+    "yarn_attention_factor",
+    "yarn_scaling",
+]
+
+
+def rope_frequencies(rotary_dim: int, theta: float = 10000.0) -> Tensor:
+    """RoPE frequencies ``w_i = theta ** (-2i / rotary_dim)`` for ``i = 0 .. rotary_dim/2 - 1``, in float64."""
+    pair_index = torch.arange(rotary_dim // 2, dtype=torch.float64)
+    return float(theta) ** (-2.0 * pair_index / rotary_dim)
+
+
+def floor_frequency(train_length: int) -> float:
+    """FoPE's floor ``2*pi / train_length``: a lower frequency never completes a period inside the training window."""
+    return 2.0 * math.pi / train_length
+
+
+def num_kept_frequencies(frequencies: Tensor, train_length: int, *, strict: bool = False) -> int:
+    """Number ``K`` of leading frequencies at or above the floor (strictly above it with ``strict=True``).
+
+    The authors' code keeps ``w >= 2*pi/L``; the Intern stack keeps ``w > 2*pi/max_position_embeddings``.
+    Frequencies are decreasing, so the kept ones are always a prefix.
+    """
+    floor = floor_frequency(train_length)
+    kept = frequencies.double() > floor if strict else frequencies.double() >= floor
+    return int(kept.sum())
+
+
+def linear_scaling(base: Tensor, *, theta: float, rotary_dim: int, factor: float) -> tuple[Tensor, float]:
+    """Position interpolation (PI): ``w_i / factor``, i.e. positions squeezed by ``factor``."""
+    return base / factor, 1.0
+
+
+def ntk_scaling(base: Tensor, *, theta: float, rotary_dim: int, factor: float) -> tuple[Tensor, float]:
+    """NTK-aware scaling: the base grows to ``theta * factor ** (d / (d - 2))``; the highest frequency is unchanged."""
+    new_theta = theta * factor ** (rotary_dim / (rotary_dim - 2))
+    return rope_frequencies(rotary_dim, new_theta), 1.0
+
+
+def yarn_attention_factor(factor: float) -> float:
+    """YaRN's attention temperature ``0.1 * ln(factor) + 1`` (applied to q and k alike), 1 when not extending."""
+    return 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+
+def yarn_scaling(
+    base: Tensor,
+    *,
+    theta: float,
+    rotary_dim: int,
+    factor: float,
+    original_max_position: int,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    attention_factor: float | None = None,
+    truncate: bool = True,
+) -> tuple[Tensor, float]:
+    """YaRN (Peng et al. 2023), as in Hugging Face ``transformers``.
+
+    A pair that turns more than ``beta_fast`` times inside ``original_max_position`` keeps its frequency, one that turns
+    fewer than ``beta_slow`` times is interpolated (``w / factor``), and a linear ramp over the pair index joins them.
+    The pair index at which a frequency turns ``r`` times is ``d * ln(L / (2*pi*r)) / (2 * ln(theta))``.
+    ``attention_factor`` defaults to ``0.1 * ln(factor) + 1``; pass 1.0 to switch the temperature off.
+    """
+
+    def pair_index_turning(rotations: float) -> float:
+        return rotary_dim * math.log(original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low, high = pair_index_turning(beta_fast), pair_index_turning(beta_slow)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rotary_dim - 1)
+    if low == high:
+        high += 0.001  # avoid a division by zero, as transformers does
+    ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+    keep_weight = 1.0 - ramp  # 1: extrapolate (keep w), 0: interpolate (w / factor)
+    frequencies = base / factor * (1 - keep_weight) + base * keep_weight
+    if attention_factor is None:
+        attention_factor = yarn_attention_factor(factor)
+    return frequencies, float(attention_factor)
+
+
+def p_rope_scaling(base: Tensor, *, theta: float, rotary_dim: int, drop_fraction: float) -> tuple[Tensor, float]:
+    """p-RoPE (Barbero et al. 2024): the lowest ``round(drop_fraction * d/2)`` frequencies become the zero frequency."""
+    if not 0.0 <= drop_fraction <= 1.0:
+        raise ValueError(f"p-rope drop_fraction must be in [0, 1]; got {drop_fraction!r}")
+    num_pairs = base.shape[0]
+    num_dropped = round(drop_fraction * num_pairs)
+    frequencies = base.clone()
+    if num_dropped:
+        frequencies[num_pairs - num_dropped :] = 0.0
+    return frequencies, 1.0
+
+
+SCALING_SCHEMES: dict[str, Callable[..., tuple[Tensor, float]]] = {
+    "linear": linear_scaling,
+    "pi": linear_scaling,
+    "ntk": ntk_scaling,
+    "yarn": yarn_scaling,
+    "p-rope": p_rope_scaling,
+}
+
+
+def _scheme_options(scheme: Callable[..., Any]) -> tuple[set[str], set[str]]:
+    """(all option names, required option names) of a scheme, excluding the common arguments."""
+    params = [
+        p
+        for p in inspect.signature(scheme).parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.name not in ("theta", "rotary_dim")
+    ]
+    return {p.name for p in params}, {p.name for p in params if p.default is inspect.Parameter.empty}
+
+
+def scaled_frequencies(
+    rotary_dim: int, theta: float = 10000.0, scaling: Mapping[str, Any] | None = None
+) -> tuple[Tensor, float]:
+    """Frequencies (float64, shape ``(rotary_dim/2,)``) and attention factor for a scaling config (or plain RoPE)."""
+    base = rope_frequencies(rotary_dim, theta)
+    if scaling is None:
+        return base, 1.0
+    if not isinstance(scaling, Mapping):
+        raise TypeError(
+            f"scaling must be None or a mapping like {{'type': 'yarn', 'factor': 4, ...}}; got {type(scaling).__name__}"
+        )
+    options = dict(scaling)
+    kind = options.pop("type", None)
+    if kind not in SCALING_SCHEMES:
+        raise ValueError(f"scaling['type'] must be one of {sorted(SCALING_SCHEMES)}; got {kind!r}")
+    scheme = SCALING_SCHEMES[kind]
+    accepted, required = _scheme_options(scheme)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"scaling type {kind!r} does not accept {unknown}; accepted options: {sorted(accepted)}")
+    missing = sorted(required - set(options))
+    if missing:
+        raise TypeError(f"scaling type {kind!r} needs {missing}; accepted options: {sorted(accepted)}")
+    for name in ("factor", "original_max_position"):
+        if name in options:
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"scaling[{name!r}] must be a positive number; got {value!r}")
+    return scheme(base, theta=theta, rotary_dim=rotary_dim, **options)

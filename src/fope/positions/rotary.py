@@ -1,0 +1,126 @@
+"""Rotary position encodings: the single ``apply_rotary`` and RoPE with its frequency schemes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fope.positions._checks import (
+    LAYOUTS,
+    check_choice,
+    check_float,
+    check_qk,
+    check_rotary_dims,
+    resolve_positions,
+)
+from fope.positions.base import PositionEncoding
+from fope.positions.frequencies import scaled_frequencies
+
+__all__ = ["RoPE", "RotaryEncoding", "apply_rotary", "rotate_half"]
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """``[x1, x2] -> [-x2, x1]`` over the last dimension (the half / GPT-NeoX layout)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "half") -> Tensor:
+    """Rotate every pair ``(a, b)`` of ``x`` into ``(a*c - b*s, b*c + a*s)``, i.e. ``x*cos + rotate_half(x)*sin``.
+
+    ``x`` is ``(B, H, T, D)``; ``cos`` and ``sin`` hold one value per pair, shape ``(B|1, Hc|1, T, P)`` with
+    ``2P <= D`` and ``H % Hc == 0`` (head ``h`` uses group ``h // (H // Hc)``). Pairs are ``(j, j + P)`` in the
+    "half" layout (GPT-NeoX, Llama) and ``(2j, 2j + 1)`` in the "interleaved" layout (GPT-J); dimensions past ``2P``
+    pass through unchanged (partial rotary). The arithmetic runs in float32 and the result has ``x``'s dtype.
+    """
+    check_choice("layout", layout, LAYOUTS)
+    heads, dim = x.shape[1], x.shape[-1]
+    pairs, groups = cos.shape[-1], cos.shape[1]
+    rotary = x[..., : 2 * pairs].float()
+    grouped = groups not in (1, heads)
+    if grouped:
+        rotary = rotary.unflatten(1, (groups, heads // groups))
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+    if layout == "half":
+        a, b = rotary.unflatten(-1, (2, pairs)).unbind(-2)
+        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-2).flatten(-2)
+    else:
+        a, b = rotary.unflatten(-1, (pairs, 2)).unbind(-1)
+        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+    if grouped:
+        out = out.flatten(1, 2)
+    out = out.to(x.dtype)
+    if 2 * pairs < dim:
+        out = torch.cat((out, x[..., 2 * pairs :]), dim=-1)
+    return out
+
+
+class RotaryEncoding(PositionEncoding):
+    """Shared forward of RoPE and FoPE: per-pair ``(cos, sin)`` features of the positions, then ``apply_rotary``."""
+
+    kind = "rotary"
+    head_dim: int
+    rotary_dim: int
+    layout: str
+    num_heads: int | None = None
+    num_kv_heads: int | None = None
+
+    def features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(cos, sin)`` per rotary pair for integer positions ``(T,)`` or ``(B, T)``: float32 ``(B|1, Hc|1, T, P)``."""
+        raise NotImplementedError
+
+    def forward(self, q: Tensor, k: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        check_qk(q, k, head_dim=self.head_dim, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads)
+        positions = resolve_positions(positions, batch=q.shape[0], length=q.shape[2], device=q.device)
+        cos, sin = self.features(positions)
+        return apply_rotary(q, cos, sin, self.layout), apply_rotary(k, cos, sin, self.layout)
+
+    @staticmethod
+    def _angles(positions: Tensor, frequencies: Tensor) -> Tensor:
+        """``n * w`` in float32, shape ``(B|1, T, F)``."""
+        if positions.dim() == 1:
+            positions = positions.unsqueeze(0)
+        return positions.to(torch.float32).unsqueeze(-1) * frequencies.to(torch.float32)
+
+
+class RoPE(RotaryEncoding):
+    """Rotary position embedding (Su et al. 2021): pair ``i`` turns by ``w_i * n``, ``w_i = theta ** (-2i / d)``.
+
+    ``scaling`` selects a frequency scheme from ``fope.positions.frequencies.SCALING_SCHEMES`` (PI, NTK, YaRN, p-RoPE),
+    e.g. ``{"type": "yarn", "factor": 4, "original_max_position": 512}``.
+    """
+
+    def __init__(
+        self,
+        head_dim: int,
+        theta: float = 10000.0,
+        layout: str = "half",
+        rotary_dim: int | None = None,
+        scaling: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.head_dim, self.rotary_dim = check_rotary_dims(head_dim, rotary_dim)
+        self.theta = check_float("theta", theta, minimum=1.0, strict=True)
+        self.layout = check_choice("layout", layout, LAYOUTS)
+        self.scaling = dict(scaling) if scaling is not None else None
+        frequencies, attention_factor = scaled_frequencies(self.rotary_dim, self.theta, scaling)
+        self.attention_factor = attention_factor
+        self.register_buffer("inv_freq", frequencies.to(torch.float32), persistent=False)
+
+    _float32_buffers = ("inv_freq",)
+
+    def features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        angles = self._angles(positions, self.inv_freq)
+        cos, sin = angles.cos(), angles.sin()
+        if self.attention_factor != 1.0:
+            cos, sin = cos * self.attention_factor, sin * self.attention_factor
+        return cos.unsqueeze(1), sin.unsqueeze(1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, theta={self.theta:g}, layout={self.layout!r}, "
+            f"scaling={self.scaling}"
+        )
