@@ -11,9 +11,9 @@ from torch import Tensor, nn
 class PositionEncoding(nn.Module):
     """``q, k = pe(q, k, positions=None)`` and ``pe.attention_bias(q_positions, k_positions)``.
 
-    ``q`` has shape ``(B, Hq, T, D)``, ``k`` ``(B, Hkv, T, D)``; ``positions`` is an integer tensor ``(T,)`` or ``(B, T)``
-    (default ``arange(T)``). Rotary schemes transform q and k and return no bias; bias schemes leave q and k alone and
-    return an additive ``(Hq, Tq, Tk)`` (or ``(B, Hq, Tq, Tk)``) bias.
+    ``q`` has shape ``(B, Hq, T, D)``, ``k`` ``(B, Hkv, T, D)``; ``positions`` is an integer tensor ``(T,)`` or
+    ``(B, T)`` (default ``arange(T)``). Rotary schemes transform q and k and return no bias; bias schemes leave q and k
+    alone and return an additive ``(Hq, Tq, Tk)`` (or ``(B, Hq, Tq, Tk)``) bias.
     """
 
     #: "rotary", "bias" or "none": how the scheme reaches the attention scores.

@@ -52,9 +52,7 @@ class ALiBi(PositionEncoding):
         resolve_positions(positions, batch=q.shape[0], length=q.shape[2], device=q.device)
         return q, k
 
-    def attention_bias(
-        self, q_positions: Tensor, k_positions: Tensor, *, dtype: torch.dtype = torch.float32
-    ) -> Tensor:
+    def attention_bias(self, q_positions: Tensor, k_positions: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
         """``-slope_h * |q - k|`` of shape ``(Hq, Tq, Tk)``, or ``(B, Hq, Tq, Tk)`` if either positions are ``(B, T)``.
 
         Distances are computed in float32 and the result is cast to ``dtype`` (pass the attention compute dtype).

@@ -1,6 +1,6 @@
 """FoPE: Fourier Position Embedding (Hua et al., ICML 2025), exactly as ``docs/fope-spec.md`` pins it down.
 
-Each output rotary pair ``j < d_out`` of coefficient head ``h`` carries a Fourier series over the ``K`` kept frequencies:
+Each output rotary pair ``j < d_out`` of coefficient head ``h`` is a Fourier series over the ``K`` kept frequencies:
 
     c[h, j](n) = sum_k cos_coef[h, k, j] * cos(w_k * n)
     s[h, j](n) = sum_k sin_coef[h, k, j] * sin(w_k * n)
@@ -132,8 +132,9 @@ class FoPE(RotaryEncoding):
         base = rope_frequencies(self.rotary_dim, self.theta)
         if num_inv_freq is not None:
             if not clip_floor:
-                raise ValueError("num_inv_freq keeps only the first frequencies, which is floor clipping: "
-                                 "it needs clip_floor=True")
+                raise ValueError(
+                    "num_inv_freq keeps only the first frequencies, which is floor clipping: it needs clip_floor=True"
+                )
             num_kept = check_int("num_inv_freq", num_inv_freq, minimum=1)
             if num_kept > num_pairs:
                 raise ValueError(f"num_inv_freq must be <= rotary_dim / 2 = {num_pairs}; got {num_kept}")
@@ -153,8 +154,10 @@ class FoPE(RotaryEncoding):
             self.output_dim = resolve_output_dim(output_dim, num_kept, self.rotary_dim)
         else:
             if output_dim not in ("official", "square", num_kept):
-                raise ValueError(f"fourier=False keeps one pair per kept frequency (output_dim={num_kept}); "
-                                 f"got output_dim={output_dim!r}")
+                raise ValueError(
+                    f"fourier=False keeps one pair per kept frequency (output_dim={num_kept}); "
+                    f"got output_dim={output_dim!r}"
+                )
             self.output_dim = num_kept
             self.zero_pad = "identity"  # zero frequency: cos(0) = 1, sin(0) = 0, as in the authors' RoPE path
 
@@ -194,7 +197,8 @@ class FoPE(RotaryEncoding):
         return (
             f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, num_heads={self.num_heads}, "
             f"num_kv_heads={self.num_kv_heads}, train_length={self.train_length}, kept={self.num_kept}/"
-            f"{self.rotary_dim // 2}, output_dim={self.output_dim}, sigma={self.sigma:g}, clip_floor={self.clip_floor}, "
-            f"fourier={self.fourier}, zero_pad={self.zero_pad!r}, share_heads={self.share_heads}, "
-            f"learnable={self.learnable}, layout={self.layout!r}, scaling={self.scaling}"
+            f"{self.rotary_dim // 2}, output_dim={self.output_dim}, sigma={self.sigma:g}, "
+            f"clip_floor={self.clip_floor}, fourier={self.fourier}, zero_pad={self.zero_pad!r}, "
+            f"share_heads={self.share_heads}, learnable={self.learnable}, layout={self.layout!r}, "
+            f"scaling={self.scaling}"
         )

@@ -61,7 +61,9 @@ def build_position_encoding(name: str, **options: Any) -> PositionEncoding:
     kwargs: dict[str, Any] = dict(variant.fixed)
     if variant.scaling_type is not None:
         if options.get("scaling") is not None:
-            raise TypeError(f"{name!r} sets its own scaling; pass its options flat or use the base scheme with scaling=")
+            raise TypeError(
+                f"{name!r} sets its own scaling; pass its options flat or use the base scheme with scaling="
+            )
         options.pop("scaling", None)
         scheme_options, _ = _scheme_options(SCALING_SCHEMES[variant.scaling_type])
         kwargs["scaling"] = {"type": variant.scaling_type}

@@ -69,7 +69,7 @@ class RotaryEncoding(PositionEncoding):
     num_kv_heads: int | None = None
 
     def features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """``(cos, sin)`` per rotary pair for integer positions ``(T,)`` or ``(B, T)``: float32 ``(B|1, Hc|1, T, P)``."""
+        """``(cos, sin)`` per rotary pair for integer positions ``(T,)``/``(B, T)``: float32 ``(B|1, Hc|1, T, P)``."""
         raise NotImplementedError
 
     def forward(self, q: Tensor, k: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,53 @@
+"""build_position_encoding: names, flat extension options, structural options, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fope.positions import POSITION_ENCODINGS, ALiBi, FoPE, NoPE, RoPE, build_position_encoding
+
+STRUCTURE = {"head_dim": 32, "num_heads": 4, "num_kv_heads": 2, "train_length": 128}
+
+
+@pytest.mark.parametrize("name", sorted(POSITION_ENCODINGS))
+def test_every_registered_name_builds_and_runs(name):
+    extension = {"factor": 2.0, "original_max_position": 128} if "yarn" in name else {}
+    if name in ("pi", "rope-pi", "ntk", "rope-ntk", "fope-pi"):
+        extension = {"factor": 2.0}
+    if name == "p-rope":
+        extension = {"drop_fraction": 0.25}
+    pe = build_position_encoding(name, **STRUCTURE, **extension)
+    assert isinstance(pe, POSITION_ENCODINGS[name].cls)
+    q, k = torch.randn(1, 4, 3, 32), torch.randn(1, 2, 3, 32)
+    q_out, k_out = pe(q, k)
+    assert q_out.shape == q.shape and k_out.shape == k.shape
+
+
+def test_variants_set_their_options():
+    assert isinstance(build_position_encoding("rope", **STRUCTURE), RoPE)
+    assert isinstance(build_position_encoding("alibi", **STRUCTURE), ALiBi)
+    assert isinstance(build_position_encoding("nope", **STRUCTURE), NoPE)
+    no_fs = build_position_encoding("fope-no-fs", **STRUCTURE)
+    assert isinstance(no_fs, FoPE) and no_fs.fourier is False
+    assert build_position_encoding("fope-no-cf", **STRUCTURE).clip_floor is False
+    yarn = build_position_encoding("yarn", head_dim=64, factor=16.0, original_max_position=512, beta_fast=32)
+    assert yarn.scaling == {"type": "yarn", "factor": 16.0, "original_max_position": 512, "beta_fast": 32}
+    assert yarn.attention_factor > 1
+    fope_yarn = build_position_encoding("fope-yarn", **STRUCTURE, factor=2.0, original_max_position=128, sigma=0.1)
+    assert fope_yarn.sigma == 0.1 and fope_yarn.scaling["type"] == "yarn"
+    direct = build_position_encoding("rope", head_dim=64, scaling={"type": "linear", "factor": 2.0})
+    torch.testing.assert_close(direct.inv_freq, RoPE(64).inv_freq / 2)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"unknown position encoding 'rotary'; known: \["):
+        build_position_encoding("rotary", head_dim=32)
+    with pytest.raises(TypeError, match="'rope' does not accept option 'sigma'"):
+        build_position_encoding("rope", head_dim=32, sigma=0.3)
+    with pytest.raises(ValueError, match="'fope-no-cf' fixes clip_floor=False; got clip_floor=True"):
+        build_position_encoding("fope-no-cf", **STRUCTURE, clip_floor=True)
+    with pytest.raises(TypeError, match="'yarn' sets its own scaling"):
+        build_position_encoding("yarn", head_dim=32, scaling={"type": "linear", "factor": 2})
+    with pytest.raises(TypeError, match=r"needs \['factor'\]"):
+        build_position_encoding("pi", head_dim=32)

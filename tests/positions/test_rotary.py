@@ -1,0 +1,170 @@
+"""RoPE and apply_rotary: complex-number reference, transformers parity, layouts, partial rotary, scaling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fope.positions import RoPE, apply_rotary, rotate_half
+from tests.positions.reference import frequencies, rope_reference
+
+
+def qk(batch=2, q_heads=4, kv_heads=2, length=7, dim=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, q_heads, length, dim, generator=g), torch.randn(batch, kv_heads, length, dim, generator=g)
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_rope_matches_complex_reference(layout):
+    q, k = qk()
+    positions = torch.randint(0, 3000, (2, 7), generator=torch.Generator().manual_seed(0))
+    q_out, k_out = RoPE(32, layout=layout)(q, k, positions)
+    freqs = frequencies(32, 1e4)
+    torch.testing.assert_close(q_out.double(), rope_reference(q, positions, freqs, layout=layout), atol=1e-3, rtol=0)
+    torch.testing.assert_close(k_out.double(), rope_reference(k, positions, freqs, layout=layout), atol=1e-3, rtol=0)
+
+
+def test_apply_rotary_is_the_rotate_half_formula():
+    x = torch.randn(2, 3, 5, 16)
+    angles = torch.randn(1, 1, 5, 8)
+    cos, sin = angles.cos(), angles.sin()
+    expected = x * torch.cat((cos, cos), -1) + rotate_half(x) * torch.cat((sin, sin), -1)
+    torch.testing.assert_close(apply_rotary(x, cos, sin, "half"), expected)
+
+
+def test_partial_rotary_passes_the_rest_through():
+    q, k = qk(dim=32)
+    q_out, k_out = RoPE(32, rotary_dim=16)(q, k)
+    assert torch.equal(q_out[..., 16:], q[..., 16:]) and torch.equal(k_out[..., 16:], k[..., 16:])
+    torch.testing.assert_close(q_out[..., :16], RoPE(16)(q[..., :16].contiguous(), k[..., :16].contiguous())[0])
+
+
+def test_rope_scores_depend_on_distance_only():
+    q, k = qk(batch=1, q_heads=2, kv_heads=2, length=6)
+    rope = RoPE(32)
+
+    def scores(offset):
+        a, b = rope(q, k, torch.arange(6) + offset)
+        return a @ b.transpose(-1, -2)
+
+    torch.testing.assert_close(scores(0), scores(1234), atol=2e-4, rtol=1e-4)
+
+
+def test_rope_preserves_norms():
+    q, k = qk()
+    q_out, _ = RoPE(32)(q, k, torch.arange(7) * 100)
+    torch.testing.assert_close(q_out.norm(dim=-1), q.norm(dim=-1))
+
+
+def _hf_rope(head_dim: int, rope_parameters: dict, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama import modeling_llama
+
+    config = transformers.LlamaConfig(
+        hidden_size=head_dim * 2,
+        num_attention_heads=2,
+        head_dim=head_dim,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_theta": 10000.0, **rope_parameters},
+    )
+    rotary = modeling_llama.LlamaRotaryEmbedding(config)
+    cos, sin = rotary(x, positions.unsqueeze(0))
+    out, _ = modeling_llama.apply_rotary_pos_emb(x, x, cos, sin)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("scaling", "hf_parameters"),
+    [
+        (None, {"rope_type": "default"}),
+        ({"type": "linear", "factor": 4.0}, {"rope_type": "linear", "factor": 4.0}),
+        (
+            {"type": "yarn", "factor": 16.0, "original_max_position": 512},
+            {"rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 512},
+        ),
+        (
+            {"type": "yarn", "factor": 4.0, "original_max_position": 256, "beta_fast": 16, "beta_slow": 2},
+            {
+                "rope_type": "yarn",
+                "factor": 4.0,
+                "original_max_position_embeddings": 256,
+                "beta_fast": 16,
+                "beta_slow": 2,
+            },
+        ),
+    ],
+)
+def test_parity_with_transformers(scaling, hf_parameters):
+    x = torch.randn(1, 2, 9, 64, generator=torch.Generator().manual_seed(0))
+    positions = torch.arange(9) * 97
+    ours, _ = RoPE(64, scaling=scaling)(x, x, positions)
+    torch.testing.assert_close(ours, _hf_rope(64, hf_parameters, positions, x), atol=1e-4, rtol=1e-4)
+
+
+def test_ntk_keeps_the_highest_and_interpolates_the_lowest_frequency():
+    plain, ntk = RoPE(64), RoPE(64, scaling={"type": "ntk", "factor": 8.0})
+    torch.testing.assert_close(ntk.inv_freq[0], plain.inv_freq[0])
+    torch.testing.assert_close(ntk.inv_freq[-1], plain.inv_freq[-1] / 8, rtol=1e-5, atol=0)
+    assert torch.all(ntk.inv_freq <= plain.inv_freq)
+
+
+def test_yarn_attention_factor_scales_q_and_k():
+    q, k = qk()
+    options = {"type": "yarn", "factor": 8.0, "original_max_position": 512}
+    yarn = RoPE(32, scaling=options)
+    cold = RoPE(32, scaling={**options, "attention_factor": 1.0})
+    factor = 0.1 * math.log(8) + 1
+    assert yarn.attention_factor == pytest.approx(factor)
+    torch.testing.assert_close(yarn(q, k)[0], cold(q, k)[0] * factor)
+
+
+def test_p_rope_makes_the_lowest_frequencies_position_free():
+    rope = RoPE(32, scaling={"type": "p-rope", "drop_fraction": 0.25})
+    assert torch.all(rope.inv_freq[-4:] == 0) and torch.all(rope.inv_freq[:-4] > 0)
+    q, k = qk()
+    q_out, _ = rope(q, k, torch.arange(7) + 500)
+    dropped = [12, 13, 14, 15, 28, 29, 30, 31]  # pairs (j, j + 16) for the 4 lowest frequencies
+    assert torch.equal(q_out[..., dropped], q[..., dropped])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_inputs_keep_positions_distinct(dtype):
+    rope = RoPE(32)
+    x = torch.randn(32).expand(1, 1, 2, 32).to(dtype)
+    out, _ = rope(x, x, torch.tensor([2000, 2001]))
+    assert out.dtype == dtype
+    assert not torch.equal(out[0, 0, 0], out[0, 0, 1])
+    exact, _ = rope(x.float(), x.float(), torch.tensor([2000, 2001]))
+    torch.testing.assert_close(out.float(), exact, atol=5e-2, rtol=2e-2)
+    rope.to(dtype)
+    assert rope.inv_freq.dtype == torch.float32
+
+
+def test_compile_fullgraph():
+    rope = RoPE(32, scaling={"type": "yarn", "factor": 4.0, "original_max_position": 64})
+    q, k = qk()
+    compiled = torch.compile(rope, fullgraph=True)
+    for a, b in zip(compiled(q, k), rope(q, k), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"head_dim must be even.*got 33"):
+        RoPE(33)
+    with pytest.raises(ValueError, match="rotary_dim must be even and <= head_dim=32; got 48"):
+        RoPE(32, rotary_dim=48)
+    with pytest.raises(ValueError, match=r"theta must be > 1.0; got 1.0"):
+        RoPE(32, theta=1.0)
+    with pytest.raises(TypeError, match=r"scaling type 'yarn' needs \['original_max_position'\]"):
+        RoPE(32, scaling={"type": "yarn", "factor": 2.0})
+    with pytest.raises(TypeError, match=r"does not accept \['beta'\]"):
+        RoPE(32, scaling={"type": "linear", "factor": 2.0, "beta": 1})
+    with pytest.raises(ValueError, match=r"scaling\['factor'\] must be a positive number; got -2"):
+        RoPE(32, scaling={"type": "linear", "factor": -2})
+    q, k = qk()
+    with pytest.raises(ValueError, match=r"q heads \(4\) must be a multiple of k heads \(3\)"):
+        RoPE(32)(q, torch.randn(2, 3, 7, 32))
+    with pytest.raises(ValueError, match="must agree in batch, seq_len and head_dim"):
+        RoPE(32)(q, k[:, :, :5])
