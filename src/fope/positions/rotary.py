@@ -37,6 +37,12 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "half") -> T
     pass through unchanged (partial rotary). The arithmetic runs in float32 and the result has ``x``'s dtype.
     """
     check_choice("layout", layout, LAYOUTS)
+    if cos.requires_grad or sin.requires_grad:  # learnable features: let autograd differentiate through them
+        return _rotate(x, cos, sin, layout)
+    return _Rotation.apply(x, cos, sin, layout)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
     heads, dim = x.shape[1], x.shape[-1]
     pairs, groups = cos.shape[-1], cos.shape[1]
     rotary = x[..., : 2 * pairs].float()
@@ -56,6 +62,25 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "half") -> T
     if 2 * pairs < dim:
         out = torch.cat((out, x[..., 2 * pairs :]), dim=-1)
     return out
+
+
+class _Rotation(torch.autograd.Function):
+    """The pair map ``[[c, -s], [s, c]]`` is linear in x: its backward is the same map with ``-s`` (the transpose).
+
+    Saving only ``cos`` and ``sin`` (not float32 copies of q and k) keeps training memory at long context down and
+    makes the backward pass cost what the forward costs.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        ctx.layout = layout
+        return _rotate(x, cos, sin, layout)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, -sin, ctx.layout), None, None, None
 
 
 class RotaryEncoding(PositionEncoding):

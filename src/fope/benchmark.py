@@ -1,0 +1,158 @@
+"""Benchmark of position-encoding application: forward + backward time of FoPE, RoPE and YaRN on q and k.
+
+Reports each scheme's time, FoPE / RoPE as a ratio measured in the same run (schemes are interleaved repeat by repeat,
+so drift in machine load hits all of them alike), and the bytes the application must move at minimum against a
+measured memory-copy bandwidth: how far each one is from the memory-bound floor.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from fope.positions import PositionEncoding, build_position_encoding
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class BenchmarkRow:
+    """One (shape, dtype, scheme) measurement."""
+
+    scheme: str
+    shape: str
+    dtype: str
+    compiled: bool
+    median_ms: float
+    ratio_to_rope: float
+    min_bytes: int
+    floor_ms: float
+    fraction_of_bandwidth: float
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def copy_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 10) -> float:
+    """Measured memory-copy bandwidth in bytes/s (``dst.copy_(src)`` reads and writes ``megabytes`` each)."""
+    src = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 2 * src.numel() * src.element_size() / min(times)
+
+
+def _minimum_bytes(q: torch.Tensor, k: torch.Tensor) -> int:
+    """Bytes the fused forward + backward must move: read q, k and write q', k'; read dq', dk' and write dq, dk."""
+    return 4 * (q.numel() + k.numel()) * q.element_size()
+
+
+def _step(pe: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, grad_q: torch.Tensor, grad_k: torch.Tensor) -> None:
+    q_out, k_out = pe(q, k)
+    torch.autograd.backward((q_out, k_out), (grad_q, grad_k))
+
+
+def run_position_benchmark(
+    device: str | None = None,
+    quick: bool = False,
+    json_path: str | Path | None = None,
+    compile: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Time forward + backward of FoPE, RoPE and YaRN on ``(B, H, T, D)`` q and k; return rows and the bandwidth."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch, heads, length = (1, 4, 512) if quick else (4, 8, 4096)
+    repeats = 3 if quick else 10
+    bandwidth = copy_bandwidth(dev, megabytes=16 if quick else 256)
+    rows: list[BenchmarkRow] = []
+    for head_dim in (64, 128):
+        schemes: dict[str, PositionEncoding] = {
+            "rope": build_position_encoding("rope", head_dim=head_dim),
+            "yarn": build_position_encoding("yarn", head_dim=head_dim, factor=8.0, original_max_position=512),
+            "fope": build_position_encoding("fope", head_dim=head_dim, num_heads=heads, train_length=512, seed=0),
+        }
+        for dtype_name, dtype in DTYPES.items():
+            shape = f"B={batch} H={heads} T={length} D={head_dim}"
+            if progress:
+                progress(f"benchmarking {shape} {dtype_name} on {dev.type}")
+            generator = torch.Generator(device=dev).manual_seed(0)
+            q, k, grad_q, grad_k = (
+                torch.randn(batch, heads, length, head_dim, device=dev, generator=generator).to(dtype) for _ in range(4)
+            )
+            q.requires_grad_(True)
+            k.requires_grad_(True)
+            modules = {name: pe.to(dev) for name, pe in schemes.items()}
+            if compile:
+                torch.compiler.reset()  # schemes share RotaryEncoding.forward: keep under the recompile limit
+                modules = {name: torch.compile(pe, fullgraph=True, dynamic=False) for name, pe in modules.items()}
+            times: dict[str, list[float]] = {name: [] for name in modules}
+            for pe in modules.values():  # warm-up (and compilation)
+                for _ in range(2):
+                    _step(pe, q, k, grad_q, grad_k)
+            for _ in range(repeats):
+                for name, pe in modules.items():
+                    q.grad = k.grad = None
+                    _synchronize(dev)
+                    start = time.perf_counter()
+                    _step(pe, q, k, grad_q, grad_k)
+                    _synchronize(dev)
+                    times[name].append(time.perf_counter() - start)
+            medians = {name: statistics.median(values) for name, values in times.items()}
+            min_bytes = _minimum_bytes(q, k)
+            floor = min_bytes / bandwidth
+            for name, median in medians.items():
+                rows.append(
+                    BenchmarkRow(
+                        scheme=name,
+                        shape=shape,
+                        dtype=dtype_name,
+                        compiled=compile,
+                        median_ms=median * 1e3,
+                        ratio_to_rope=median / medians["rope"],
+                        min_bytes=min_bytes,
+                        floor_ms=floor * 1e3,
+                        fraction_of_bandwidth=floor / median,
+                    )
+                )
+    results = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "copy_bandwidth_gb_s": bandwidth / 1e9,
+        "repeats": repeats,
+        "rows": [asdict(row) for row in rows],
+    }
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def format_position_benchmark(results: dict) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        f"device: {results['device']}, torch {results['torch']}, "
+        f"copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s, median of {results['repeats']}",
+        "",
+        "| shape | dtype | compiled | scheme | fwd+bwd ms | / RoPE | min MB moved | floor ms | % of bandwidth |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        lines.append(
+            f"| {row['shape']} | {row['dtype']} | {'yes' if row['compiled'] else 'no'} | {row['scheme']} | "
+            f"{row['median_ms']:.1f} | {row['ratio_to_rope']:.2f} | {row['min_bytes'] / 2**20:.0f} | "
+            f"{row['floor_ms']:.1f} | {100 * row['fraction_of_bandwidth']:.0f}% |"
+        )
+    return "\n".join(lines)
