@@ -1,0 +1,1 @@
+"""Length-generalization evaluation: perplexity against length and passkey retrieval."""

@@ -1,0 +1,66 @@
+"""Where evaluation text comes from: spans inside single documents, spread over the whole held-out set.
+
+Every length is evaluated on the same spans (each ``max_length + 1`` tokens long), cut into non-overlapping windows
+of ``length + 1`` tokens, so differences between lengths come from the context length and not from different text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Span:
+    """``length`` tokens of document ``document`` starting at ``start`` (``document == -1``: the whole stream)."""
+
+    document: int
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class SpanSelection:
+    """The chosen spans and whether they had to cross document boundaries."""
+
+    spans: list[Span]
+    cross_document: bool
+    eligible_documents: int
+
+
+def select_spans(document_lengths: np.ndarray, span_tokens: int, max_spans: int, seed: int = 0) -> SpanSelection:
+    """Up to ``max_spans`` non-overlapping spans of ``span_tokens`` tokens, each inside one document.
+
+    Every document at least ``span_tokens`` long offers ``length // span_tokens`` slots; slots are drawn uniformly
+    (seeded) from the whole set, so the spans cover the held-out set rather than its first documents. When no document
+    is long enough the documents are taken as one stream (``cross_document=True``; separators included) and say so.
+    """
+    if span_tokens < 2:
+        raise ValueError(f"span_tokens must be >= 2; got {span_tokens}")
+    if max_spans < 1:
+        raise ValueError(f"max_spans must be >= 1; got {max_spans}")
+    lengths = np.asarray(document_lengths, dtype=np.int64)
+    slots = [(doc, k * span_tokens) for doc, n in enumerate(lengths) for k in range(int(n) // span_tokens)]
+    cross_document = not slots
+    if cross_document:
+        total = int(lengths.sum() + len(lengths))  # each document is followed by one separator token in the stream
+        slots = [(-1, k * span_tokens) for k in range(total // span_tokens)]
+        if not slots:
+            raise ValueError(f"the evaluation data holds {total} tokens, fewer than one span of {span_tokens}")
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(slots), size=min(max_spans, len(slots)), replace=False).tolist())
+    spans = [Span(slots[i][0], slots[i][1], span_tokens) for i in chosen]
+    eligible = int((lengths >= span_tokens).sum())
+    return SpanSelection(spans, cross_document, eligible)
+
+
+def windows(span_tokens: np.ndarray, length: int) -> np.ndarray:
+    """Non-overlapping windows of ``length + 1`` tokens cut from a span: ``(num_windows, length + 1)``."""
+    count = len(span_tokens) // (length + 1)
+    return np.asarray(span_tokens[: count * (length + 1)]).reshape(count, length + 1)
+
+
+def position_buckets(max_length: int, bucket: int) -> list[tuple[int, int]]:
+    """``[start, end)`` position ranges of ``bucket`` tokens covering ``max_length`` positions."""
+    return [(start, min(start + bucket, max_length)) for start in range(0, max_length, bucket)]

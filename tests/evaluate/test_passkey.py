@@ -1,0 +1,123 @@
+"""The passkey prompt builder and scorer: protocol text, length targets, depth, keys, scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fope.evaluate.passkey import (
+    FILLER,
+    INSTRUCTION,
+    QUESTION,
+    PasskeyTrial,
+    build_passkey_prompt,
+    filler,
+    first_integer,
+    passkey_text,
+    passkey_training_example,
+    score_answer,
+    summarize_trials,
+)
+
+
+def byte_encode(text: str) -> list[int]:
+    return list(text.encode("utf-8"))
+
+
+def word_encode(text: str) -> list[int]:
+    """A tokenizer whose token count is not proportional to characters."""
+    return [hash(word) % 1000 for word in text.split()]
+
+
+def test_prompt_has_the_five_lines_of_the_protocol():
+    text = passkey_text(4321, filler_chars=300, depth=0.25)
+    lines = text.split("\n")
+    assert len(lines) == 5
+    assert lines[0] == INSTRUCTION
+    assert lines[2] == "The pass key is 4321. Remember it. 4321 is the pass key."
+    assert lines[4] == QUESTION
+    assert len(lines[1]) == 75 and len(lines[3]) == 225  # prefix = round(depth * n), suffix = the rest
+    assert lines[1] == FILLER[:75] and lines[3].startswith(FILLER)  # the suffix restarts at the string's start
+
+
+def test_filler_is_a_slice_of_the_repeated_string():
+    assert filler(0) == ""
+    assert filler(len(FILLER) + 5) == FILLER + FILLER[:5]
+
+
+@pytest.mark.parametrize("encode", [byte_encode, word_encode])
+@pytest.mark.parametrize("target", [300, 1000, 4096])
+def test_length_target_is_the_longest_prompt_that_fits(encode, target):
+    rng = np.random.default_rng(0)
+    prompt = build_passkey_prompt(encode, target, rng)
+    assert prompt.num_tokens <= target
+    assert prompt.filler_chars % 128 == 0
+    longer = passkey_text(prompt.key, prompt.filler_chars + 128, prompt.depth)
+    assert len(encode(longer)) > target  # one more step of filler would not fit
+    assert prompt.token_ids == encode(prompt.text)
+
+
+def test_keys_and_depths_are_seeded_and_in_range():
+    a = [build_passkey_prompt(byte_encode, 600, np.random.default_rng(s)) for s in range(200)]
+    b = [build_passkey_prompt(byte_encode, 600, np.random.default_rng(s)) for s in range(200)]
+    assert [(p.key, p.depth) for p in a] == [(p.key, p.depth) for p in b]
+    keys = np.array([p.key for p in a])
+    depths = np.array([p.depth for p in a])
+    assert keys.min() >= 1 and keys.max() <= 50000 and len(set(keys)) > 190
+    assert depths.min() < 0.1 and depths.max() > 0.9
+    fixed = build_passkey_prompt(byte_encode, 600, np.random.default_rng(0), key=7, depth=1.0)
+    assert fixed.text.split("\n")[3] == "" and "The pass key is 7." in fixed.text
+
+
+def test_target_too_short_is_an_error():
+    with pytest.raises(ValueError, match="target_tokens=50 is shorter than the passkey prompt"):
+        build_passkey_prompt(byte_encode, 50, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="depth must be in"):
+        build_passkey_prompt(byte_encode, 500, np.random.default_rng(0), depth=1.5)
+
+
+@pytest.mark.parametrize(
+    ("continuation", "key", "correct"),
+    [
+        (" 31415. Remember", 31415, True),
+        ("31415", 31415, True),
+        (" 3141. 31415", 31415, False),  # the first integer counts, not any integer
+        (" the key is 12 and 31415", 31415, False),
+        (" no idea", 31415, False),  # missing answer
+        ("", 31415, False),
+        (" 314150", 31415, False),
+    ],
+)
+def test_scoring(continuation, key, correct):
+    assert score_answer(continuation, key) is correct
+
+
+def test_first_integer():
+    assert first_integer("a 12 b 34") == 12
+    assert first_integer("none") is None
+
+
+def test_training_examples_fit_and_end_with_the_answer():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        ids = passkey_training_example(byte_encode, 400, rng)
+        text = bytes(ids).decode()
+        assert len(ids) <= 400
+        key = int(text.split("The pass key is ")[1].split(".")[0])
+        assert text.endswith(f"{QUESTION} {key}.")
+    with pytest.raises(ValueError, match="max_tokens=100 cannot hold a passkey example"):
+        passkey_training_example(byte_encode, 100, rng)
+
+
+def test_summary_by_length_and_depth():
+    trials = [
+        PasskeyTrial(256, 250, 1, 0.05, " 1", 1, True),
+        PasskeyTrial(256, 250, 2, 0.95, " 3", 3, False),
+        PasskeyTrial(512, 500, 3, 0.5, " 3", 3, True),
+        PasskeyTrial(512, 500, 4, 1.0, "", None, False),
+    ]
+    summary = summarize_trials(trials, depth_bins=2)
+    assert [row["accuracy"] for row in summary["by_length"]] == [0.5, 0.5]
+    assert summary["grid_lengths"] == [256, 512]
+    assert summary["grid_accuracy"] == [[1.0, None], [0.0, 0.5]]
+    assert summary["grid_trials"] == [[1, 0], [1, 2]]
