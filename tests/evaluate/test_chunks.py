@@ -16,7 +16,7 @@ def test_spans_stay_inside_single_documents():
     assert len(selection.spans) == 3 + 10 + 6  # every slot of every long-enough document
     for span in selection.spans:
         assert span.document in (1, 2, 4)
-        assert 0 <= span.start and span.start + span.length <= lengths[span.document]
+        assert span.start >= 0 and span.start + span.length <= lengths[span.document]
     starts = {(s.document, s.start) for s in selection.spans}
     assert len(starts) == len(selection.spans)  # non-overlapping: distinct slots of span_tokens
 
