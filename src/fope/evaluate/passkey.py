@@ -54,9 +54,7 @@ class PasskeyPrompt:
 def passkey_text(key: int, filler_chars: int, depth: float) -> str:
     """The five-line prompt: ``filler_chars`` of filler, ``round(depth * filler_chars)`` of them before the needle."""
     prefix_chars = round(depth * filler_chars)
-    return "\n".join(
-        [INSTRUCTION, filler(prefix_chars), needle(key), filler(filler_chars - prefix_chars), QUESTION]
-    )
+    return "\n".join([INSTRUCTION, filler(prefix_chars), needle(key), filler(filler_chars - prefix_chars), QUESTION])
 
 
 def build_passkey_prompt(

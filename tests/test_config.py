@@ -1,0 +1,85 @@
+"""Config loading: types, unknown keys, nested sections, overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from fope.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.95)
+    name: Literal["adamw", "sgd"] = "adamw"
+
+
+@dataclass
+class Outer:
+    steps: int
+    inner: Inner = field(default_factory=Inner)
+    options: dict[str, object] = field(default_factory=dict)
+    note: str | None = None
+    flag: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1; got {self.steps}")
+
+
+def test_round_trip_and_int_as_float():
+    config = from_dict(Outer, {"steps": 3, "inner": {"lr": 1, "betas": [0.8, 0.9]}, "options": {"a": 1}})
+    assert config.inner.lr == 1.0 and isinstance(config.inner.lr, float)
+    assert config.inner.betas == (0.8, 0.9)
+    assert from_dict(Outer, to_dict(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"steps": 3, "stpes": 4}, "unknown config key stpes"),
+        ({"steps": 3, "inner": {"learning_rate": 1}}, "unknown config key inner.learning_rate"),
+        ({"steps": "3"}, "steps must be an integer; got '3'"),
+        ({"steps": 3.0}, "steps must be an integer; got 3.0"),
+        ({"steps": True}, "steps must be an integer; got True"),
+        ({"steps": 3, "inner": {"lr": "fast"}}, "inner.lr must be a number; got 'fast'"),
+        ({"steps": 3, "inner": {"name": "adam"}}, "inner.name must be one of ['adamw', 'sgd']; got 'adam'"),
+        ({"steps": 3, "inner": {"betas": [0.9]}}, "inner.betas must be a list of 2 items"),
+        ({"steps": 3, "flag": "yes"}, "flag must be true or false"),
+        ({"steps": 3, "note": 5}, "note must be str | null; got 5"),
+        ({"steps": 3, "inner": 5}, "inner must be a mapping of Inner fields"),
+        ({}, "missing config key steps"),
+        ({"steps": 0}, "steps must be >= 1; got 0"),
+    ],
+)
+def test_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        from_dict(Outer, data)
+    assert message in str(info.value)
+
+
+def test_overrides():
+    data = {"steps": 3, "inner": {"lr": 0.1}}
+    out = apply_overrides(data, ["inner.lr=2e-3", "flag=true", "options.theta=500000", "note=hello"])
+    assert out == {"steps": 3, "inner": {"lr": 2e-3}, "flag": True, "options": {"theta": 500000}, "note": "hello"}
+    assert data["inner"]["lr"] == 0.1  # the input is not modified
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(data, ["inner.lr"])
+    with pytest.raises(ConfigError, match="steps is not a section"):
+        apply_overrides(data, ["steps.x=1"])
+
+
+def test_load_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_yaml(listing)
