@@ -55,7 +55,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
     print(f"tokenizer: {data.tokenizer.vocab_size} tokens, eos id {data.tokenizer.eos_id}")
     for split, store in (("train", data.train), ("val", data.val)):
-        print(f"{split}: {store.num_documents} documents, {store.num_tokens} tokens, {store.num_bytes} bytes")
+        print(f"{split}: {store.num_documents} documents, {store.num_tokens} tokens with EOS, {store.num_bytes} bytes")
     return 0
 
 
