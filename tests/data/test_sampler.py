@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fope.data.sampler import WindowSampler
+from fope.data.sampler import IGNORE_INDEX, WindowSampler
 from fope.data.store import TokenStore
 
 VOCAB = 5000
@@ -97,3 +97,18 @@ def test_mixer_errors(store):
     short = WindowSampler(store, seq_len=16, batch_size=8, seed=0, mixers=[(0.5, lambda rng, n, s: torch.zeros(n, s))])
     with pytest.raises(ValueError, match=r"returned shape \(4, 16\); expected \(4, 17\)"):
         short.batch(0)
+
+
+def test_negative_mixer_entries_are_padding(store):
+    def padded(rng: np.random.Generator, n: int, seq_len: int) -> torch.Tensor:
+        rows = torch.full((n, seq_len + 1), 7, dtype=torch.int64)
+        rows[:, :5] = -1  # left padding
+        return rows
+
+    sampler = WindowSampler(store, seq_len=16, batch_size=4, seed=0, mixers=[(0.5, padded)])
+    inputs, targets = sampler.batch(0)
+    mixed = (inputs[:, -1] == 7) & (inputs[:, 0] == store.eos_id)
+    assert int(mixed.sum()) == 2
+    assert torch.all(inputs[mixed, :5] == store.eos_id)
+    assert torch.all(targets[mixed, :4] == IGNORE_INDEX) and torch.all(targets[mixed, 4:] == 7)
+    assert not (inputs < 0).any()

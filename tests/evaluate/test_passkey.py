@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from fope.evaluate.passkey import (
     FILLER,
@@ -13,6 +14,7 @@ from fope.evaluate.passkey import (
     build_passkey_prompt,
     filler,
     first_integer,
+    passkey_mixer,
     passkey_text,
     passkey_training_example,
     score_answer,
@@ -121,3 +123,14 @@ def test_summary_by_length_and_depth():
     assert summary["grid_lengths"] == [256, 512]
     assert summary["grid_accuracy"] == [[1.0, None], [0.0, 0.5]]
     assert summary["grid_trials"] == [[1, 0], [1, 2]]
+
+
+def test_mixer_rows_are_left_padded_examples():
+    mixer = passkey_mixer(byte_encode)
+    rows = mixer(np.random.default_rng(0), 3, 511)
+    assert rows.shape == (3, 512)
+    for row in rows:
+        padding = int((row < 0).sum())
+        assert torch.all(row[:padding] == -1)
+        text = bytes(row[padding:].tolist()).decode()
+        assert text.startswith(INSTRUCTION) and text.endswith(".")

@@ -10,7 +10,10 @@ import torch
 from fope.data.store import TokenStore
 
 #: ``mixer(rng, n, seq_len)`` -> ``(n, seq_len + 1)`` int64 tokens (e.g. passkey-format examples) replacing ``n`` rows.
+#: Negative entries are padding: as inputs they become EOS, as targets ``IGNORE_INDEX`` (no loss).
 Mixer = Callable[[np.random.Generator, int, int], torch.Tensor]
+#: Target id that the loss skips (``torch.nn.functional.cross_entropy``'s default ``ignore_index``).
+IGNORE_INDEX = -100
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -71,7 +74,10 @@ class WindowSampler:
         return rows
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets) of this rank: int64 ``(batch_size // world_size, seq_len)``, targets shifted by one."""
+        """(inputs, targets) of this rank: int64 ``(batch_size // world_size, seq_len)``, targets shifted by one.
+
+        Padding from mixers is EOS in the inputs and ``IGNORE_INDEX`` in the targets.
+        """
         world_size = _check_int("world_size", world_size, 1)
         rank = _check_int("rank", rank, 0)
         if rank >= world_size:
@@ -80,4 +86,7 @@ class WindowSampler:
             raise ValueError(f"batch_size={self.batch_size} (global) must be a multiple of world_size={world_size}")
         per_rank = self.batch_size // world_size
         rows = torch.from_numpy(self.global_batch(step)[rank * per_rank : (rank + 1) * per_rank])
-        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+        inputs, targets = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+        inputs[inputs < 0] = self.store.eos_id
+        targets[targets < 0] = IGNORE_INDEX
+        return inputs, targets

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 INSTRUCTION = (
     "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
@@ -136,6 +137,21 @@ def passkey_training_example(
     target = int(rng.integers(floor, budget + 1))
     prompt = build_passkey_prompt(encode, target, rng, key=key, depth=depth)
     return prompt.token_ids + answer
+
+
+def passkey_mixer(
+    encode: Callable[[str], list[int]], min_tokens: int | None = None
+) -> Callable[[np.random.Generator, int, int], torch.Tensor]:
+    """A ``WindowSampler`` mixer: rows of ``seq_len + 1`` tokens holding one passkey example each, left-padded (-1)."""
+
+    def mix(rng: np.random.Generator, count: int, seq_len: int) -> torch.Tensor:
+        rows = torch.full((count, seq_len + 1), -1, dtype=torch.int64)
+        for row in range(count):
+            example = passkey_training_example(encode, seq_len + 1, rng, min_tokens=min_tokens)
+            rows[row, seq_len + 1 - len(example) :] = torch.tensor(example, dtype=torch.int64)
+        return rows
+
+    return mix
 
 
 @dataclass(frozen=True)
