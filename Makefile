@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fope-installed
 # CPU machines get the CPU build explicitly (a bare `torch` would pull a multi-GB CUDA build);
 # machines with an NVIDIA driver get the newest torch the package's range allows. Override with TORCH_SPEC=...
-TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.3' || echo 'torch==2.13.0')
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.5' || echo 'torch==2.13.0')
 
 .PHONY: venv test lint demo demo-quick bench clean
 

@@ -1,0 +1,553 @@
+"""A decoder-only Llama-style language model whose position encoding is a registry name (``fope.positions``).
+
+Token embedding -> ``num_layers`` pre-norm blocks (RMSNorm, attention, RMSNorm, SwiGLU MLP) -> RMSNorm -> LM head.
+There is no absolute position embedding: every attention layer reaches positions only through its position encoding,
+``q, k = pe(q, k, positions)`` for rotary schemes or the additive ``pe.attention_bias(...)`` for bias schemes (ALiBi).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fope.positions import POSITION_ENCODINGS, PositionEncoding, build_position_encoding
+from fope.positions._checks import resolve_positions
+from fope.positions.registry import STRUCTURAL_OPTIONS
+
+__all__ = ["KVCache", "LMOutput", "ModelConfig", "TransformerLM", "sample_next_token"]
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+
+
+def _check_positive_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number; got {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of ``TransformerLM``; plain data, validated on construction, saved with ``to_dict``.
+
+    ``mlp_ratio`` sets the SwiGLU hidden size ``mlp_ratio * d_model``. The authors' OLMo configs say ``mlp_ratio 8``
+    for the same model: OLMo's fused SwiGLU projection is ``8 * d_model`` wide and its output is halved into value and
+    gate, so their 8 is our 4. ``share_position`` uses one position-encoding module for every layer (for FoPE: one
+    coefficient set, as in the Intern stack) instead of one per layer (the authors' per-layer coefficients).
+    ``position_seed`` seeds the position encoding's random coefficients, layer ``i`` gets ``position_seed + i``;
+    None draws them from the global RNG. ``max_bias_bytes`` bounds the float32 attention bias of bias schemes (ALiBi)
+    built at once: queries are processed in chunks that stay under it.
+    """
+
+    vocab_size: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = False
+    qk_norm: bool = False
+    position: str = "rope"
+    position_options: dict[str, Any] = field(default_factory=dict)
+    train_length: int = 512
+    share_position: bool = False
+    position_seed: int | None = None
+    init_std: float = 0.02
+    max_bias_bytes: int = 64 * 2**20
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "num_layers", "num_heads", "train_length", "max_bias_bytes"):
+            _check_positive_int(name, getattr(self, name))
+        if self.num_kv_heads is not None:
+            _check_positive_int("num_kv_heads", self.num_kv_heads)
+            if self.num_heads % self.num_kv_heads:
+                raise ValueError(
+                    f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads} "
+                    "(grouped-query attention)"
+                )
+        if self.head_dim is not None:
+            _check_positive_int("head_dim", self.head_dim)
+        elif self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model={self.d_model} must be divisible by num_heads={self.num_heads} (or set head_dim explicitly)"
+            )
+        for name in ("mlp_ratio", "norm_eps", "init_std"):
+            _check_positive_number(name, getattr(self, name))
+        if self.mlp_hidden_dim < 1:
+            raise ValueError(f"mlp_ratio * d_model must be >= 1; got {self.mlp_ratio} * {self.d_model}")
+        for name in ("tie_embeddings", "qk_norm", "share_position"):
+            _check_bool(name, getattr(self, name))
+        if self.position not in POSITION_ENCODINGS:
+            raise ValueError(f"position must be one of {sorted(POSITION_ENCODINGS)}; got {self.position!r}")
+        if not isinstance(self.position_options, Mapping):
+            raise TypeError(f"position_options must be a dict; got {type(self.position_options).__name__}")
+        self.position_options = dict(self.position_options)
+        for name in (*STRUCTURAL_OPTIONS, "seed"):
+            if name in self.position_options:
+                field_name = "position_seed" if name == "seed" else name
+                raise ValueError(f"position_options must not set {name!r}; set ModelConfig.{field_name} instead")
+        if self.position_seed is not None and (
+            isinstance(self.position_seed, bool) or not isinstance(self.position_seed, int) or self.position_seed < 0
+        ):
+            raise ValueError(f"position_seed must be None or an int >= 0; got {self.position_seed!r}")
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: ``num_kv_heads``, or ``num_heads`` (multi-head attention) when it is None."""
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
+
+    @property
+    def head_size(self) -> int:
+        """Per-head dimension: ``head_dim``, or ``d_model // num_heads`` when it is None."""
+        return self.d_model // self.num_heads if self.head_dim is None else self.head_dim
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        """SwiGLU hidden size ``round(mlp_ratio * d_model)``."""
+        return round(self.mlp_ratio * self.d_model)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain (JSON/YAML-friendly) dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def build_layer_positions(config: ModelConfig) -> nn.ModuleList:
+    """One position-encoding module per layer, or a single one shared by all layers (``share_position``)."""
+    accepts_seed = "seed" in inspect.signature(POSITION_ENCODINGS[config.position].cls.__init__).parameters
+    modules = []
+    for layer in range(1 if config.share_position else config.num_layers):
+        options = dict(config.position_options)
+        if accepts_seed and config.position_seed is not None:
+            options["seed"] = config.position_seed + layer
+        modules.append(
+            build_position_encoding(
+                config.position,
+                head_dim=config.head_size,
+                num_heads=config.num_heads,
+                num_kv_heads=config.kv_heads,
+                train_length=config.train_length,
+                **options,
+            )
+        )
+    return nn.ModuleList(modules)
+
+
+class KVCache:
+    """Keys, values and positions of the tokens seen so far, for every layer, preallocated for ``max_length`` tokens.
+
+    Pass the same cache to successive ``TransformerLM.forward`` calls: each call appends its tokens. Key/value storage
+    takes the batch size, dtype and device of the first keys written.
+    """
+
+    def __init__(self, num_layers: int, max_length: int) -> None:
+        _check_positive_int("num_layers", num_layers)
+        _check_positive_int("max_length", max_length)
+        self.max_length = max_length
+        self.length = 0
+        self.keys: list[Tensor | None] = [None] * num_layers
+        self.values: list[Tensor | None] = [None] * num_layers
+        self.positions: Tensor | None = None
+
+    def extend(self, positions: Tensor) -> Tensor:
+        """Reserve room for ``positions`` (``(T,)`` or ``(B, T)``) and return the positions of all keys so far."""
+        new_length = self.length + positions.shape[-1]
+        if new_length > self.max_length:
+            raise ValueError(
+                f"KV cache holds at most max_length={self.max_length} tokens; "
+                f"{self.length} cached + {positions.shape[-1]} new = {new_length}"
+            )
+        rows = positions if positions.dim() == 2 else positions.unsqueeze(0)
+        if self.positions is None:
+            self.positions = torch.zeros(rows.shape[0], self.max_length, dtype=torch.long, device=rows.device)
+        elif rows.shape[0] != self.positions.shape[0]:
+            if self.positions.shape[0] != 1 and rows.shape[0] != 1:
+                raise ValueError(
+                    f"KV cache holds positions for batch size {self.positions.shape[0]}; "
+                    f"got positions of shape {tuple(positions.shape)}"
+                )
+            if self.positions.shape[0] == 1:
+                self.positions = self.positions.expand(rows.shape[0], -1).clone()
+        self.positions[:, self.length : new_length] = rows
+        self.length = new_length
+        key_positions = self.positions[:, :new_length]
+        return key_positions[0] if key_positions.shape[0] == 1 else key_positions
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store this layer's new keys/values ``(B, Hkv, T, D)`` (after ``extend``) and return all of them."""
+        if self.keys[layer] is None:
+            batch, heads, _, dim = k.shape
+            self.keys[layer] = k.new_zeros(batch, heads, self.max_length, dim)
+            self.values[layer] = v.new_zeros(batch, heads, self.max_length, v.shape[-1])
+        keys, values = self.keys[layer], self.values[layer]
+        if k.shape[0] != keys.shape[0]:
+            raise ValueError(f"KV cache was filled with batch size {keys.shape[0]}; got keys of shape {tuple(k.shape)}")
+        start = self.length - k.shape[2]
+        keys[:, :, start : self.length] = k
+        values[:, :, start : self.length] = v
+        return keys[:, :, : self.length], values[:, :, : self.length]
+
+
+def causal_mask(num_queries: int, num_keys: int, device: torch.device) -> Tensor:
+    """Boolean ``(Tq, Tk)``, True where visible: the queries are the last ``Tq`` of the ``Tk`` tokens."""
+    query_index = torch.arange(num_keys - num_queries, num_keys, device=device)
+    return torch.arange(num_keys, device=device) <= query_index.unsqueeze(-1)
+
+
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    position: PositionEncoding,
+    q_positions: Tensor,
+    k_positions: Tensor,
+    max_bias_bytes: int,
+) -> Tensor:
+    """Causal attention of queries ``(B, Hq, Tq, D)``, the last ``Tq`` tokens, over keys/values ``(B, Hkv, Tk, D)``.
+
+    Without a bias, SDPA runs with ``is_causal`` (no cache, or a cache prefill) or no mask at all (one query), so
+    flash kernels and ``enable_gqa`` apply; a block of queries after cached keys needs an offset boolean mask.
+    With a bias scheme (ALiBi), queries go in chunks whose float32 bias stays under ``max_bias_bytes``; each chunk
+    sees only the keys up to its last query, and the bias, built in the compute dtype, carries the causal ``-inf``.
+    """
+    num_heads, num_queries, num_keys = q.shape[1], q.shape[2], k.shape[2]
+    grouped = k.shape[1] != num_heads
+    if position.kind != "bias":
+        if num_queries == num_keys or num_queries == 1:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=num_queries > 1, enable_gqa=grouped)
+        mask = causal_mask(num_queries, num_keys, q.device)
+        return F.scaled_dot_product_attention(q, *_repeat_kv(k, v, num_heads), attn_mask=mask)
+    # SDPA's memory-efficient kernels take a mask but not enable_gqa: repeat the key/value heads instead.
+    k, v = _repeat_kv(k, v, num_heads)
+    bias_batch = max(
+        q_positions.shape[0] if q_positions.dim() == 2 else 1, k_positions.shape[0] if k_positions.dim() == 2 else 1
+    )
+    rows = max(1, max_bias_bytes // (4 * bias_batch * num_heads * num_keys))
+    past = num_keys - num_queries
+    outputs = []
+    for start in range(0, num_queries, rows):
+        end = min(start + rows, num_queries)
+        visible = past + end
+        bias = position.attention_bias(q_positions[..., start:end], k_positions[..., :visible], dtype=q.dtype)
+        bias.masked_fill_(~causal_mask(end - start, visible, q.device), float("-inf"))
+        if bias.dim() == 3:
+            bias = bias.unsqueeze(0)  # a 3-D mask sends CPU SDPA to its unfused math kernel; 4-D reaches flash
+        outputs.append(
+            F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, :visible], v[:, :, :visible], attn_mask=bias)
+        )
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+
+
+def _repeat_kv(k: Tensor, v: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
+    groups = num_heads // k.shape[1]
+    if groups == 1:
+        return k, v
+    return k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+
+
+def apply_position(position: PositionEncoding, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    """``position(q, k, positions)`` with autocast off, so position features are computed in float32."""
+    # Autocast would run FoPE's coefficient einsum (a batched matmul) in bf16; q and k are cast back by the library.
+    if torch.is_autocast_enabled(q.device.type):
+        with torch.autocast(q.device.type, enabled=False):
+            return position(q, k, positions)
+    return position(q, k, positions)
+
+
+class Attention(nn.Module):
+    """Multi-head / grouped-query attention: fused q/k/v projection, optional QK-norm, position encoding, SDPA."""
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.kv_heads, config.head_size
+        self.max_bias_bytes = config.max_bias_bytes
+        qkv_dim = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+        self.qkv_proj = nn.Linear(config.d_model, qkv_dim, bias=False)
+        self.out_proj = nn.Linear(self.num_heads * self.head_dim, config.d_model, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps) if config.qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps) if config.qk_norm else None
+
+    def forward(
+        self,
+        x: Tensor,
+        position: PositionEncoding,
+        positions: Tensor,
+        key_positions: Tensor,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        batch, length, _ = x.shape
+        sizes = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim)
+        q, k, v = self.qkv_proj(x).split(sizes, dim=-1)
+        q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_position(position, q, k, positions)
+        if cache is not None:
+            k, v = cache.update(self.layer_index, k, v)
+        out = attend(q, k, v, position, positions, key_positions, self.max_bias_bytes)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate) * up)``; one fused input projection whose output is ``[up, gate]`` (OLMo's order)."""
+
+    def __init__(self, d_model: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.up_gate_proj = nn.Linear(d_model, 2 * hidden_dim, bias=False)
+        self.down_proj = nn.Linear(hidden_dim, d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        up, gate = self.up_gate_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__()
+        self.attention_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.attention = Attention(config, layer_index)
+        self.mlp_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.mlp = SwiGLU(config.d_model, config.mlp_hidden_dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        position: PositionEncoding,
+        positions: Tensor,
+        key_positions: Tensor,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), position, positions, key_positions, cache)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class LMOutput(NamedTuple):
+    """``logits`` ``(B, T, vocab_size)`` and, when targets were given, the mean float32 cross-entropy ``loss``."""
+
+    logits: Tensor
+    loss: Tensor | None = None
+
+
+class TransformerLM(nn.Module):
+    """Decoder-only LM with a pluggable position encoding (``config.position``) and a KV cache for generation.
+
+    Weights start as Normal(0, ``init_std``), except the two projections that write into the residual stream
+    (attention ``out_proj`` and MLP ``down_proj``), which use ``init_std / sqrt(2 * num_layers)`` (GPT-2) so the
+    residual stream's variance does not grow with depth. RMSNorm weights start at one. Position-encoding modules keep
+    their own initialisation (FoPE's coefficients).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig; got {type(config).__name__}")
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config, index) for index in range(config.num_layers))
+        self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.position_modules = build_layer_positions(config)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise embeddings, linear and norm weights as described in the class docstring."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, nn.RMSNorm):
+                nn.init.ones_(module.weight)
+        residual_std = std / math.sqrt(2 * self.config.num_layers)
+        for block in self.layers:
+            nn.init.normal_(block.attention.out_proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.mlp.down_proj.weight, mean=0.0, std=residual_std)
+
+    def position_encodings(self) -> list[PositionEncoding]:
+        """Each layer's position encoding, in layer order (the same module repeated when ``share_position``)."""
+        modules = list(self.position_modules)
+        return [modules[0 if len(modules) == 1 else index] for index in range(self.config.num_layers)]
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Trainable and frozen parameters (tied weights counted once); optionally without the vocabulary matrices.
+
+        ``exclude_embeddings`` leaves out the token embedding and the LM head (when not tied); frozen FoPE
+        coefficients are buffers and never counted.
+        """
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            total -= self.embed.weight.numel()
+            if not self.config.tie_embeddings:
+                total -= self.lm_head.weight.numel()
+        return total
+
+    def hidden_states(self, input_ids: Tensor, positions: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """Final-norm hidden states ``(B, T, d_model)`` of token ids ``(B, T)``; the LM head turns them into logits.
+
+        ``positions`` (``(T,)`` or ``(B, T)`` integers) default to ``arange(past, past + T)`` with ``past`` the
+        number of cached tokens; a ``cache`` receives this call's keys and values.
+        """
+        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+            shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
+            raise ValueError(f"input_ids must be an integer tensor of shape (batch, seq_len); got {shape}")
+        batch, length = input_ids.shape
+        past = 0 if cache is None else cache.length
+        if positions is None:
+            positions = torch.arange(past, past + length, device=input_ids.device)
+        else:
+            positions = resolve_positions(positions, batch=batch, length=length, device=input_ids.device)
+        key_positions = positions if cache is None else cache.extend(positions)
+        x = self.embed(input_ids)
+        for block, position in zip(self.layers, self.position_encodings(), strict=True):
+            x = block(x, position, positions, key_positions, cache)
+        return self.norm(x)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+        targets: Tensor | None = None,
+    ) -> LMOutput:
+        """Logits ``(B, T, vocab_size)``, and the mean next-token loss (float32) when ``targets`` ``(B, T)`` are given.
+
+        Targets equal to -100 are ignored (padding, prompt tokens). See ``hidden_states`` for positions and cache.
+        """
+        logits = self.lm_head(self.hidden_states(input_ids, positions, cache))
+        if targets is None:
+            return LMOutput(logits)
+        if targets.shape != input_ids.shape:
+            raise ValueError(
+                f"targets must have the shape of input_ids {tuple(input_ids.shape)}; got {tuple(targets.shape)}"
+            )
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return LMOutput(logits, loss)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Continue each row of ``input_ids`` ``(B, T)``; returns prompt and new tokens ``(B, T + n)``.
+
+        One prefill pass fills a KV cache, then one token per step. ``temperature=0`` is greedy; otherwise tokens are
+        sampled (after ``top_k`` / ``top_p`` filtering) with ``generator``. With ``eos_id``, rows that produced it are
+        padded with it and generation stops early once every row has.
+        """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0; got {max_new_tokens!r}")
+        tokens = input_ids
+        if max_new_tokens == 0:
+            return tokens
+        cache = KVCache(self.config.num_layers, input_ids.shape[-1] + max_new_tokens)
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        step_input = input_ids
+        for _ in range(max_new_tokens):
+            logits = self.lm_head(self.hidden_states(step_input, cache=cache)[:, -1])
+            next_token = sample_next_token(
+                logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            )
+            if eos_id is not None:
+                next_token = next_token.masked_fill(finished, eos_id)
+                finished |= next_token == eos_id
+            tokens = torch.cat((tokens, next_token.unsqueeze(-1)), dim=-1)
+            if eos_id is not None and bool(finished.all()):
+                break
+            step_input = next_token.unsqueeze(-1)
+        return tokens
+
+    def replace_position_encoding(
+        self,
+        name: str,
+        *,
+        train_length: int | None = None,
+        share_position: bool | None = None,
+        position_seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        """Swap every layer's position encoding for a freshly initialised ``name`` scheme; other weights are kept.
+
+        For continued pre-training at a longer context, e.g. RoPE -> FoPE:
+        ``model.replace_position_encoding("fope", train_length=1024, sigma=0.3)``. Arguments left as None keep the
+        current config values; ``options`` replace ``position_options``. Rebuild the optimizer afterwards if the
+        new scheme has learnable parameters.
+        """
+        changes: dict[str, Any] = {"position": name, "position_options": options}
+        for key, value in (
+            ("train_length", train_length),
+            ("share_position", share_position),
+            ("position_seed", position_seed),
+        ):
+            if value is not None:
+                changes[key] = value
+        config = dataclasses.replace(self.config, **changes)
+        self.position_modules = build_layer_positions(config).to(self.embed.weight.device)
+        self.config = config
+
+
+def sample_next_token(
+    logits: Tensor,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Next token ids ``(B,)`` from logits ``(B, vocab)``: argmax at ``temperature=0``, else a filtered sample."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1; got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be None or a number in (0, 1]; got {top_p!r}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth_largest = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # Drop a token once the more likely ones already hold top_p of the mass; the most likely one always stays.
+        outside = probs.cumsum(dim=-1) - probs >= top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
