@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fope import FoPE, ModelConfig, TransformerLM
-from fope.model import KVCache, apply_position, sample_next_token
+from fope.model import KVCache, sample_next_token
 from fope.positions import build_position_encoding
 
 VOCAB = 97
@@ -449,7 +449,7 @@ def test_position_features_stay_float32_under_autocast() -> None:
     q, k = torch.randn(1, 2, 2048, 32), torch.randn(1, 2, 2048, 32)
     expected_q, expected_k = pe(q, k)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got_q, got_k = apply_position(pe, q, k, torch.arange(2048))
+        got_q, got_k = pe(q, k, torch.arange(2048))
     torch.testing.assert_close(got_q, expected_q, atol=0, rtol=0)
     torch.testing.assert_close(got_k, expected_k, atol=0, rtol=0)
 

@@ -8,7 +8,6 @@ There is no absolute position embedding: every attention layer reaches positions
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,9 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fope.positions import POSITION_ENCODINGS, PositionEncoding, build_position_encoding
-from fope.positions._checks import resolve_positions
-from fope.positions.registry import STRUCTURAL_OPTIONS
+from fope.positions import (
+    POSITION_ENCODINGS,
+    STRUCTURAL_OPTIONS,
+    PositionEncoding,
+    build_position_encoding,
+    resolve_positions,
+)
 
 __all__ = ["KVCache", "LMOutput", "ModelConfig", "TransformerLM", "sample_next_token"]
 
@@ -98,7 +101,7 @@ class ModelConfig:
         if not isinstance(self.position_options, Mapping):
             raise TypeError(f"position_options must be a dict; got {type(self.position_options).__name__}")
         self.position_options = dict(self.position_options)
-        for name in (*STRUCTURAL_OPTIONS, "seed"):
+        for name in STRUCTURAL_OPTIONS:
             if name in self.position_options:
                 field_name = "position_seed" if name == "seed" else name
                 raise ValueError(f"position_options must not set {name!r}; set ModelConfig.{field_name} instead")
@@ -138,11 +141,10 @@ class ModelConfig:
 
 def build_layer_positions(config: ModelConfig) -> nn.ModuleList:
     """One position-encoding module per layer, or a single one shared by all layers (``share_position``)."""
-    accepts_seed = "seed" in inspect.signature(POSITION_ENCODINGS[config.position].cls.__init__).parameters
     modules = []
     for layer in range(1 if config.share_position else config.num_layers):
         options = dict(config.position_options)
-        if accepts_seed and config.position_seed is not None:
+        if config.position_seed is not None:  # schemes without random state ignore it
             options["seed"] = config.position_seed + layer
         modules.append(
             build_position_encoding(
@@ -269,15 +271,6 @@ def _repeat_kv(k: Tensor, v: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
     return k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
 
 
-def apply_position(position: PositionEncoding, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-    """``position(q, k, positions)`` with autocast off, so position features are computed in float32."""
-    # Autocast would run FoPE's coefficient einsum (a batched matmul) in bf16; q and k are cast back by the library.
-    if torch.is_autocast_enabled(q.device.type):
-        with torch.autocast(q.device.type, enabled=False):
-            return position(q, k, positions)
-    return position(q, k, positions)
-
-
 class Attention(nn.Module):
     """Multi-head / grouped-query attention: fused q/k/v projection, optional QK-norm, position encoding, SDPA."""
 
@@ -308,7 +301,7 @@ class Attention(nn.Module):
         v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_position(position, q, k, positions)
+        q, k = position(q, k, positions)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)
         out = attend(q, k, v, position, positions, key_positions, self.max_bias_bytes)

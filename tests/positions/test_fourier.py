@@ -397,3 +397,21 @@ def test_forward_errors(call, error, fragments):
         call(pe, q, k)
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_features_stay_float32_under_autocast():
+    pe = FoPE(head_dim=32, num_heads=2, train_length=64, seed=0)
+    q, k = qk(q_heads=2, kv_heads=2, length=512)
+    expected = pe(q, k)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pe(q, k)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_learnable_coefficients_stay_float32_after_cast():
+    pe = FoPE(head_dim=32, num_heads=2, train_length=64, seed=0, learnable=True)
+    before = pe.cos_coef.detach().clone()
+    pe.to(torch.bfloat16)
+    assert isinstance(pe.cos_coef, torch.nn.Parameter) and pe.cos_coef.dtype == torch.float32
+    assert torch.equal(pe.cos_coef.detach(), before)

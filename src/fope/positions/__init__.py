@@ -1,5 +1,6 @@
 """Position encodings behind one interface: ``q, k = pe(q, k, positions)`` and ``pe.attention_bias(...)``."""
 
+from fope.positions._checks import resolve_positions
 from fope.positions.base import PositionEncoding
 from fope.positions.bias import ALiBi, NoPE, alibi_slopes
 from fope.positions.fourier import FoPE, fourier_coefficients, strided_identity
@@ -10,12 +11,13 @@ from fope.positions.frequencies import (
     rope_frequencies,
     scaled_frequencies,
 )
-from fope.positions.registry import POSITION_ENCODINGS, build_position_encoding
+from fope.positions.registry import POSITION_ENCODINGS, STRUCTURAL_OPTIONS, build_position_encoding
 from fope.positions.rotary import RoPE, RotaryEncoding, apply_rotary, rotate_half
 
 __all__ = [
     "POSITION_ENCODINGS",
     "SCALING_SCHEMES",
+    "STRUCTURAL_OPTIONS",
     "ALiBi",
     "FoPE",
     "NoPE",
@@ -28,6 +30,7 @@ __all__ = [
     "floor_frequency",
     "fourier_coefficients",
     "num_kept_frequencies",
+    "resolve_positions",
     "rope_frequencies",
     "rotate_half",
     "scaled_frequencies",

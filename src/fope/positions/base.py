@@ -18,8 +18,9 @@ class PositionEncoding(nn.Module):
 
     #: "rotary", "bias" or "none": how the scheme reaches the attention scores.
     kind: str = "none"
-    #: Buffers holding position math; they stay float32 when the module is cast (``model.to(torch.bfloat16)``).
-    _float32_buffers: tuple[str, ...] = ()
+    #: Buffers (and learnable coefficients) holding position math; they stay float32 when the module is cast
+    #: (``model.to(torch.bfloat16)``).
+    _float32_tensors: tuple[str, ...] = ()
 
     def attention_bias(
         self, q_positions: Tensor, k_positions: Tensor, *, dtype: torch.dtype = torch.float32
@@ -30,10 +31,21 @@ class PositionEncoding(nn.Module):
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> PositionEncoding:
         # Casting a model to bf16 must not round frequencies or coefficients: bf16 cannot even hold
         # consecutive integers above 256. Keep the float32 originals and only move them.
-        saved = {name: self._buffers[name] for name in self._float32_buffers if self._buffers.get(name) is not None}
+        saved = {}
+        for name in self._float32_tensors:
+            tensor = self._buffers.get(name)
+            if tensor is None and self._parameters.get(name) is not None:
+                tensor = self._parameters[name].data
+            if tensor is not None:
+                saved[name] = tensor
         super()._apply(fn, recurse)
         for name, original in saved.items():
-            moved = self._buffers[name]
-            if moved is not None and moved.dtype != original.dtype:
-                self._buffers[name] = original.to(device=moved.device)
+            if name in self._buffers:
+                moved = self._buffers[name]
+                if moved.dtype != original.dtype:
+                    self._buffers[name] = original.to(device=moved.device)
+            else:
+                parameter = self._parameters[name]
+                if parameter.dtype != original.dtype:
+                    parameter.data = original.to(device=parameter.device)
         return self

@@ -40,7 +40,7 @@ class ALiBi(PositionEncoding):
     """
 
     kind = "bias"
-    _float32_buffers = ("slopes",)
+    _float32_tensors = ("slopes",)
 
     def __init__(self, num_heads: int) -> None:
         super().__init__()

@@ -86,7 +86,7 @@ class FoPE(RotaryEncoding):
     independent of the global RNG (identical on every data-parallel rank).
     """
 
-    _float32_buffers = ("inv_freq", "cos_coef", "sin_coef")
+    _float32_tensors = ("inv_freq", "cos_coef", "sin_coef")
 
     def __init__(
         self,

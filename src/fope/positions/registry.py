@@ -16,7 +16,7 @@ from fope.positions.rotary import RoPE
 __all__ = ["POSITION_ENCODINGS", "STRUCTURAL_OPTIONS", "build_position_encoding"]
 
 #: Options a model passes to every scheme; a scheme that has no use for one ignores it.
-STRUCTURAL_OPTIONS = ("head_dim", "num_heads", "num_kv_heads", "train_length")
+STRUCTURAL_OPTIONS = ("head_dim", "num_heads", "num_kv_heads", "train_length", "seed")
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ for _alias, _target in (("rope-pi", "pi"), ("rope-ntk", "ntk"), ("rope-yarn", "y
 def build_position_encoding(name: str, **options: Any) -> PositionEncoding:
     """Build a registered position encoding by name.
 
-    Structural options (``head_dim``, ``num_heads``, ``num_kv_heads``, ``train_length``) are passed to schemes that use
-    them and ignored by the others; any other option must be one the scheme accepts. Extension variants take their
-    scheme's options flat, e.g. ``build_position_encoding("yarn", head_dim=64, factor=4, original_max_position=512)``.
+    Structural options (``head_dim``, ``num_heads``, ``num_kv_heads``, ``train_length``, ``seed``) are passed to schemes
+    that use them and ignored by the others; any other option must be one the scheme accepts. Extension variants take
+    their scheme's options flat: ``build_position_encoding("yarn", head_dim=64, factor=4, original_max_position=512)``.
     """
     if name not in POSITION_ENCODINGS:
         raise ValueError(f"unknown position encoding {name!r}; known: {sorted(POSITION_ENCODINGS)}")

@@ -100,7 +100,12 @@ class RotaryEncoding(PositionEncoding):
     def forward(self, q: Tensor, k: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_qk(q, k, head_dim=self.head_dim, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads)
         positions = resolve_positions(positions, batch=q.shape[0], length=q.shape[2], device=q.device)
-        cos, sin = self.features(positions)
+        if torch.is_autocast_enabled(q.device.type):
+            # autocast would run FoPE's coefficient einsum (a batched matmul) in bf16: keep position math float32
+            with torch.autocast(q.device.type, enabled=False):
+                cos, sin = self.features(positions)
+        else:
+            cos, sin = self.features(positions)
         return apply_rotary(q, cos, sin, self.layout), apply_rotary(k, cos, sin, self.layout)
 
     @staticmethod
@@ -135,7 +140,7 @@ class RoPE(RotaryEncoding):
         self.attention_factor = attention_factor
         self.register_buffer("inv_freq", frequencies.to(torch.float32), persistent=False)
 
-    _float32_buffers = ("inv_freq",)
+    _float32_tensors = ("inv_freq",)
 
     def features(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         angles = self._angles(positions, self.inv_freq)
