@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 
@@ -59,14 +60,65 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (one process, or many under torchrun)",
+        description="Train from a YAML config into a run directory; --resume continues (or extends) it.",
+    )
+    parser.add_argument("--config", default=None, help="YAML config (e.g. configs/tiny/fope.yaml)")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="run length (with --resume: extend the run)")
+    parser.add_argument(
+        "--until-step",
+        type=int,
+        default=None,
+        help="stop after this step (checkpointed), keeping the schedule of the full run",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from fope.train import train_from_files
+
+    train_from_files(
+        args.config,
+        args.out,
+        args.overrides,
+        max_steps=args.max_steps,
+        resume=args.resume,
+        until_step=args.until_step,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(subparsers)
     _add_prepare(subparsers)
+    _add_train(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    from fope.config import ConfigError
+    from fope.runs import CheckpointError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as error:
+        print(f"fope {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -31,7 +31,7 @@ __all__ = [
 
 def rope_frequencies(rotary_dim: int, theta: float = 10000.0) -> Tensor:
     """RoPE frequencies ``w_i = theta ** (-2i / rotary_dim)`` for ``i = 0 .. rotary_dim/2 - 1``, in float64."""
-    pair_index = torch.arange(rotary_dim // 2, dtype=torch.float64)
+    pair_index = torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu")  # CPU even under a meta device
     return float(theta) ** (-2.0 * pair_index / rotary_dim)
 
 
@@ -96,7 +96,7 @@ def yarn_scaling(
     low, high = max(low, 0), min(high, rotary_dim - 1)
     if low == high:
         high += 0.001  # avoid a division by zero, as transformers does
-    ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+    ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu") - low) / (high - low)).clamp(0, 1)
     keep_weight = 1.0 - ramp  # 1: extrapolate (keep w), 0: interpolate (w / factor)
     frequencies = base / factor * (1 - keep_weight) + base * keep_weight
     if attention_factor is None:

@@ -1,0 +1,45 @@
+"""Shared fixtures: no test touches the user's cache; a tiny prepared corpus and tiny run configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.data.fakes import text_corpus
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point FOPE_CACHE at a temporary folder for the whole session (tests may still override it)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FOPE_CACHE", str(tmp_path_factory.mktemp("fope-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of generated English-like documents in two sources (a few hundred KB)."""
+    return text_corpus(tmp_path_factory.mktemp("corpus"), {"plays": 12, "verse": 8})
+
+
+def tiny_run_config(corpus: Path, position: str = "rope", **train: object) -> dict:
+    """A run config (plain data) small enough to train for a few steps in about a second."""
+    return {
+        "name": position,
+        "model": {"d_model": 32, "num_layers": 2, "num_heads": 2, "mlp_ratio": 2.0, "position": position},
+        "data": {"source": str(corpus), "vocab_size": 300},
+        "optim": {"lr": 3e-3, "warmup_steps": 2},
+        "train": {
+            "seq_len": 32,
+            "batch_size": 8,
+            "max_steps": 8,
+            "log_every": 1,
+            "eval_every": 4,
+            "eval_batches": 1,
+            "checkpoint_every": 4,
+            "threads": 1,
+            **train,
+        },
+    }

@@ -1,0 +1,196 @@
+"""The training loop: exact resume, atomic checkpoints, divergence, DDP equivalence, continued pre-training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fope.config import ConfigError
+from fope.runs import CheckpointError, load_config, load_run, save_checkpoint
+from fope.train import TrainingDiverged, iterate_losses, lr_factor, train
+from tests.conftest import tiny_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config_for(corpus, position="rope", overrides=(), **train_options):
+    return load_config(base=tiny_run_config(corpus, position, **train_options), overrides=list(overrides))
+
+
+def losses(run_dir):
+    return dict(iterate_losses(run_dir))
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_training_lowers_the_loss_and_writes_a_run(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    summary = train(config_for(tiny_corpus, max_steps=30, eval_every=30, checkpoint_every=30), run_dir, progress=False)
+    history = losses(run_dir)
+    assert summary["step"] == 30 and len(history) == 30
+    assert history[30] < history[1] - 0.5
+    for name in ("config.yaml", "tokenizer.json", "data.json", "metrics.jsonl", "checkpoints/latest"):
+        assert (run_dir / name).is_file(), name
+    run = load_run(run_dir)
+    assert run.step == 30 and run.model.config.train_length == 32 and run.label == "rope"
+    assert run.val_store().num_tokens > 0
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(config_for(tiny_corpus), run_dir, progress=False)
+
+
+@pytest.mark.parametrize("position", ["rope", "fope"])
+def test_resume_continues_exactly(tiny_corpus, tmp_path, position):
+    config = config_for(tiny_corpus, position, overrides=["data.passkey_fraction=0.0"])
+    train(config, tmp_path / "full", progress=False)
+    train(config, tmp_path / "split", until_step=3, progress=False)
+    assert max(losses(tmp_path / "split")) == 3
+    train(config, tmp_path / "split", resume=True, progress=False)
+    full, split = losses(tmp_path / "full"), losses(tmp_path / "split")
+    assert sorted(split) == sorted(full) == list(range(1, 9))
+    assert split == full  # bit-identical on CPU: same weights, optimizer, schedule and data after the resume
+    a, b = load_run(tmp_path / "full").model, load_run(tmp_path / "split").model
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_resume_can_extend_a_run(tiny_corpus, tmp_path):
+    config = config_for(tiny_corpus)
+    train(config, tmp_path / "run", progress=False)
+    config.train.max_steps = 12
+    summary = train(config, tmp_path / "run", resume=True, progress=False)
+    assert summary["start_step"] == 8 and summary["step"] == 12
+    assert load_run(tmp_path / "run").step == 12
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_corpus, tmp_path, monkeypatch):
+    from fope.model import LMOutput, TransformerLM
+
+    original = TransformerLM.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 6:
+                return LMOutput(out.logits, out.loss * float("nan"))
+        return out
+
+    monkeypatch.setattr(TransformerLM, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 6.*step_0000004"):
+        train(config_for(tiny_corpus, checkpoint_every=2), tmp_path / "run", progress=False)
+    assert load_run(tmp_path / "run").step == 4
+
+
+def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tiny_corpus, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    train(config_for(tiny_corpus, max_steps=4), run_dir, progress=False)
+    model = load_run(run_dir).model
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(run_dir, 5, model, {"tokens": 0})
+    assert load_run(run_dir).step == 4  # `latest` still names the complete checkpoint
+    assert not (run_dir / "checkpoints" / "step_0000005").exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    train(config_for(tiny_corpus, max_steps=4), run_dir, progress=False)
+    weights = run_dir / "checkpoints" / "step_0000004" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is corrupt"):
+        load_run(run_dir)
+    weights.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_run(run_dir)
+
+
+def test_continued_pretraining_switches_the_position_encoding(tiny_corpus, tmp_path):
+    train(config_for(tiny_corpus, max_steps=4), tmp_path / "rope", progress=False)
+    config = config_for(tiny_corpus, "fope", seq_len=64, max_steps=2, init_from=str(tmp_path / "rope"))
+    train(config, tmp_path / "fope", progress=False)
+    source, extended = load_run(tmp_path / "rope").model, load_run(tmp_path / "fope").model
+    assert extended.config.position == "fope" and extended.config.train_length == 64
+    assert not torch.equal(source.embed.weight, extended.embed.weight)  # trained further
+    records = [json.loads(line) for line in (tmp_path / "fope" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["init_from"].endswith("step_0000004") and records[0]["init_from_step"] == 4
+
+
+def test_init_from_a_different_architecture_is_refused(tiny_corpus, tmp_path):
+    train(config_for(tiny_corpus, max_steps=2), tmp_path / "small", progress=False)
+    config = config_for(tiny_corpus, overrides=["model.d_model=64"], init_from=str(tmp_path / "small"))
+    with pytest.raises(CheckpointError, match="only the position encoding may change"):
+        train(config, tmp_path / "big", progress=False)
+
+
+def test_cli_train_and_config_errors(tiny_corpus, tmp_path, capsys):
+    from fope.cli import main
+
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus)))
+    assert (
+        main(
+            ["train", "--config", str(config_path), "--out", str(tmp_path / "run"), "--max-steps", "2", "--no-progress"]
+        )
+        == 0
+    )
+    assert load_run(tmp_path / "run").step == 2
+    bad = tiny_run_config(tiny_corpus)
+    bad["train"]["learning_rate"] = 1.0
+    config_path.write_text(yaml.safe_dump(bad))
+    assert main(["train", "--config", str(config_path), "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown config key train.learning_rate" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="model: d_model=32 must be divisible by num_heads=3"):
+        load_config(base=tiny_run_config(tiny_corpus), overrides=["model.num_heads=3"])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus, max_steps=6)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = [sys.executable, "-m", "fope", "train", "--config", str(config_path), "--no-progress"]
+    subprocess.run([*single, "--out", str(tmp_path / "one")], check=True, env=env, cwd=ROOT)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    subprocess.run(
+        [
+            *torchrun,
+            "-m",
+            "fope",
+            "train",
+            "--config",
+            str(config_path),
+            "--no-progress",
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(one) == sorted(two) == list(range(1, 7))
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-4), step
+    a, b = load_run(tmp_path / "one").model, load_run(tmp_path / "two").model
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3, msg=name)
