@@ -103,12 +103,55 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="switch a local transformers model directory (Llama family) from RoPE to FoPE"
+    )
+    parser.add_argument("src_dir", help="model directory written by save_pretrained (config.json + weights)")
+    parser.add_argument("out_dir", help="where to write the converted model (other files of SRC_DIR are copied)")
+    parser.add_argument("--train-length", type=int, required=True, help="context length the model will be trained at")
+    parser.add_argument("--sigma", type=float, default=0.3, help="coefficient noise gain (default 0.3)")
+    parser.add_argument("--share-layers", action="store_true", help="one coefficient set for all layers (Intern)")
+    parser.add_argument("--share-heads", action="store_true", help="one coefficient set for all heads")
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible coefficients")
+    parser.add_argument("--output-dim", default="official", help="official, square or an int (default official)")
+    parser.add_argument("--zero-pad", default="official", choices=["official", "identity"], help="zero-frequency pairs")
+    parser.add_argument("--learnable", action="store_true", help="train the coefficients too")
+    parser.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from fope.integrations.transformers import convert_directory, fope_modules
+
+    output_dim = int(args.output_dim) if args.output_dim.isdigit() else args.output_dim
+    model = convert_directory(
+        args.src_dir,
+        args.out_dir,
+        train_length=args.train_length,
+        sigma=args.sigma,
+        share_layers=args.share_layers,
+        seed=args.seed,
+        output_dim=output_dim,
+        zero_pad=args.zero_pad,
+        share_heads=args.share_heads,
+        learnable=args.learnable,
+    )
+    fopes = fope_modules(model)
+    sets = (
+        "one coefficient set shared by all layers" if args.share_layers else f"{len(fopes)} per-layer coefficient sets"
+    )
+    print(f"{type(model).__name__} -> FoPE, {sets}: {fopes[0].extra_repr()}")
+    print(f"saved to {args.out_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(subparsers)
     _add_prepare(subparsers)
     _add_train(subparsers)
+    _add_convert(subparsers)
     return parser
 
 

@@ -1,0 +1,301 @@
+"""convert / from_pretrained on tiny random transformers models: RoPE parity, training, KV cache, save and load, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from fope.cli import main  # noqa: E402
+from fope.integrations.transformers import (  # noqa: E402
+    CONFIG_KEY,
+    convert,
+    convert_directory,
+    fope_modules,
+    from_pretrained,
+)
+
+SMALL = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 128,
+    "pad_token_id": 0,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+# name -> (config class, model class, config options beyond SMALL); the four the issue names come first.
+ARCHITECTURES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"head_dim": 16}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"partial_rotary_factor": 0.5}),
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {}),
+    "granite": ("GraniteConfig", "GraniteForCausalLM", {}),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM", {"num_local_experts": 4}),
+    "cohere": ("CohereConfig", "CohereForCausalLM", {}),  # interleaved pairs
+    "glm": ("GlmConfig", "GlmForCausalLM", {"head_dim": 16, "partial_rotary_factor": 0.5}),  # interleaved, partial
+}
+CORE = ["llama", "mistral", "qwen2", "qwen3"]
+TRAIN_LENGTH = 64  # head_dim 16, theta 1e4: K = 3 of 8 frequencies kept, d_out = 3
+
+
+def tiny_model(name: str = "llama", seed: int = 0, **options):
+    config_name, model_name, extra = ARCHITECTURES[name]
+    config = getattr(transformers, config_name)(**{**SMALL, **extra, **options})
+    torch.manual_seed(seed)
+    return getattr(transformers, model_name)(config).eval()
+
+
+def tokens(batch: int = 2, length: int = 12, seed: int = 1) -> torch.Tensor:
+    return torch.randint(3, SMALL["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def logits(model, ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids, **kwargs).logits
+
+
+AS_ROPE = {"sigma": 0.0, "clip_floor": False, "output_dim": "square"}  # FoPE that is exactly RoPE (spec section 4)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_fope_that_is_rope_reproduces_the_original_model(name):
+    model, ids = tiny_model(name), tokens()
+    converted = convert(model, TRAIN_LENGTH, inplace=False, **AS_ROPE)
+    assert type(converted.model.layers[0].self_attn).__name__.startswith("FoPE")
+    torch.testing.assert_close(logits(converted, ids), logits(model, ids), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("share_layers", [False, True])
+def test_rope_parity_holds_for_both_attention_implementations_and_coefficient_sharing(
+    attn_implementation, share_layers
+):
+    model = tiny_model("qwen3", attn_implementation=attn_implementation)
+    converted = convert(model, TRAIN_LENGTH, inplace=False, share_layers=share_layers, **AS_ROPE)
+    ids = tokens()
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # left padding, with per-row position ids (B, T) as generate makes them
+    inputs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+    torch.testing.assert_close(logits(converted, ids, **inputs), logits(model, ids, **inputs), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "rope_parameters",
+    [
+        {"rope_type": "linear", "factor": 2.0, "rope_theta": 500000.0},
+        {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "rope_theta": 10000.0},
+    ],
+    ids=["linear", "yarn"],
+)
+def test_the_models_rope_scaling_carries_over(rope_parameters):
+    model = tiny_model("llama", rope_parameters=rope_parameters, max_position_embeddings=128)
+    converted = convert(model, TRAIN_LENGTH, inplace=False, **AS_ROPE)
+    assert fope_modules(converted)[0].scaling["type"] == rope_parameters["rope_type"]
+    ids = tokens(length=40)
+    torch.testing.assert_close(logits(converted, ids), logits(model, ids), atol=2e-5, rtol=1e-5)
+
+
+def test_default_conversion_changes_the_model_and_every_weight_trains():
+    model = tiny_model("llama")
+    converted = convert(model, TRAIN_LENGTH, inplace=False, seed=0)
+    ids = tokens()
+    assert (logits(converted, ids) - logits(model, ids)).abs().max() > 1e-3
+    converted.train()
+    converted(ids, labels=ids).loss.backward()
+    for name, parameter in converted.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    for fope in fope_modules(converted):  # frozen buffers by default, not parameters
+        assert not fope.cos_coef.requires_grad and not fope.sin_coef.requires_grad
+    assert not any("coef" in name for name, _ in converted.named_parameters())
+
+
+@pytest.mark.parametrize("share_layers", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(share_layers):
+    converted = convert(tiny_model("llama"), TRAIN_LENGTH, seed=0, learnable=True, share_layers=share_layers).train()
+    ids = tokens()
+
+    def gradients():
+        converted.zero_grad()
+        converted(ids, labels=ids, use_cache=False).loss.backward()
+        return {name: parameter.grad.clone() for name, parameter in converted.named_parameters()}
+
+    plain = gradients()
+    # newer transformers 5 releases renamed it (the old name warns); 5.0 has only the old one
+    getattr(converted, "activation_checkpointing_enable", converted.gradient_checkpointing_enable)()
+    for name, gradient in gradients().items():
+        torch.testing.assert_close(gradient, plain[name], msg=name)
+
+
+def test_learnable_coefficients_receive_gradients():
+    converted = convert(tiny_model("mistral"), TRAIN_LENGTH, seed=0, learnable=True, share_layers=True)
+    ids = tokens()
+    converted.train()
+    converted(ids, labels=ids).loss.backward()
+    (fope,) = fope_modules(converted)
+    assert {"model.rotary_emb.fope.cos_coef", "model.rotary_emb.fope.sin_coef"} <= set(
+        dict(converted.named_parameters())
+    )
+    assert fope.cos_coef.grad.abs().sum() > 0 and fope.sin_coef.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_cached_generation_equals_uncached(name):
+    converted = convert(tiny_model(name), TRAIN_LENGTH, seed=0)
+    ids = tokens(length=10)
+    options = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": 0}
+    cached = converted.generate(ids, use_cache=True, **options)
+    uncached = converted.generate(ids, use_cache=False, **options)
+    assert torch.equal(cached, uncached)
+
+
+def test_left_padded_batch_generation_equals_uncached():
+    converted = convert(tiny_model("llama"), TRAIN_LENGTH, seed=0, share_layers=True)
+    ids = tokens(length=10)
+    mask = torch.ones_like(ids)
+    ids[0, :4], mask[0, :4] = 0, 0
+    options = {"attention_mask": mask, "max_new_tokens": 10, "do_sample": False, "pad_token_id": 0}
+    assert torch.equal(
+        converted.generate(ids, use_cache=True, **options), converted.generate(ids, use_cache=False, **options)
+    )
+
+
+@pytest.mark.parametrize("share_layers", [False, True])
+def test_logits_decoded_with_the_cache_match_a_full_forward(share_layers):
+    converted = convert(tiny_model("qwen2"), TRAIN_LENGTH, seed=0, share_layers=share_layers)
+    ids = tokens(length=20)
+    full = logits(converted, ids)
+    with torch.no_grad():
+        out = converted(ids[:, :8], use_cache=True)
+        steps = [out.logits]
+        for t in range(8, 20):
+            out = converted(ids[:, t : t + 1], past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("share_layers", "seed"), [(False, 3), (True, None)])
+def test_save_and_load_round_trip(tmp_path, share_layers, seed):
+    converted = convert(tiny_model("qwen3"), TRAIN_LENGTH, seed=seed, share_layers=share_layers, output_dim="square")
+    converted.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())[CONFIG_KEY]
+    assert saved["train_length"] == TRAIN_LENGTH and saved["share_layers"] is share_layers
+    assert saved["output_dim"] == "square" and saved["seed"] == seed
+
+    loaded = from_pretrained(tmp_path)
+    assert getattr(loaded.config, CONFIG_KEY) == getattr(converted.config, CONFIG_KEY)
+    ids = tokens()
+    assert torch.equal(logits(loaded, ids), logits(converted, ids))
+    originals, restored = fope_modules(converted), fope_modules(loaded)
+    assert len(restored) == (1 if share_layers else 2)
+    for original, copy in zip(originals, restored, strict=True):
+        assert repr(copy) == repr(original)
+        assert torch.equal(copy.cos_coef, original.cos_coef) and torch.equal(copy.sin_coef, original.sin_coef)
+
+
+def test_load_in_bfloat16_keeps_float32_coefficients(tmp_path):
+    converted = convert(tiny_model("llama"), TRAIN_LENGTH, seed=0)
+    converted.save_pretrained(tmp_path)
+    loaded = from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert loaded.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    for original, copy in zip(fope_modules(converted), fope_modules(loaded), strict=True):
+        assert copy.cos_coef.dtype == torch.float32 and torch.equal(copy.cos_coef, original.cos_coef)
+    ids = tokens()
+    torch.testing.assert_close(logits(loaded, ids).float(), logits(converted, ids), atol=0.1, rtol=0.1)
+
+
+def test_plain_transformers_loading_gives_the_rope_model(tmp_path):
+    """A documented limitation: without fope's from_pretrained, the coefficients are left unused."""
+    convert(tiny_model("llama"), TRAIN_LENGTH, seed=0).save_pretrained(tmp_path)
+    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert fope_modules(plain) == [] and type(plain.model.layers[0].self_attn).__name__ == "LlamaAttention"
+
+
+def test_seed_makes_coefficients_reproducible_and_layers_distinct():
+    first = fope_modules(convert(tiny_model(), TRAIN_LENGTH, seed=7))
+    again = fope_modules(convert(tiny_model(), TRAIN_LENGTH, seed=7))
+    other = fope_modules(convert(tiny_model(), TRAIN_LENGTH, seed=8))
+    assert all(torch.equal(a.cos_coef, b.cos_coef) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0].cos_coef, first[1].cos_coef)
+    assert not torch.equal(first[0].cos_coef, other[0].cos_coef)
+
+
+def test_per_kv_head_coefficients_use_the_models_shapes():
+    (fope, _) = fope_modules(convert(tiny_model("qwen2"), TRAIN_LENGTH, seed=0))
+    assert (fope.head_dim, fope.num_heads, fope.num_kv_heads) == (16, 4, 2)
+    assert tuple(fope.cos_coef.shape) == (2, 3, 3)  # (Hkv, K, d_out)
+    (phi,) = fope_modules(convert(tiny_model("phi3"), TRAIN_LENGTH, seed=0, share_layers=True))
+    assert phi.rotary_dim == 8
+
+
+def test_inplace_false_leaves_the_original_alone():
+    model = tiny_model()
+    ids = tokens()
+    before = logits(model, ids)
+    convert(model, TRAIN_LENGTH, inplace=False)
+    assert fope_modules(model) == [] and CONFIG_KEY not in model.config.to_dict()
+    assert torch.equal(logits(model, ids), before)
+
+
+def test_errors_name_the_problem():
+    model = tiny_model()
+    with pytest.raises(TypeError, match="unknown FoPE option 'sigmaa'"):
+        convert(model, TRAIN_LENGTH, sigmaa=0.1)
+    with pytest.raises(TypeError, match="reads 'theta' from the model"):
+        convert(model, TRAIN_LENGTH, theta=500.0)
+    with pytest.raises(ValueError, match="keeps no frequency"):
+        convert(model, 2)
+    assert fope_modules(model) == []  # a failed conversion changes nothing
+    convert(model, TRAIN_LENGTH)
+    with pytest.raises(ValueError, match="already uses FoPE"):
+        convert(model, TRAIN_LENGTH)
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64))
+    with pytest.raises(TypeError, match="Llama-family"):
+        convert(gpt2, TRAIN_LENGTH)
+
+
+def test_an_unmapped_rope_type_needs_an_explicit_scaling():
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+    llama3 |= {"original_max_position_embeddings": 32, "rope_theta": 10000.0}
+    model = tiny_model("llama", rope_parameters=llama3)
+    with pytest.raises(ValueError, match=r"'llama3' has no fope equivalent.*scaling=None"):
+        convert(model, TRAIN_LENGTH)
+    convert(model, TRAIN_LENGTH, scaling=None)
+    assert fope_modules(model)[0].scaling is None
+
+
+def test_from_pretrained_rejects_a_directory_without_fope(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="no 'fope' entry"):
+        from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="local model directory"):
+        from_pretrained(tmp_path / "missing")
+
+
+def test_cli_convert_writes_a_loadable_fope_model(tmp_path, capsys):
+    source, target = tmp_path / "rope", tmp_path / "fope"
+    tiny_model("mistral").save_pretrained(source)
+    (source / "tokenizer.json").write_text("{}")
+    argv = ["convert", str(source), str(target), "--train-length", "64", "--seed", "5"]
+    assert main([*argv, "--share-layers", "--output-dim", "square", "--sigma", "0.2"]) == 0
+    assert "FoPE" in capsys.readouterr().out
+    assert (target / "tokenizer.json").read_text() == "{}"
+    options = json.loads((target / "config.json").read_text())[CONFIG_KEY]
+    assert options["share_layers"] and options["output_dim"] == "square" and options["sigma"] == 0.2
+    (fope,) = fope_modules(from_pretrained(target))
+    assert fope.output_dim == fope.num_kept and fope.seed == 5
+
+
+def test_convert_directory_refuses_to_overwrite_its_source(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="out_dir must differ"):
+        convert_directory(tmp_path, tmp_path, TRAIN_LENGTH)
