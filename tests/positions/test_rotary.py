@@ -168,3 +168,14 @@ def test_errors_name_the_argument():
         RoPE(32)(q, torch.randn(2, 3, 7, 32))
     with pytest.raises(ValueError, match="must agree in batch, seq_len and head_dim"):
         RoPE(32)(q, k[:, :, :5])
+
+
+def test_hope_style_equals_fope_without_fourier_series():
+    from fope.positions import FoPE, build_position_encoding
+
+    hope = build_position_encoding("hope", head_dim=32, num_heads=4, num_kv_heads=2, train_length=128)
+    assert torch.all(hope.inv_freq[6:] == 0) and torch.all(hope.inv_freq[:6] > 0)  # K = 6 at D=32, L=128
+    no_fs = FoPE(head_dim=32, num_heads=4, num_kv_heads=2, train_length=128, fourier=False)
+    q, k = qk()
+    for a, b in zip(hope(q, k, torch.arange(7) * 50), no_fs(q, k, torch.arange(7) * 50), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

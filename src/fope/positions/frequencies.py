@@ -18,6 +18,7 @@ from torch import Tensor
 __all__ = [
     "SCALING_SCHEMES",
     "floor_frequency",
+    "floor_scaling",
     "linear_scaling",
     "ntk_scaling",
     "num_kept_frequencies",
@@ -116,12 +117,25 @@ def p_rope_scaling(base: Tensor, *, theta: float, rotary_dim: int, drop_fraction
     return frequencies, 1.0
 
 
+def floor_scaling(base: Tensor, *, theta: float, rotary_dim: int, train_length: int) -> tuple[Tensor, float]:
+    """HoPE-style: frequencies below the floor ``2*pi / train_length`` become the zero frequency (position-free pairs).
+
+    The same map as FoPE without the Fourier series (``FoPE(fourier=False)``), expressed as a RoPE frequency scheme.
+    """
+    if isinstance(train_length, bool) or not isinstance(train_length, int) or train_length < 1:
+        raise ValueError(f"train_length must be an int >= 1; got {train_length!r}")
+    frequencies = base.clone()
+    frequencies[base < floor_frequency(train_length)] = 0.0
+    return frequencies, 1.0
+
+
 SCALING_SCHEMES: dict[str, Callable[..., tuple[Tensor, float]]] = {
     "linear": linear_scaling,
     "pi": linear_scaling,
     "ntk": ntk_scaling,
     "yarn": yarn_scaling,
     "p-rope": p_rope_scaling,
+    "floor": floor_scaling,
 }
 
 
