@@ -62,8 +62,10 @@ def main() -> None:
             if step >= args.warmup:
                 times.append(time.perf_counter() - start)
     rope = statistics.median(runs["rope"][2])
-    print(f"tiny preset ({Path(args.config).name}): batch {batch} x {seq_len} tokens, {torch.get_num_threads()} threads, "
-          f"median of {args.steps} interleaved steps, torch {torch.__version__}\n")
+    print(
+        f"tiny preset ({Path(args.config).name}): batch {batch} x {seq_len} tokens, {torch.get_num_threads()} threads, "
+        f"median of {args.steps} interleaved steps, torch {torch.__version__}\n"
+    )
     print("| position | ms / step | tokens / s | / RoPE time |")
     print("|---|---:|---:|---:|")
     for name, (_, _, times) in runs.items():
