@@ -71,6 +71,9 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be one of {list(typing.get_args(kind))}; got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(kind) if option is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, Mapping):
+            return _convert(value, options[0], key)  # an optional section: its own error names the nested key
         errors = []
         for option in typing.get_args(kind):
             try:

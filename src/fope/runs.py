@@ -6,7 +6,9 @@ A run directory holds::
     tokenizer.json               the tokenizer (evaluation needs nothing else from the data)
     data.json                    where the prepared data lives (root, manifest checksum)
     metrics.jsonl                one JSON record per log / evaluation step
-    checkpoints/step_000200/     model.safetensors, training_state.pt, meta.json (with checksums)
+    checkpoints/step_000200/     model.safetensors, training_state.pt, meta.json (with checksums); for a run that
+                                 trains a transformers model, a save_pretrained folder (config.json, weights,
+                                 tokenizer) plus training_state.pt and meta.json
     checkpoints/latest           the name of the newest complete checkpoint
     eval/                        results written by ``fope eval`` / ``fope passkey`` / ``fope analyze``
 
@@ -35,6 +37,12 @@ from safetensors.torch import load_model, save_model
 from fope.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
+from fope.integrations.hf_lm import (
+    HFCausalLM,
+    check_model_directory,
+    check_position_options,
+    load_checkpoint,
+)
 from fope.model import ModelConfig, TransformerLM
 
 CHECKPOINTS = "checkpoints"
@@ -120,15 +128,64 @@ class TrainConfig:
 
 
 @dataclass
+class TransformersConfig:
+    """Continued pre-training of a local ``transformers`` causal LM (``fope.integrations.hf_lm``).
+
+    ``position``: ``fope`` (or the ablations ``fope-no-fs`` / ``fope-no-cf``) converts the model's RoPE with fresh
+    coefficients, ``position_options`` being ``convert``'s (``sigma``, ``share_layers``, ``seed`` defaulting to
+    ``train.seed``, ...); ``yarn`` turns it into YaRN (``factor``, ``original_max_position``, ``beta_fast``,
+    ``beta_slow``, ``attention_factor``, ``truncate``); ``keep`` trains the model's own encoding. ``train_length``
+    (default ``train.seq_len``) is the context the new encoding is made for. ``dtype`` is the dtype the weights are
+    loaded and trained in (float32 weights with ``train.precision`` bf16 autocast is mixed precision).
+    """
+
+    path: str
+    position: Literal["fope", "fope-no-fs", "fope-no-cf", "yarn", "keep"] = "fope"
+    position_options: dict[str, Any] = field(default_factory=dict)
+    train_length: int | None = None
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        check_position_options(self.position, self.position_options)
+        if self.train_length is not None and self.train_length < 1:
+            raise ValueError(f"train_length must be >= 1; got {self.train_length}")
+
+
+@dataclass
 class RunConfig:
     """A whole training run. ``model`` holds ``ModelConfig`` fields; ``vocab_size`` defaults to the tokenizer's and
-    ``train_length`` to ``train.seq_len``; ``position_seed`` defaults to ``train.seed``."""
+    ``train_length`` to ``train.seq_len``; ``position_seed`` defaults to ``train.seed``.
 
-    model: dict[str, Any]
+    ``transformers`` instead trains a local transformers model (then ``model`` stays empty); the data is tokenized
+    with that model's tokenizer unless ``data.tokenizer`` names another.
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str | None = None
+    transformers: TransformersConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.transformers is None:
+            if not self.model:
+                raise ValueError("set either model (a fope TransformerLM) or transformers (a local transformers model)")
+            return
+        if self.model:
+            raise ValueError(
+                f"model and transformers are exclusive: transformers trains the model in {self.transformers.path!r}, "
+                f"so model must be empty; got model keys {sorted(self.model)}"
+            )
+        if self.train.init_from is not None:
+            raise ValueError(
+                "train.init_from starts a fope model from a run; with transformers the model starts from "
+                f"transformers.path ({self.transformers.path!r}): remove train.init_from"
+            )
+        if self.data.tokenizer is None:
+            self.data.tokenizer = self.transformers.path
 
     def model_config(self, vocab_size: int | None = None) -> ModelConfig:
         """The ``ModelConfig`` with the defaults above filled in; errors name the ``model.`` key."""
@@ -154,7 +211,13 @@ def load_config(
     data = load_yaml(path) if path is not None else dict(base or {})
     data = apply_overrides(data, list(overrides))
     config = from_dict(RunConfig, data)
-    config.model_config(vocab_size=config.model.get("vocab_size") or 2**16)  # validate the model section now
+    if config.transformers is not None:
+        try:
+            check_model_directory(config.transformers.path)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+    else:
+        config.model_config(vocab_size=config.model.get("vocab_size") or 2**16)  # validate the model section now
     return config
 
 
@@ -200,12 +263,16 @@ def checkpoint_name(step: int) -> str:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    model: TransformerLM,
+    model: TransformerLM | HFCausalLM,
     training_state: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     keep: int | None = None,
 ) -> Path:
-    """Write ``checkpoints/step_XXXXXXX`` atomically, point ``latest`` at it, keep only the newest ``keep``."""
+    """Write ``checkpoints/step_XXXXXXX`` atomically, point ``latest`` at it, keep only the newest ``keep``.
+
+    A ``TransformerLM`` is written to ``model.safetensors``; an ``HFCausalLM`` with ``save_pretrained`` (config.json,
+    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file.
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
@@ -213,8 +280,11 @@ def save_checkpoint(
     if temporary.exists():
         shutil.rmtree(temporary)
     temporary.mkdir()
-    save_model(model, str(temporary / "model.safetensors"))
-    files = ["model.safetensors"]
+    if isinstance(model, HFCausalLM):
+        model.save_pretrained(temporary)
+    else:
+        save_model(model, str(temporary / "model.safetensors"))
+    files = sorted(path.name for path in temporary.iterdir())
     if training_state is not None:
         torch.save(training_state, temporary / "training_state.pt")
         files.append("training_state.pt")
@@ -317,7 +387,7 @@ class Run:
 
     path: Path
     config: RunConfig
-    model: TransformerLM
+    model: TransformerLM | HFCausalLM
     tokenizer: Tokenizer
     step: int
     checkpoint: Path
@@ -354,10 +424,27 @@ def load_run(run_dir: str | Path, step: int | None = None, device: str | torch.d
     config = from_dict(RunConfig, load_yaml(path / "config.yaml"))
     directory = find_checkpoint(path, step)
     meta = read_checkpoint_meta(directory)
+    model = load_checkpoint_model(config, directory, meta)
+    model.to(device).eval()
+    data_info = json.loads((path / "data.json").read_text()) if (path / "data.json").is_file() else {}
+    tokenizer = Tokenizer.load(path / "tokenizer.json", eos_token=data_info.get("eos_token"))
+    return Run(path, config, model, tokenizer, int(meta["step"]), directory)
+
+
+def load_checkpoint_model(config: RunConfig, directory: Path, meta: dict[str, Any]) -> TransformerLM | HFCausalLM:
+    """The model saved in a checkpoint of a run with this config (on the CPU)."""
+    if config.transformers is not None:
+        saved = meta["model_config"]
+        return load_checkpoint(
+            directory,
+            train_length=saved["train_length"],
+            position=saved["position"],
+            dtype=config.transformers.dtype,
+            attn_implementation=config.transformers.attn_implementation,
+        )
     model = TransformerLM(ModelConfig.from_dict(meta["model_config"]))
     load_model_weights(model, directory)
-    model.to(device).eval()
-    return Run(path, config, model, Tokenizer.load(path / "tokenizer.json"), int(meta["step"]), directory)
+    return model
 
 
 def describe(config: RunConfig) -> dict[str, Any]:

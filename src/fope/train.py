@@ -25,18 +25,25 @@ from tqdm.auto import tqdm
 from fope.config import ConfigError
 from fope.data.prepare import PreparedData, prepare_data
 from fope.data.sampler import WindowSampler
+from fope.integrations.hf_lm import HFCausalLM, load_for_training
 from fope.model import TransformerLM
 from fope.runs import (
     CheckpointError,
     RunConfig,
     find_checkpoint,
     latest_checkpoint,
+    load_checkpoint_model,
     load_config,
+    load_model_weights,
     load_training_state,
     read_checkpoint_meta,
     save_checkpoint,
     save_config,
 )
+
+#: Parameter names of position-encoding coefficients (exempt from weight decay): TransformerLM's position modules,
+#: and the FoPE modules ``convert`` puts in a transformers model (``...self_attn.fope.`` or ``...rotary_emb.fope.``).
+POSITION_PARAMETER_MARKERS = ("position_modules.", ".fope.")
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,13 +95,14 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float)
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
+def build_optimizer(model: TransformerLM | HFCausalLM, config: RunConfig) -> torch.optim.AdamW:
     """AdamW; matrices (embeddings and projections) decay, norms and position coefficients do not."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (decay if parameter.dim() >= 2 and "position_modules" not in name else no_decay).append(parameter)
+        is_position = any(marker in name for marker in POSITION_PARAMETER_MARKERS)
+        (decay if parameter.dim() >= 2 and not is_position else no_decay).append(parameter)
     optim = config.optim
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
@@ -122,6 +130,64 @@ def build_sampler(config: RunConfig, prepared: PreparedData) -> WindowSampler:
 
         mixers.append((config.data.passkey_fraction, passkey_mixer(prepared.tokenizer.encode)))
     return WindowSampler(prepared.train, config.train.seq_len, config.train.batch_size, config.train.seed, mixers)
+
+
+def build_model(
+    config: RunConfig,
+    prepared: PreparedData,
+    checkpoint: Path | None,
+    meta: dict[str, Any] | None,
+    log: Callable[[str], None],
+) -> tuple[TransformerLM | HFCausalLM, dict[str, Any]]:
+    """The model to train (on the CPU) and what to record about where it started.
+
+    A fresh ``TransformerLM`` (or one initialised from ``train.init_from``), or the local transformers model of
+    ``config.transformers`` with its position encoding switched; when resuming, the checkpoint's weights.
+    """
+    hf = config.transformers
+    init_info: dict[str, Any] = {}
+    if hf is None:
+        model = TransformerLM(config.model_config(prepared.tokenizer.vocab_size))
+        if checkpoint is not None:
+            load_model_weights(model, checkpoint)
+        elif config.train.init_from:
+            init_info = initialize_from(model, config.train.init_from, log)
+        return model, init_info
+    if checkpoint is not None:
+        model = load_checkpoint_model(config, checkpoint, meta)
+    else:
+        options = dict(hf.position_options)
+        if hf.position.startswith("fope"):
+            options.setdefault("seed", config.train.seed)
+        model = load_for_training(
+            hf.path,
+            train_length=hf.train_length or config.train.seq_len,
+            position=hf.position,
+            position_options=options,
+            dtype=hf.dtype,
+            attn_implementation=hf.attn_implementation,
+            tokenizer=_transformers_tokenizer(config.data.tokenizer),
+        )
+        init_info = {"init_from": str(hf.path)}
+        log(f"training {model.config.architecture} from {hf.path} with position {model.config.position}")
+    if prepared.tokenizer.vocab_size > model.config.vocab_size:
+        raise ConfigError(
+            f"the tokenizer has {prepared.tokenizer.vocab_size} tokens and the model in {hf.path} only "
+            f"{model.config.vocab_size} embeddings: tokenize with the model's own tokenizer (data.tokenizer)"
+        )
+    if hf.gradient_checkpointing:
+        base = model.model
+        getattr(base, "activation_checkpointing_enable", base.gradient_checkpointing_enable)()
+    return model, init_info
+
+
+def _transformers_tokenizer(path: str | None) -> Any:
+    """The transformers tokenizer in folder ``path`` (saved with every checkpoint), or None for other tokenizers."""
+    if path is None or not (Path(path) / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
 def initialize_from(model: TransformerLM, source: str | Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -261,12 +327,9 @@ def train(
     ddp.barrier()
     if not ddp.is_main:
         prepared = prepare_run_data(config)
-    model_config = config.model_config(prepared.tokenizer.vocab_size)
+    meta = read_checkpoint_meta(checkpoint) if checkpoint is not None else None
     torch.manual_seed(tcfg.seed)
-    model = TransformerLM(model_config)
-    init_info: dict[str, Any] = {}
-    if tcfg.init_from and checkpoint is None:
-        init_info = initialize_from(model, tcfg.init_from, log)
+    model, init_info = build_model(config, prepared, checkpoint, meta, log)
     model.to(device)
     optimizer = build_optimizer(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -276,11 +339,7 @@ def train(
     step = 0
     tokens_seen = 0
     if checkpoint is not None:
-        meta = read_checkpoint_meta(checkpoint)
         state = load_training_state(checkpoint)
-        from fope.runs import load_model_weights
-
-        load_model_weights(model, checkpoint)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"], device)
@@ -291,7 +350,14 @@ def train(
         save_config(config, run_dir / "config.yaml")
         prepared.tokenizer.save(run_dir / "tokenizer.json")
         (run_dir / "data.json").write_text(
-            json.dumps({"root": str(prepared.root), "manifest": prepared.manifest.get("outputs", {})}, indent=2)
+            json.dumps(
+                {
+                    "root": str(prepared.root),
+                    "manifest": prepared.manifest.get("outputs", {}),
+                    "eos_token": prepared.tokenizer.eos_token,
+                },
+                indent=2,
+            )
         )
     sampler = build_sampler(config, prepared)
     val_sampler = WindowSampler(prepared.val, tcfg.seq_len, tcfg.batch_size // ddp.world_size, tcfg.seed + 1)

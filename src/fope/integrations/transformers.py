@@ -45,8 +45,10 @@ __all__ = [
     "SharedFoPE",
     "convert",
     "convert_directory",
+    "convert_options",
     "fope_modules",
     "from_pretrained",
+    "model_rope",
 ]
 
 #: The entry of ``config.json`` (``model.config.fope``) that records the options of ``convert``.
@@ -196,6 +198,26 @@ def convert_directory(
         if file.is_file() and not is_weights and not (target / file.name).exists():
             shutil.copy2(file, target / file.name)
     return model
+
+
+def convert_options() -> list[str]:
+    """The keyword options ``convert`` accepts besides ``train_length`` and ``inplace``."""
+    return sorted({*_option_defaults(), "share_layers"})
+
+
+def model_rope(model: PreTrainedModel) -> RoPE:
+    """A ``fope.RoPE`` equal to the RoPE of a (not converted) Llama-family model, checked on probe positions.
+
+    Heads, theta, rotary dim and scaling come from the config as in ``convert``; an architecture or RoPE type that
+    ``fope.RoPE`` does not reproduce is an error.
+    """
+    base, attentions = _attention_layers(model)
+    structure = _structure(base.config, attentions[0])
+    scaling, unmapped = _model_scaling(base.config)
+    if unmapped is not None:
+        raise ValueError(unmapped)
+    layout = _probe_rotary(base, _model_rotation(type(attentions[0])), structure, scaling, check_frequencies=True)
+    return RoPE(structure["head_dim"], structure["theta"], layout, structure["rotary_dim"], scaling)
 
 
 def _option_defaults() -> dict[str, Any]:
