@@ -6,6 +6,7 @@ Errors name the dotted key (``train.lr``), the value and what is accepted; unkno
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import types
@@ -74,12 +75,9 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         options = [option for option in typing.get_args(kind) if option is not type(None)]
         if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, Mapping):
             return _convert(value, options[0], key)  # an optional section: its own error names the nested key
-        errors = []
         for option in typing.get_args(kind):
-            try:
+            with contextlib.suppress(ConfigError):
                 return _convert(value, option, key)
-            except ConfigError as error:
-                errors.append(error)
         raise ConfigError(f"{key} must be {_type_name(kind)}; got {value!r} ({type(value).__name__})")
     if kind is type(None):
         if value is not None:
