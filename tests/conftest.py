@@ -43,3 +43,27 @@ def tiny_run_config(corpus: Path, position: str = "rope", **train: object) -> di
             **train,
         },
     }
+
+
+#: The runs ``tiny_runs`` trains: name -> (position, seed). Both "rope" runs are labeled rope (two seeds).
+TINY_RUNS = {
+    "rope": ("rope", 0),
+    "rope-seed1": ("rope", 1),
+    "fope": ("fope", 0),
+    "alibi": ("alibi", 0),
+    "nope": ("nope", 0),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny trained run directories (8 steps at seq_len 32), shared by the session: copy one before writing into it."""
+    from fope.runs import load_config
+    from fope.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for name, (position, seed) in TINY_RUNS.items():
+        train(load_config(base=tiny_run_config(tiny_corpus, position, seed=seed)), root / name, progress=False)
+        runs[name] = root / name
+    return runs

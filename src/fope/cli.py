@@ -145,6 +145,162 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lengths(text: str) -> list[int]:
+    """``--lengths 128,256,512`` as a list of ints."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated ints, e.g. 128,256,512; got {text!r}") from None
+
+
+def _user_error(args: argparse.Namespace, error: ValueError) -> int:
+    print(f"fope {args.command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="perplexity against length (1x..16x the training length) of a trained run",
+        description="Loss, perplexity and bits per byte at each length on the same held-out spans; results go to "
+        "RUN_DIR/eval/perplexity.json (perplexity-<data name>.json with --data).",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    parser.add_argument("--data", default=None, help="evaluate on this text: a folder of .txt, a .txt or a .jsonl file")
+    parser.add_argument("--text-field", default="text", help="text field of --data JSONL lines (default text)")
+    parser.add_argument(
+        "--lengths", type=_lengths, default=None, help="comma-separated, e.g. 128,256 (default: 1,2,4,8,16 x training)"
+    )
+    parser.add_argument("--max-spans", type=int, default=None, help="spans of max(lengths)+1 tokens (default 32)")
+    parser.add_argument("--batch-tokens", type=int, default=None, help="tokens per forward batch (default 16384)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the span draw (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--json", action="store_true", help="print only a JSON list of per-length records")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity, records
+    from fope.evaluate.results import PERPLEXITY, results_name, results_path
+
+    given = {"max_spans": args.max_spans, "batch_tokens": args.batch_tokens}
+    try:
+        results = evaluate_run_perplexity(
+            args.run_dir,
+            data=args.data,
+            text_field=args.text_field,
+            lengths=args.lengths,
+            seed=args.seed,
+            device=args.device,
+            step=args.step,
+            progress=not args.no_progress,
+            **{key: value for key, value in given.items() if value is not None},
+        )
+    except ValueError as error:
+        return _user_error(args, error)
+    if args.json:
+        print(json.dumps(records(results)))
+        return 0
+    print(format_perplexity(results))
+    print(f"saved {results_path(args.run_dir, results_name(PERPLEXITY, args.data))}")
+    return 0
+
+
+def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "passkey",
+        help="passkey retrieval accuracy against prompt length of a trained run",
+        description="Greedy passkey retrieval at each length (seeded keys and depths); results go to "
+        "RUN_DIR/eval/passkey.json.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    parser.add_argument(
+        "--lengths",
+        type=_lengths,
+        default=None,
+        help="comma-separated prompt lengths (default: powers of two from the smallest that holds the prompt to 16x)",
+    )
+    parser.add_argument("--trials", type=int, default=None, help="trials per length (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of keys and depths (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--json", action="store_true", help="print only a JSON list of per-length accuracies")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_passkey)
+
+
+def _run_passkey(args: argparse.Namespace) -> int:
+    import json
+
+    from fope.evaluate.passkey import evaluate_run_passkey, format_passkey
+    from fope.evaluate.results import PASSKEY, results_path
+
+    try:
+        results = evaluate_run_passkey(
+            args.run_dir,
+            lengths=args.lengths,
+            seed=args.seed,
+            device=args.device,
+            step=args.step,
+            progress=not args.no_progress,
+            **({} if args.trials is None else {"trials": args.trials}),
+        )
+    except ValueError as error:
+        return _user_error(args, error)
+    if args.json:
+        print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
+        return 0
+    print(format_passkey(results))
+    print(f"saved {results_path(args.run_dir, PASSKEY)}")
+    return 0
+
+
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
+        description="Read each run's eval results (running missing evaluations first), group runs by config name and "
+        "write report.md, results.json and PNG plots to --out.",
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--title", default=None, help="report title")
+    parser.add_argument("--data", default=None, help="use perplexity on this text (as fope eval --data)")
+    parser.add_argument("--no-evaluate", action="store_true", help="do not run missing evaluations; report what exists")
+    parser.add_argument(
+        "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fope.report import compare_runs
+
+    try:
+        results = compare_runs(
+            args.run_dirs,
+            args.out,
+            title=args.title,
+            data=args.data,
+            evaluate_missing=not args.no_evaluate,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except ValueError as error:
+        return _user_error(args, error)
+    groups = ", ".join(f"{label} (n={group['n']})" for label, group in results["groups"].items())
+    print(f"compared {groups}")
+    print(f"wrote {Path(args.out) / 'report.md'}, results.json and {len(results['figures'])} figures")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -152,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(subparsers)
     _add_train(subparsers)
     _add_convert(subparsers)
+    _add_eval(subparsers)
+    _add_passkey(subparsers)
+    _add_compare(subparsers)
     return parser
 
 

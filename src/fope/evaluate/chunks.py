@@ -6,6 +6,7 @@ of ``length + 1`` tokens, so differences between lengths come from the context l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,22 @@ def select_spans(document_lengths: np.ndarray, span_tokens: int, max_spans: int,
     spans = [Span(slots[i][0], slots[i][1], span_tokens) for i in chosen]
     eligible = int((lengths >= span_tokens).sum())
     return SpanSelection(spans, cross_document, eligible)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int when it is an int >= 1; otherwise an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return int(value)
+
+
+def check_lengths(lengths: Sequence[int]) -> list[int]:
+    """The evaluation lengths sorted and without repeats; each must be an int >= 1."""
+    if isinstance(lengths, (str, bytes)) or not lengths:
+        raise ValueError(f"lengths must be a non-empty list of ints >= 1; got {lengths!r}")
+    for length in lengths:
+        check_positive_int("each length", length)
+    return sorted({int(length) for length in lengths})
 
 
 def windows(span_tokens: np.ndarray, length: int) -> np.ndarray:

@@ -8,12 +8,22 @@ is right when the first integer of the greedy continuation equals the key.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fope.data.tokenizer import Tokenizer
+from fope.evaluate.chunks import check_lengths, check_positive_int
+from fope.evaluate.results import PASSKEY, model_device, run_summary, write_results
 
 INSTRUCTION = (
     "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
@@ -23,6 +33,9 @@ FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. Th
 QUESTION = "What is the pass key? The pass key is"
 KEY_RANGE = (1, 50000)
 FILLER_STEP = 128
+DEFAULT_TRIALS = 100
+#: Default lengths stop at this multiple of the training length.
+MAX_LENGTH_MULTIPLE = 16
 _FIRST_INTEGER = re.compile(r"\d+")
 
 
@@ -195,3 +208,178 @@ def summarize_trials(trials: Sequence[PasskeyTrial], depth_bins: int = 5) -> dic
         "grid_accuracy": [[None if np.isnan(v) else float(v) for v in row] for row in grid],
         "grid_trials": counts.tolist(),
     }
+
+
+def min_prompt_tokens(encode: Callable[[str], list[int]]) -> int:
+    """Tokens of the prompt without filler, the most over the smallest, the largest and 64 seeded keys."""
+    sample = np.random.default_rng(0).integers(KEY_RANGE[0], KEY_RANGE[1] + 1, size=64).tolist()
+    return max(len(encode(passkey_text(key, 0, 0.0))) for key in {*KEY_RANGE, *sample})
+
+
+def default_passkey_lengths(encode: Callable[[str], list[int]], train_length: int) -> list[int]:
+    """Powers of two from the smallest that holds the prompt without filler up to 16 x ``train_length``."""
+    top = MAX_LENGTH_MULTIPLE * check_positive_int("train_length", train_length)
+    shortest = min_prompt_tokens(encode)
+    length = 1 << (shortest - 1).bit_length()
+    if length > top:
+        raise ValueError(
+            f"the passkey prompt without filler takes {shortest} tokens, more than {MAX_LENGTH_MULTIPLE} x "
+            f"train_length={train_length}; pass lengths explicitly"
+        )
+    lengths = []
+    while length <= top:
+        lengths.append(length)
+        length *= 2
+    return lengths
+
+
+def trial_rng(seed: int, trial: int) -> np.random.Generator:
+    """The generator of trial ``trial``: the same key and depth at every length, whatever the number of trials."""
+    return np.random.default_rng([seed, trial])
+
+
+def run_trial(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    prompt: PasskeyPrompt,
+    target_tokens: int,
+    max_new_tokens: int,
+    device: torch.device,
+) -> PasskeyTrial:
+    """Greedy decoding (KV cache: one prefill, then one token per step) after the prompt, scored by first integer."""
+    ids = torch.tensor([prompt.token_ids], dtype=torch.long, device=device)
+    output = model.generate(ids, max_new_tokens, temperature=0.0, eos_id=tokenizer.eos_id)
+    new = output[0, ids.shape[1] :].tolist()
+    if tokenizer.eos_id in new:
+        new = new[: new.index(tokenizer.eos_id)]
+    continuation = tokenizer.decode(new)
+    correct = score_answer(continuation, prompt.key)
+    return PasskeyTrial(
+        target_tokens, prompt.num_tokens, prompt.key, prompt.depth, continuation, first_integer(continuation), correct
+    )
+
+
+def evaluate_passkey(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    *,
+    lengths: Sequence[int] | None = None,
+    train_length: int | None = None,
+    trials: int = DEFAULT_TRIALS,
+    seed: int = 0,
+    max_new_tokens: int = 10,
+    depth_bins: int = 5,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Passkey accuracy at each length (``trials`` seeded prompts each), the depth x length grid and every trial.
+
+    Trial ``t`` draws its key and depth from ``(seed, t)``, so every length asks the same questions. ``lengths``
+    default to powers of two from the smallest that holds the prompt up to 16 x ``train_length`` (default: the
+    model's). ``device`` (default: the model's) receives the model.
+    """
+    trials = check_positive_int("trials", trials)
+    max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
+    depth_bins = check_positive_int("depth_bins", depth_bins)
+    if train_length is None:
+        train_length = model.config.train_length
+    shortest = min_prompt_tokens(tokenizer.encode)
+    if lengths is None:
+        lengths = default_passkey_lengths(tokenizer.encode, train_length)
+    lengths = check_lengths(lengths)
+    if lengths[0] < shortest:
+        too_short = [length for length in lengths if length < shortest]
+        raise ValueError(
+            f"passkey lengths {too_short} cannot hold the prompt without filler ({shortest} tokens with this "
+            f"tokenizer); use lengths >= {shortest}"
+        )
+    device = model_device(model) if device is None else torch.device(device)
+    was_training = model.training
+    model.to(device).eval()
+    outcomes: list[PasskeyTrial] = []
+    filler_chars: list[int] = []
+    seconds = {}
+    bar = tqdm(total=len(lengths) * trials, disable=not progress, desc="passkey", unit="trial", dynamic_ncols=True)
+    try:
+        with torch.inference_mode():
+            for length in lengths:
+                start = time.perf_counter()
+                for trial in range(trials):
+                    prompt = build_passkey_prompt(tokenizer.encode, length, trial_rng(seed, trial))
+                    outcomes.append(run_trial(model, tokenizer, prompt, length, max_new_tokens, device))
+                    filler_chars.append(prompt.filler_chars)
+                    bar.update(1)
+                seconds[length] = time.perf_counter() - start
+    finally:
+        bar.close()
+        model.train(was_training)
+    summary = summarize_trials(outcomes, depth_bins)
+    for row in summary["by_length"]:
+        row["seconds"] = seconds[row["length"]]
+        chars = [chars for chars, t in zip(filler_chars, outcomes, strict=True) if t.target_tokens == row["length"]]
+        row["mean_filler_chars"] = float(np.mean(chars))
+    return {
+        "evaluation": "passkey",
+        "train_length": train_length,
+        "lengths": lengths,
+        "trials_per_length": trials,
+        "seed": seed,
+        "max_new_tokens": max_new_tokens,
+        "min_prompt_tokens": shortest,
+        "device": str(device),
+        **summary,
+        "trials": [
+            {**dataclasses.asdict(outcome), "filler_chars": chars}
+            for outcome, chars in zip(outcomes, filler_chars, strict=True)
+        ],
+    }
+
+
+def evaluate_run_passkey(
+    run_dir: str | Path,
+    *,
+    lengths: Sequence[int] | None = None,
+    trials: int = DEFAULT_TRIALS,
+    seed: int = 0,
+    max_new_tokens: int = 10,
+    depth_bins: int = 5,
+    device: str = "auto",
+    step: int | None = None,
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+    """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``."""
+    from fope.runs import load_run  # imported here: fope.train imports this module (passkey_mixer)
+    from fope.train import resolve_device
+
+    run = load_run(run_dir, step=step, device=resolve_device(device))
+    results = evaluate_passkey(
+        run.model,
+        run.tokenizer,
+        lengths=lengths,
+        train_length=run.train_length,
+        trials=trials,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        depth_bins=depth_bins,
+        progress=progress,
+    )
+    results = {"run": run_summary(run), **results}
+    if write:
+        write_results(run.path, PASSKEY, results)
+    return results
+
+
+def format_passkey(results: dict[str, Any]) -> str:
+    """A short text table: accuracy, mean prompt tokens and filler characters per length."""
+    lines = [
+        f"{results['trials_per_length']} trials per length (seed {results['seed']}); "
+        f"training length {results['train_length']}",
+        f"{'length':>8} {'tokens':>8} {'filler chars':>13} {'accuracy':>9} {'seconds':>8}",
+    ]
+    for row in results["by_length"]:
+        lines.append(
+            f"{row['length']:>8} {row['mean_tokens']:>8.0f} {row['mean_filler_chars']:>13.0f} "
+            f"{row['accuracy']:>9.1%} {row['seconds']:>8.1f}"
+        )
+    return "\n".join(lines)

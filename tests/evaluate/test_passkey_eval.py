@@ -1,0 +1,141 @@
+"""The passkey runner: scoring of stub answers, the depth x length grid, seeding, lengths, the KV cache, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from fope.evaluate.passkey import (
+    build_passkey_prompt,
+    default_passkey_lengths,
+    evaluate_passkey,
+    min_prompt_tokens,
+    run_trial,
+    trial_rng,
+)
+from fope.runs import load_run
+
+
+class ByteTokenizer:
+    """Bytes as tokens; EOS is 256."""
+
+    eos_id = 256
+    vocab_size = 257
+
+    def encode(self, text):
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids):
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+
+class AnsweringModel(nn.Module):
+    """Reads the key from the prompt's needle and answers it (``right``), answers another number, or no number."""
+
+    def __init__(self, mode, train_length=32):
+        super().__init__()
+        self.mode = mode
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(train_length=train_length)
+        self.calls = []
+
+    def generate(self, input_ids, max_new_tokens, *, temperature=0.0, eos_id=None):
+        self.calls.append({"tokens": input_ids.shape[1], "max_new_tokens": max_new_tokens, "temperature": temperature})
+        key = int(re.search(r"The pass key is (\d+)\.", ByteTokenizer().decode(input_ids[0].tolist())).group(1))
+        answer = {"right": f" {key}. Remember", "wrong": f" {key + 1}.", "silent": " no idea"}[self.mode]
+        new = [*ByteTokenizer().encode(answer)[: max_new_tokens - 1], eos_id]
+        return torch.cat([input_ids, torch.tensor([new])], dim=1)
+
+
+@pytest.mark.parametrize(("mode", "accuracy"), [("right", 1.0), ("wrong", 0.0), ("silent", 0.0)])
+def test_accuracy_of_right_wrong_and_missing_answers(mode, accuracy):
+    model = AnsweringModel(mode)
+    results = evaluate_passkey(model, ByteTokenizer(), lengths=[300, 600], trials=6, depth_bins=3, progress=False)
+    assert [row["accuracy"] for row in results["by_length"]] == [accuracy, accuracy]
+    assert [row["trials"] for row in results["by_length"]] == [6, 6]
+    assert len(results["trials"]) == 12 and all(t["correct"] is (accuracy == 1.0) for t in results["trials"])
+    assert {call["temperature"] for call in model.calls} == {0.0} and {c["max_new_tokens"] for c in model.calls} == {10}
+    grid = results["grid_accuracy"]
+    assert len(grid) == 3 and all(len(row) == 2 for row in grid)
+    assert {value for row in grid for value in row if value is not None} == {accuracy}
+    assert [sum(column) for column in zip(*results["grid_trials"], strict=True)] == [6, 6]
+    if mode == "silent":
+        assert all(t["answer"] is None and t["continuation"] == " no idea" for t in results["trials"])
+    if mode == "wrong":
+        assert all(t["answer"] == t["key"] + 1 for t in results["trials"])
+
+
+def test_the_grid_puts_each_trial_in_its_depth_bin():
+    results = evaluate_passkey(AnsweringModel("right"), ByteTokenizer(), lengths=[400], trials=20, progress=False)
+    counts = [row[0] for row in results["grid_trials"]]
+    expected = [0] * 5
+    for trial in results["trials"]:
+        expected[min(int(trial["depth"] * 5), 4)] += 1
+    assert counts == expected and sum(counts) == 20
+
+
+def test_trials_are_seeded_and_ask_the_same_questions_at_every_length():
+    tokenizer = ByteTokenizer()
+    a = evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[300, 700], trials=5, seed=3, progress=False)
+    b = evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[300, 700], trials=5, seed=3, progress=False)
+    c = evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[300, 700], trials=5, seed=4, progress=False)
+
+    def questions(results, length):
+        return [(t["key"], t["depth"]) for t in results["trials"] if t["target_tokens"] == length]
+
+    assert questions(a, 300) == questions(b, 300) == questions(a, 700)
+    assert questions(a, 300) != questions(c, 300)
+    assert all(t["num_tokens"] <= t["target_tokens"] for t in a["trials"])
+    first = build_passkey_prompt(tokenizer.encode, 300, trial_rng(3, 0))
+    assert questions(a, 300)[0] == (first.key, first.depth)
+
+
+def test_default_lengths_double_from_the_smallest_power_of_two_that_holds_the_prompt():
+    tokenizer = ByteTokenizer()
+    shortest = min_prompt_tokens(tokenizer.encode)
+    assert 128 < shortest <= 256  # about 250 bytes without filler
+    assert default_passkey_lengths(tokenizer.encode, train_length=32) == [256, 512]
+    assert default_passkey_lengths(tokenizer.encode, train_length=128) == [256, 512, 1024, 2048]
+    results = evaluate_passkey(AnsweringModel("right", train_length=20), tokenizer, trials=1, progress=False)
+    assert results["lengths"] == [256] and results["train_length"] == 20
+    with pytest.raises(ValueError, match=r"more than 16 x train_length=8"):
+        default_passkey_lengths(tokenizer.encode, train_length=8)
+    with pytest.raises(ValueError, match=r"passkey lengths \[128, 200\] cannot hold the prompt without filler"):
+        evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[128, 200, 512], trials=1, progress=False)
+    with pytest.raises(ValueError, match="trials must be an int >= 1; got 0"):
+        evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[512], trials=0, progress=False)
+
+
+def test_decoding_uses_the_kv_cache(tiny_runs):
+    run = load_run(tiny_runs["rope"])
+    inputs = []
+    run.model.embed.register_forward_hook(lambda module, args, output: inputs.append(args[0].shape[1]))
+    prompt = build_passkey_prompt(run.tokenizer.encode, 256, trial_rng(0, 0))
+    trial = run_trial(run.model, run.tokenizer, prompt, 256, max_new_tokens=6, device=torch.device("cpu"))
+    assert inputs[0] == prompt.num_tokens  # one prefill of the whole prompt...
+    assert inputs[1:] == [1] * (len(inputs) - 1) and 1 <= len(inputs) <= 6  # ...then one token per new token
+    assert trial.num_tokens == prompt.num_tokens and trial.key == prompt.key
+
+
+def test_a_real_run_and_the_cli(tiny_runs, tmp_path, capsys):
+    from fope.cli import main
+
+    run_dir = shutil.copytree(tiny_runs["alibi"], tmp_path / "run")
+    assert main(["passkey", str(run_dir), "--trials", "2", "--no-progress", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [row["length"] for row in printed] == [256, 512] and all(row["trials"] == 2 for row in printed)
+    saved = json.loads((run_dir / "eval" / "passkey.json").read_text())
+    assert saved["run"]["position"] == "alibi" and saved["trials_per_length"] == 2
+    assert len(saved["trials"]) == 4 and all(row["seconds"] > 0 for row in saved["by_length"])
+    fields = {"target_tokens", "num_tokens", "key", "depth", "continuation", "answer", "correct", "filler_chars"}
+    assert set(saved["trials"][0]) == fields
+    assert saved["by_length"][0]["mean_filler_chars"] == 0  # 256 tokens hold no filler at this vocabulary
+    assert saved["by_length"][1]["mean_filler_chars"] > 0
+    assert main(["passkey", str(run_dir), "--lengths", "64", "--no-progress"]) == 2
+    assert "cannot hold the prompt without filler" in capsys.readouterr().err
