@@ -301,6 +301,42 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: train tiny RoPE/FoPE/ALiBi/NoPE models, evaluate past the training length, report",
+        description="Prepare the default corpus, train tiny models that differ only in position encoding, evaluate "
+        "perplexity at 1x..16x the training length and passkey retrieval, and write a report. Finished steps are "
+        "reused when the command is run again with the same --out.",
+    )
+    parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes (few steps and trials)")
+    parser.add_argument(
+        "--encodings",
+        type=lambda text: [p for p in text.split(",") if p],
+        default=None,
+        help="comma-separated tiny presets (default rope,fope,alibi,nope; also fope-no-fs, fope-no-cf, hope, p-rope)",
+    )
+    parser.add_argument("--seeds", type=_lengths, default=None, help="comma-separated seeds (default 0)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 600, quick 60)")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel workers (default: 2, one thread each)")
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from fope.demo import DemoPlan, run_demo
+
+    try:
+        plan = DemoPlan.make(
+            quick=args.quick, encodings=args.encodings, seeds=args.seeds, steps=args.steps, jobs=args.jobs
+        )
+    except ValueError as error:
+        print(f"fope demo: error: {error}", file=sys.stderr)
+        return 2
+    run_demo(plan, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -311,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(subparsers)
     _add_passkey(subparsers)
     _add_compare(subparsers)
+    _add_demo(subparsers)
     return parser
 
 
