@@ -219,8 +219,8 @@ def plot_damage(damage: Mapping[str, Any], below_floor: Sequence[bool] | None, p
             label=f"{stage}: leakage",
         )
     axis.set_xticks(layers + 0.4 - width / 2, [str(layer) for layer in layers])
-    axis.set(xlabel="layer", ylabel="share of output energy", ylim=(0, 1.02), title="Tone probe through each block")
-    axis.legend(fontsize=7)
+    axis.set(xlabel="layer", ylabel="share of output energy", ylim=(0, 1.3), title="Tone probe through each block")
+    axis.legend(fontsize=7, ncol=len(stages), loc="upper center")
     return _save(figure, path)
 
 

@@ -65,7 +65,8 @@ def _per_query_head(x: Tensor, num_heads: int) -> Tensor:
 
 
 def pair_products(queries: Tensor, keys: Tensor, pe: PositionEncoding) -> PairProducts:
-    """``z_j`` (coherent and amplitude) from un-rotated queries ``(B, Hq, T, D)`` and keys ``(B, Hkv, T, D)``."""
+    """``z_j`` (coherent and amplitude, on the CPU) from un-rotated queries ``(B, Hq, T, D)`` and keys
+    ``(B, Hkv, T, D)``."""
     if pe.kind != "rotary":
         raise TypeError(f"pair_products needs a rotary position encoding; got kind {pe.kind!r}")
     heads = queries.shape[1]
@@ -76,7 +77,10 @@ def pair_products(queries: Tensor, keys: Tensor, pe: PositionEncoding) -> PairPr
     rest_q, rest_k = queries[..., pe.rotary_dim :].double(), keys[..., pe.rotary_dim :].double()
     rest_coherent = (rest_q.mean(dim=(0, 2)) * _per_query_head(rest_k.mean(dim=(0, 2)), heads)).sum(-1)
     rest_amplitude = (rest_q.abs().mean(dim=(0, 2)) * _per_query_head(rest_k.abs().mean(dim=(0, 2)), heads)).sum(-1)
-    return PairProducts(mean_q * mean_k.conj(), size_q * size_k, rest_coherent, rest_amplitude)
+    # small per-head results go to the CPU, where the rotary basis lives
+    return PairProducts(
+        (mean_q * mean_k.conj()).cpu(), (size_q * size_k).cpu(), rest_coherent.cpu(), rest_amplitude.cpu()
+    )
 
 
 def stationary_spectrum(products: PairProducts, basis: RotaryBasis) -> StationarySpectrum:
