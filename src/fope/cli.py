@@ -337,6 +337,47 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("analyze", help="spectrum diagnostics of a trained run (JSON summary and PNG plots)")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
+    parser.add_argument(
+        "--multiples", default="1,2,4,8,16", help="contexts as multiples of the training length (default 1,2,4,8,16)"
+    )
+    parser.add_argument("--sequences", type=int, default=2, help="validation windows to read (default 2)")
+    parser.add_argument("--train-length", type=int, default=None, help="override the model's train_length")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--no-plots", action="store_true", help="write analysis.json only")
+    parser.set_defaults(handler=_run_analyze)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fope.analysis import analyze
+    from fope.runs import load_run
+
+    run = load_run(args.run_dir, step=args.step, device=args.device)
+    train_length = args.train_length or run.model.config.train_length
+    out_dir = Path(args.out) if args.out else Path(run.path) / "analysis"
+    multiples = [float(value) if "." in value else int(value) for value in args.multiples.split(",")]
+    result = analyze(
+        run.model,
+        run.val_store(),
+        train_length=train_length,
+        out_dir=out_dir,
+        context_multiples=multiples,
+        num_sequences=args.sequences,
+        plots=not args.no_plots,
+    )
+    print(f"analysis of {run.path} (step {run.step}, train_length {train_length}) written to {out_dir}")
+    means = result["summary"]["context"]
+    for multiple, entropy, mass in zip(multiples, means["entropy"], means["mass_beyond_train_length"], strict=True):
+        print(f"{multiple:>5g}x: mean attention entropy {entropy:.3f} nats, attention mass beyond L {mass:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -348,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_passkey(subparsers)
     _add_compare(subparsers)
     _add_demo(subparsers)
+    _add_analyze(subparsers)
     return parser
 
 
