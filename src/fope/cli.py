@@ -272,6 +272,9 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None, help="use perplexity on this text (as fope eval --data)")
     parser.add_argument("--no-evaluate", action="store_true", help="do not run missing evaluations; report what exists")
     parser.add_argument(
+        "--attention", action="store_true", help="add attention entropy / mass beyond L at 1x..16x (fope.analysis)"
+    )
+    parser.add_argument(
         "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -283,6 +286,11 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     from fope.report import compare_runs
 
+    sections = []
+    if args.attention:
+        from fope.analysis.report_section import attention_section
+
+        sections.append(attention_section)
     try:
         results = compare_runs(
             args.run_dirs,
@@ -292,6 +300,7 @@ def _run_compare(args: argparse.Namespace) -> int:
             evaluate_missing=not args.no_evaluate,
             device=args.device,
             progress=not args.no_progress,
+            extra_sections=sections,
         )
     except ValueError as error:
         return _user_error(args, error)

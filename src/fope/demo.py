@@ -207,6 +207,7 @@ def key_table(results: dict[str, Any]) -> str:
 
 def run_demo(plan: DemoPlan, out: str | Path = "demo-output", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Prepare the default corpus, train, evaluate and report; return the aggregated results."""
+    from fope.analysis.report_section import attention_section
     from fope.data.prepare import prepare_data
     from fope.report import compare_runs
     from fope.runs import load_config
@@ -229,7 +230,14 @@ def run_demo(plan: DemoPlan, out: str | Path = "demo-output", log: Callable[[str
     run_dirs = train_runs(plan, out)
     evaluate_runs(plan, run_dirs, out)
     title = "fope demo: length generalization of tiny models" + (" (quick)" if plan.quick else "")
-    results = compare_runs(run_dirs, out / "report", title=title, evaluate_missing=False, progress=False)
+    results = compare_runs(
+        run_dirs,
+        out / "report",
+        title=title,
+        evaluate_missing=False,
+        progress=False,
+        extra_sections=[attention_section],
+    )
     minutes = (time.perf_counter() - started) / 60
     (out / "demo.json").write_text(json.dumps({"plan": asdict(plan), "minutes": minutes}, indent=2))
     log("")
