@@ -1,8 +1,8 @@
 """Benchmark of position-encoding application: forward + backward time of FoPE, RoPE and YaRN on q and k.
 
 Reports each scheme's time, FoPE / RoPE as a ratio measured in the same run (schemes are interleaved repeat by repeat,
-so drift in machine load hits all of them alike), and the bytes the application must move at minimum against a
-measured memory-copy bandwidth: how far each one is from the memory-bound floor.
+in a rotating order, so drift in machine load and order effects hit all of them alike), and the bytes the application
+must move at minimum against a measured memory-copy bandwidth: how far each one is from the memory-bound floor.
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def run_position_benchmark(
             for pe in modules.values():  # warm-up (and compilation)
                 for _ in range(2):
                     _step(pe, q, k, grad_q, grad_k)
-            for _ in range(repeats):
-                for name, pe in modules.items():
+            names = list(modules)
+            for repeat in range(repeats):
+                for name in names[repeat % len(names) :] + names[: repeat % len(names)]:  # rotate the order
+                    pe = modules[name]
                     q.grad = k.grad = None
                     _synchronize(dev)
                     start = time.perf_counter()

@@ -60,10 +60,11 @@ def fope_reference(
                         c = sum(a_cos[g, k, j] * cos_basis[k] for k in range(num_kept))
                         s = sum(a_sin[g, k, j] * sin_basis[k] for k in range(num_kept))
                     else:
-                        c, s = 1.0, (1.0 if zero_pad == "official" else 0.0)
+                        c = torch.tensor(1.0, dtype=torch.float64)
+                        s = torch.tensor(1.0 if zero_pad == "official" else 0.0, dtype=torch.float64)
                     c, s = c * scale, s * scale
                     i1, i2 = pair_indices(j, num_pairs, layout)
-                    rotation = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+                    rotation = torch.stack((torch.stack((c, -s)), torch.stack((s, c))))  # differentiable in c, s
                     pair = torch.stack((x[b, h, t, i1].double(), x[b, h, t, i2].double()))
                     out[b, h, t, i1], out[b, h, t, i2] = rotation @ pair
     return out

@@ -415,3 +415,30 @@ def test_learnable_coefficients_stay_float32_after_cast():
     pe.to(torch.bfloat16)
     assert isinstance(pe.cos_coef, torch.nn.Parameter) and pe.cos_coef.dtype == torch.float32
     assert torch.equal(pe.cos_coef.detach(), before)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"share_heads": True}, {"layout": "interleaved", "output_dim": "square", "zero_pad": "identity"}]
+)
+def test_learnable_coefficient_gradients_match_the_reference(options):
+    pe = FoPE(head_dim=16, num_heads=4, num_kv_heads=2, train_length=64, seed=0, learnable=True, **options)
+    q, k = qk(batch=2, q_heads=4, kv_heads=2, length=3, dim=16)
+    positions = random_positions(2, 3, high=200)
+    weights_q, weights_k = torch.randn_like(q), torch.randn_like(k)
+    q_out, k_out = pe(q, k, positions)
+    ((q_out * weights_q).sum() + (k_out * weights_k).sum()).backward()
+    cos_coef = pe.cos_coef.detach().double().requires_grad_(True)
+    sin_coef = pe.sin_coef.detach().double().requires_grad_(True)
+    reference = {
+        "cos_coef": cos_coef,
+        "sin_coef": sin_coef,
+        "kept_frequencies": frequencies(16, 1e4)[: pe.num_kept],
+        "rotary_dim": 16,
+        "zero_pad": pe.zero_pad,
+        "layout": pe.layout,
+    }
+    loss = (fope_reference(q, positions, **reference) * weights_q.double()).sum()
+    loss = loss + (fope_reference(k, positions, **reference) * weights_k.double()).sum()
+    loss.backward()
+    torch.testing.assert_close(pe.cos_coef.grad.double(), cos_coef.grad, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(pe.sin_coef.grad.double(), sin_coef.grad, atol=1e-3, rtol=1e-3)

@@ -37,50 +37,90 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "half") -> T
     pass through unchanged (partial rotary). The arithmetic runs in float32 and the result has ``x``'s dtype.
     """
     check_choice("layout", layout, LAYOUTS)
-    if cos.requires_grad or sin.requires_grad:  # learnable features: let autograd differentiate through them
-        return _rotate(x, cos, sin, layout)
     return _Rotation.apply(x, cos, sin, layout)
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    heads, dim = x.shape[1], x.shape[-1]
-    pairs, groups = cos.shape[-1], cos.shape[1]
-    rotary = x[..., : 2 * pairs].float()
-    grouped = groups not in (1, heads)
-    if grouped:
-        rotary = rotary.unflatten(1, (groups, heads // groups))
-        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+def _pairs(x: Tensor, pairs: int, layout: str) -> tuple[Tensor, Tensor]:
+    """Views ``(a, b)`` of the two members of every pair in the last dimension."""
     if layout == "half":
-        a, b = rotary.unflatten(-1, (2, pairs)).unbind(-2)
-        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-2).flatten(-2)
-    else:
-        a, b = rotary.unflatten(-1, (pairs, 2)).unbind(-1)
-        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+        return x[..., :pairs], x[..., pairs : 2 * pairs]
+    return x[..., 0 : 2 * pairs : 2], x[..., 1 : 2 * pairs : 2]
+
+
+def _grouped(x: Tensor, groups: int) -> Tensor:
+    """``(B, H, ...)`` as ``(B, groups, H // groups, ...)`` when heads share features in groups (GQA), else ``x``."""
+    heads = x.shape[1]
+    return x if groups in (1, heads) else x.unflatten(1, (groups, heads // groups))
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
+    """``(a*c - b*s, b*c + a*s)`` in float32, cast to x's dtype.
+
+    Eager: four kernels write into one float32 buffer; mixed-dtype ``mul``/``addcmul`` compute in float32 without a
+    float32 copy of x (bf16 inputs are read once). Compiled: the plain expression, which inductor fuses.
+    """
+    pairs, groups, dim = cos.shape[-1], cos.shape[1], x.shape[-1]
+    grouped = groups not in (1, x.shape[1])
     if grouped:
-        out = out.flatten(1, 2)
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+    a, b = _pairs(_grouped(x, groups), pairs, layout)
+    if torch.compiler.is_compiling():  # dynamo cannot trace out= into views; inductor fuses this form into one kernel
+        a, b = a.float(), b.float()
+        out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-2 if layout == "half" else -1).flatten(-2)
+        out = out.flatten(1, 2) if grouped else out
+    else:
+        out = torch.empty(*x.shape[:-1], 2 * pairs, dtype=torch.float32, device=x.device)
+        out_a, out_b = _pairs(_grouped(out, groups), pairs, layout)
+        torch.mul(a, cos, out=out_a)
+        out_a.addcmul_(b, sin, value=-1.0)
+        torch.mul(b, cos, out=out_b)
+        out_b.addcmul_(a, sin)
     out = out.to(x.dtype)
     if 2 * pairs < dim:
         out = torch.cat((out, x[..., 2 * pairs :]), dim=-1)
     return out
 
 
+def _sum_to(values: Tensor, like: Tensor) -> Tensor:
+    """Sum a ``(B, H, T, P)`` gradient down to the broadcast shape ``(B|1, Hc|1, T, P)`` of ``like``."""
+    values = _grouped(values, like.shape[1])
+    if values.dim() == 5:
+        values = values.sum(2)
+    if like.shape[1] == 1:
+        values = values.sum(1, keepdim=True)
+    if like.shape[0] == 1:
+        values = values.sum(0, keepdim=True)
+    return values
+
+
 class _Rotation(torch.autograd.Function):
     """The pair map ``[[c, -s], [s, c]]`` is linear in x: its backward is the same map with ``-s`` (the transpose).
 
-    Saving only ``cos`` and ``sin`` (not float32 copies of q and k) keeps training memory at long context down and
-    makes the backward pass cost what the forward costs.
+    Only ``cos`` and ``sin`` are saved (and x only when the features themselves need gradients, e.g. learnable FoPE
+    coefficients), so training keeps no float32 copies of q and k and the backward pass costs what the forward costs.
     """
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-        ctx.save_for_backward(cos, sin)
+        features_need_grad = cos.requires_grad or sin.requires_grad
+        ctx.save_for_backward(cos, sin, x if features_need_grad else None)
         ctx.layout = layout
         return _rotate(x, cos, sin, layout)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
-        cos, sin = ctx.saved_tensors
-        return _rotate(grad, cos, -sin, ctx.layout), None, None, None
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        cos, sin, x = ctx.saved_tensors
+        grad_x = _rotate(grad, cos, -sin, ctx.layout) if ctx.needs_input_grad[0] else None
+        grad_cos = grad_sin = None
+        if x is not None:  # d/dc = g_a a + g_b b and d/ds = g_b a - g_a b, summed over what cos/sin broadcast over
+            pairs = cos.shape[-1]
+            a, b = (t.float() for t in _pairs(x, pairs, ctx.layout))
+            grad_a, grad_b = (t.float() for t in _pairs(grad, pairs, ctx.layout))
+            grad_cos = _sum_to(grad_a * a + grad_b * b, cos) if ctx.needs_input_grad[1] else None
+            grad_sin = _sum_to(grad_b * a - grad_a * b, sin) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_cos, grad_sin, None
 
 
 class RotaryEncoding(PositionEncoding):
