@@ -1,7 +1,7 @@
 """Peak memory and time of one no-grad forward pass of the tiny model at long context, per position encoding.
 
     .venv/bin/python benchmarks/bench_model.py                      # T = 2048 and 8192, CPU, Markdown table
-    .venv/bin/python benchmarks/bench_model.py --output docs/benchmarks-model.md
+    .venv/bin/python benchmarks/bench_model.py   (results are recorded in docs/benchmarks.md)
 
 The model is d_model 128, 4 layers, 4 heads of 32, vocab 1024, train_length 128, batch 1; T = 2048 is 16x the training
 length. On CPU every measurement runs in a fresh subprocess: peak RSS (``ru_maxrss``) after the forward pass minus peak

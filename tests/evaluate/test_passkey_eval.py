@@ -46,7 +46,14 @@ class AnsweringModel(nn.Module):
         self.calls = []
 
     def generate(self, input_ids, max_new_tokens, *, temperature=0.0, eos_id=None):
-        self.calls.append({"tokens": input_ids.shape[1], "max_new_tokens": max_new_tokens, "temperature": temperature})
+        self.calls.append(
+            {
+                "tokens": input_ids.shape[1],
+                "max_new_tokens": max_new_tokens,
+                "temperature": temperature,
+                "first": int(input_ids[0, 0]),
+            }
+        )
         key = int(re.search(r"The pass key is (\d+)\.", ByteTokenizer().decode(input_ids[0].tolist())).group(1))
         answer = {"right": f" {key}. Remember", "wrong": f" {key + 1}.", "silent": " no idea"}[self.mode]
         new = [*ByteTokenizer().encode(answer)[: max_new_tokens - 1], eos_id]
@@ -58,6 +65,7 @@ def test_accuracy_of_right_wrong_and_missing_answers(mode, accuracy):
     model = AnsweringModel(mode)
     results = evaluate_passkey(model, ByteTokenizer(), lengths=[300, 600], trials=6, depth_bins=3, progress=False)
     assert [row["accuracy"] for row in results["by_length"]] == [accuracy, accuracy]
+    assert {call["first"] for call in model.calls} == {ByteTokenizer().eos_id}  # every prompt opens a document
     assert [row["trials"] for row in results["by_length"]] == [6, 6]
     assert len(results["trials"]) == 12 and all(t["correct"] is (accuracy == 1.0) for t in results["trials"])
     assert {call["temperature"] for call in model.calls} == {0.0} and {c["max_new_tokens"] for c in model.calls} == {10}
@@ -118,9 +126,9 @@ def test_decoding_uses_the_kv_cache(tiny_runs):
     run.model.embed.register_forward_hook(lambda module, args, output: inputs.append(args[0].shape[1]))
     prompt = build_passkey_prompt(run.tokenizer.encode, 256, trial_rng(0, 0))
     trial = run_trial(run.model, run.tokenizer, prompt, 256, max_new_tokens=6, device=torch.device("cpu"))
-    assert inputs[0] == prompt.num_tokens  # one prefill of the whole prompt...
+    assert inputs[0] == prompt.num_tokens + 1  # one prefill of the end-of-document token and the prompt...
     assert inputs[1:] == [1] * (len(inputs) - 1) and 1 <= len(inputs) <= 6  # ...then one token per new token
-    assert trial.num_tokens == prompt.num_tokens and trial.key == prompt.key
+    assert trial.num_tokens == prompt.num_tokens + 1 and trial.key == prompt.key
 
 
 def test_a_real_run_and_the_cli(tiny_runs, tmp_path, capsys):

@@ -155,12 +155,16 @@ def passkey_training_example(
 def passkey_mixer(
     encode: Callable[[str], list[int]], min_tokens: int | None = None
 ) -> Callable[[np.random.Generator, int, int], torch.Tensor]:
-    """A ``WindowSampler`` mixer: rows of ``seq_len + 1`` tokens holding one passkey example each, left-padded (-1)."""
+    """A ``WindowSampler`` mixer: rows of ``seq_len + 1`` tokens holding one passkey example each, left-padded (-1).
+
+    At least one padding token precedes every example, so it starts after an end-of-document token, as evaluation
+    prompts do.
+    """
 
     def mix(rng: np.random.Generator, count: int, seq_len: int) -> torch.Tensor:
         rows = torch.full((count, seq_len + 1), -1, dtype=torch.int64)
         for row in range(count):
-            example = passkey_training_example(encode, seq_len + 1, rng, min_tokens=min_tokens)
+            example = passkey_training_example(encode, seq_len, rng, min_tokens=min_tokens)
             rows[row, seq_len + 1 - len(example) :] = torch.tensor(example, dtype=torch.int64)
         return rows
 
@@ -211,9 +215,10 @@ def summarize_trials(trials: Sequence[PasskeyTrial], depth_bins: int = 5) -> dic
 
 
 def min_prompt_tokens(encode: Callable[[str], list[int]]) -> int:
-    """Tokens of the prompt without filler, the most over the smallest, the largest and 64 seeded keys."""
+    """Tokens of the prompt without filler (the most over the smallest, the largest and 64 seeded keys), plus the
+    end-of-document token that opens every prompt."""
     sample = np.random.default_rng(0).integers(KEY_RANGE[0], KEY_RANGE[1] + 1, size=64).tolist()
-    return max(len(encode(passkey_text(key, 0, 0.0))) for key in {*KEY_RANGE, *sample})
+    return 1 + max(len(encode(passkey_text(key, 0, 0.0))) for key in {*KEY_RANGE, *sample})
 
 
 def default_passkey_lengths(encode: Callable[[str], list[int]], train_length: int) -> list[int]:
@@ -246,8 +251,13 @@ def run_trial(
     max_new_tokens: int,
     device: torch.device,
 ) -> PasskeyTrial:
-    """Greedy decoding (KV cache: one prefill, then one token per step) after the prompt, scored by first integer."""
-    ids = torch.tensor([prompt.token_ids], dtype=torch.long, device=device)
+    """Greedy decoding (KV cache: one prefill, then one token per step) after the prompt, scored by first integer.
+
+    The prompt is a new document, so it is preceded by the end-of-document token, as every document in the training
+    stream is (the tokenizer has no separate beginning-of-text token); models trained with passkey examples saw them
+    the same way.
+    """
+    ids = torch.tensor([[tokenizer.eos_id, *prompt.token_ids]], dtype=torch.long, device=device)
     output = model.generate(ids, max_new_tokens, temperature=0.0, eos_id=tokenizer.eos_id)
     new = output[0, ids.shape[1] :].tolist()
     if tokenizer.eos_id in new:
@@ -255,7 +265,7 @@ def run_trial(
     continuation = tokenizer.decode(new)
     correct = score_answer(continuation, prompt.key)
     return PasskeyTrial(
-        target_tokens, prompt.num_tokens, prompt.key, prompt.depth, continuation, first_integer(continuation), correct
+        target_tokens, ids.shape[1], prompt.key, prompt.depth, continuation, first_integer(continuation), correct
     )
 
 
@@ -305,7 +315,8 @@ def evaluate_passkey(
             for length in lengths:
                 start = time.perf_counter()
                 for trial in range(trials):
-                    prompt = build_passkey_prompt(tokenizer.encode, length, trial_rng(seed, trial))
+                    # one token of the budget opens the document (see run_trial)
+                    prompt = build_passkey_prompt(tokenizer.encode, length - 1, trial_rng(seed, trial))
                     outcomes.append(run_trial(model, tokenizer, prompt, length, max_new_tokens, device))
                     filler_chars.append(prompt.filler_chars)
                     bar.update(1)
