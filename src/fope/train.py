@@ -128,7 +128,9 @@ def build_sampler(config: RunConfig, prepared: PreparedData) -> WindowSampler:
     if config.data.passkey_fraction > 0:
         from fope.evaluate.passkey import passkey_mixer
 
-        mixers.append((config.data.passkey_fraction, passkey_mixer(prepared.tokenizer.encode)))
+        mixers.append(
+            (config.data.passkey_fraction, passkey_mixer(prepared.tokenizer.encode, prepared.tokenizer.eos_id))
+        )
     return WindowSampler(prepared.train, config.train.seq_len, config.train.batch_size, config.train.seed, mixers)
 
 

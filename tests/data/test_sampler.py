@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fope.data.sampler import IGNORE_INDEX, WindowSampler
+from fope.data.sampler import WindowSampler
 from fope.data.store import TokenStore
 
 VOCAB = 5000
@@ -99,16 +99,17 @@ def test_mixer_errors(store):
         short.batch(0)
 
 
-def test_negative_mixer_entries_are_padding(store):
-    def padded(rng: np.random.Generator, n: int, seq_len: int) -> torch.Tensor:
-        rows = torch.full((n, seq_len + 1), 7, dtype=torch.int64)
-        rows[:, :5] = -1  # left padding
+def test_negative_mixer_entries_keep_the_sampled_corpus_tokens(store):
+    def packed(rng: np.random.Generator, n: int, seq_len: int) -> torch.Tensor:
+        rows = torch.full((n, seq_len + 1), -1, dtype=torch.int64)
+        rows[:, -5:] = 7  # an "example" packed at the end of the row, after the row's own text
         return rows
 
-    sampler = WindowSampler(store, seq_len=16, batch_size=4, seed=0, mixers=[(0.5, padded)])
-    inputs, targets = sampler.batch(0)
-    mixed = (inputs[:, -1] == 7) & (inputs[:, 0] == store.eos_id)
-    assert int(mixed.sum()) == 2
-    assert torch.all(inputs[mixed, :5] == store.eos_id)
-    assert torch.all(targets[mixed, :4] == IGNORE_INDEX) and torch.all(targets[mixed, 4:] == 7)
-    assert not (inputs < 0).any()
+    plain = WindowSampler(store, seq_len=16, batch_size=4, seed=0).global_batch(0)
+    mixed = WindowSampler(store, seq_len=16, batch_size=4, seed=0, mixers=[(0.5, packed)]).global_batch(0)
+    changed = [row for row in range(4) if not np.array_equal(plain[row], mixed[row])]
+    assert len(changed) == 2
+    for row in changed:
+        assert np.array_equal(mixed[row, :-5], plain[row, :-5]) and np.all(mixed[row, -5:] == 7)
+    inputs, targets = WindowSampler(store, seq_len=16, batch_size=4, seed=0, mixers=[(0.5, packed)]).batch(0)
+    assert not (inputs < 0).any() and not (targets < 0).any()

@@ -125,12 +125,14 @@ def test_summary_by_length_and_depth():
     assert summary["grid_trials"] == [[1, 0], [1, 2]]
 
 
-def test_mixer_rows_are_left_padded_examples():
-    mixer = passkey_mixer(byte_encode)
+def test_mixer_rows_end_with_a_document_holding_one_example():
+    eos = 1000
+    mixer = passkey_mixer(byte_encode, eos)
     rows = mixer(np.random.default_rng(0), 3, 511)
     assert rows.shape == (3, 512)
     for row in rows:
-        padding = int((row < 0).sum())
-        assert torch.all(row[:padding] == -1)
-        text = bytes(row[padding:].tolist()).decode()
+        keep = int((row < 0).sum())  # the row's own corpus text stays in front
+        assert keep >= 1 and torch.all(row[:keep] == -1)
+        assert row[keep] == eos  # the example opens a document, as evaluation prompts do
+        text = bytes(row[keep + 1 :].tolist()).decode()
         assert text.startswith(INSTRUCTION) and text.endswith(".")

@@ -9,11 +9,10 @@ import torch
 
 from fope.data.store import TokenStore
 
-#: ``mixer(rng, n, seq_len)`` -> ``(n, seq_len + 1)`` int64 tokens (e.g. passkey-format examples) replacing ``n`` rows.
-#: Negative entries are padding: as inputs they become EOS, as targets ``IGNORE_INDEX`` (no loss).
+#: ``mixer(rng, n, seq_len)`` -> ``(n, seq_len + 1)`` int64 tokens (e.g. passkey-format examples) laid over ``n``
+#: sampled rows: negative entries keep the row's own corpus tokens, so an example can be packed after real text
+#: like any document in the stream.
 Mixer = Callable[[np.random.Generator, int, int], torch.Tensor]
-#: Target id that the loss skips (``torch.nn.functional.cross_entropy``'s default ``ignore_index``).
-IGNORE_INDEX = -100
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -28,7 +27,7 @@ class WindowSampler:
     The global batch of a step depends only on ``(seed, step)``: resuming at step s gives the same data, and rank r of
     W takes rows ``[r * b / W, (r + 1) * b / W)`` of it, so any number of processes sees the data of one process.
     ``mixers`` is a sequence of ``(fraction, mixer)``: each step, ``round(fraction * batch_size)`` rows at positions
-    drawn from the same per-step generator are replaced by the mixer's sequences.
+    drawn from the same per-step generator are overlaid with the mixer's sequences (negative entries keep the row).
     """
 
     def __init__(
@@ -70,14 +69,11 @@ class WindowSampler:
                     raise ValueError(
                         f"mixer {mixer!r} returned shape {tuple(mixed.shape)}; expected ({count}, {window})"
                     )
-                rows[chosen] = mixed.numpy()
+                rows[chosen] = np.where(mixed.numpy() < 0, rows[chosen], mixed.numpy())
         return rows
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets) of this rank: int64 ``(batch_size // world_size, seq_len)``, targets shifted by one.
-
-        Padding from mixers is EOS in the inputs and ``IGNORE_INDEX`` in the targets.
-        """
+        """(inputs, targets) of this rank: int64 ``(batch_size // world_size, seq_len)``, targets shifted by one."""
         world_size = _check_int("world_size", world_size, 1)
         rank = _check_int("rank", rank, 0)
         if rank >= world_size:
@@ -86,7 +82,4 @@ class WindowSampler:
             raise ValueError(f"batch_size={self.batch_size} (global) must be a multiple of world_size={world_size}")
         per_rank = self.batch_size // world_size
         rows = torch.from_numpy(self.global_batch(step)[rank * per_rank : (rank + 1) * per_rank])
-        inputs, targets = rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
-        inputs[inputs < 0] = self.store.eos_id
-        targets[targets < 0] = IGNORE_INDEX
-        return inputs, targets
+        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()

@@ -153,18 +153,18 @@ def passkey_training_example(
 
 
 def passkey_mixer(
-    encode: Callable[[str], list[int]], min_tokens: int | None = None
+    encode: Callable[[str], list[int]], eos_id: int, min_tokens: int | None = None
 ) -> Callable[[np.random.Generator, int, int], torch.Tensor]:
-    """A ``WindowSampler`` mixer: rows of ``seq_len + 1`` tokens holding one passkey example each, left-padded (-1).
+    """A ``WindowSampler`` mixer: each row ends with the end-of-document token and one passkey example.
 
-    At least one padding token precedes every example, so it starts after an end-of-document token, as evaluation
-    prompts do.
+    The example is packed after the row's own corpus text (entries -1 keep it), the way every document follows the
+    previous one in the training stream; evaluation prompts likewise open with the end-of-document token.
     """
 
     def mix(rng: np.random.Generator, count: int, seq_len: int) -> torch.Tensor:
         rows = torch.full((count, seq_len + 1), -1, dtype=torch.int64)
         for row in range(count):
-            example = passkey_training_example(encode, seq_len, rng, min_tokens=min_tokens)
+            example = [eos_id, *passkey_training_example(encode, seq_len, rng, min_tokens=min_tokens)]
             rows[row, seq_len + 1 - len(example) :] = torch.tensor(example, dtype=torch.int64)
         return rows
 
