@@ -57,7 +57,7 @@ class DemoPlan:
             encodings=encodings,
             seeds=tuple(seeds or (0,)),
             steps=steps or (60 if quick else 600),
-            passkey_fraction=0.1,
+            passkey_fraction=0.25,
             passkey_trials=4 if quick else 20,
             max_spans=4 if quick else 24,
             jobs=jobs or max(1, min(2, os.cpu_count() or 1)),
