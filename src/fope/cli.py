@@ -39,6 +39,12 @@ def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the document split (default 0)")
     parser.add_argument("--text-field", default=None, help="text field of JSONL lines / dataset rows (default text)")
     parser.add_argument("--tokenizer", default=None, help="use this tokenizer (file or folder) instead of training one")
+    parser.add_argument(
+        "--sources",
+        type=_names,
+        default=None,
+        help="comma-separated: keep only documents of these sources (default: all; e.g. shakespeare,milton)",
+    )
     parser.set_defaults(handler=_run_prepare)
 
 
@@ -51,6 +57,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "text_field": args.text_field,
         "tokenizer": args.tokenizer,
+        "sources": args.sources,
     }
     data = prepare_data(args.source, args.out, **{key: value for key, value in given.items() if value is not None})
     print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
@@ -143,6 +150,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     print(f"{type(model).__name__} -> FoPE, {sets}: {fopes[0].extra_repr()}")
     print(f"saved to {args.out_dir}")
     return 0
+
+
+def _names(text: str) -> list[str]:
+    """``--encodings rope,fope`` as a list of names."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _lengths(text: str) -> list[int]:
@@ -322,7 +334,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes (few steps and trials)")
     parser.add_argument(
         "--encodings",
-        type=lambda text: [p for p in text.split(",") if p],
+        type=_names,
         default=None,
         help="comma-separated tiny presets (default rope,fope,alibi,nope; also fope-no-fs, fope-no-cf, hope, p-rope)",
     )
