@@ -358,6 +358,115 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+
+
+#: Each recipe's own options: (flags, argparse keywords).
+_EXPERIMENT_OPTIONS: dict[str, list[tuple[str, dict]]] = {
+    "ablation": [
+        ("--sizes", {"type": _names, "help": "comma-separated model sizes: tiny,small (paper scale: 60m,180m,1.2b)"}),
+        ("--encodings", {"type": _names, "help": "arms (default rope,fope,fope-no-fs,fope-no-cf,fope-no-cf-square)"}),
+    ],
+    "sweep": [
+        ("--sweeps", {"type": _names, "help": "comma-separated: sigma,output_dim,num_inv_freq,shape (default all)"}),
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--encodings", {"type": _names, "help": "position encodings of the shape sweep (default fope)"}),
+    ],
+    "extension": [
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--extension-steps", {"type": int, "help": "steps at 2L (default: a quarter of --steps; paper 1000)"}),
+        ("--yarn-factor", {"type": _floats, "help": "YaRN scale factor (default 2; paper scale 16, the authors')"}),
+    ],
+    "cross-domain": [
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--encodings", {"type": _names, "help": "arms (default rope,fope,alibi)"}),
+        ("--train-sources", {"type": _names, "help": "train on these sources only (default corpus: shakespeare)"}),
+        ("--eval-data", {"help": "evaluate on this text: folder of .txt, .txt or .jsonl (default: the Bible books)"}),
+    ],
+    "baselines": [
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--encodings", {"type": _names, "help": "arms (default rope,fope,p-rope,hope,alibi,nope)"}),
+    ],
+}
+
+
+def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    from fope.experiments import RECIPES
+
+    parser = subparsers.add_parser(
+        "experiment",
+        help="the paper's experiments as one-command recipes (ablation, sweep, extension, cross-domain, baselines)",
+        description="Train the runs of one experiment (reusing runs already trained with the same settings in "
+        "OUT/runs), evaluate them, write reports to OUT/<experiment>/ and print a summary with the spread over seeds.",
+    )
+    recipes = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--out", default="experiments", help="output folder, shared by the recipes (default experiments)"
+    )
+    common.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="tiny CPU presets or configs/paper")
+    common.add_argument("--seeds", type=_lengths, default=None, help="comma-separated seeds (default 0,1,2; quick 0)")
+    common.add_argument("--steps", type=int, default=None, help="steps per run (default 600, quick 60; paper: preset)")
+    common.add_argument("--quick", action="store_true", help="a smoke run: one seed, 60 steps, few spans and trials")
+    common.add_argument("--jobs", type=int, default=None, help="parallel workers (default 2 at tiny scale, 1 at paper)")
+    common.add_argument(
+        "--max-spans", type=int, default=None, help="perplexity spans per length (default 24; paper 32)"
+    )
+    common.add_argument(
+        "--passkey-trials", type=int, default=None, help="passkey trials per length (default 20; 0: none)"
+    )
+    common.add_argument("--gpus", type=int, default=1, help="processes per training run under torchrun (default 1)")
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value of every run, e.g. --set data.source=books/ (repeatable)",
+    )
+    common.add_argument("--dry-run", action="store_true", help="print the runs, their status and commands; run nothing")
+    for name, recipe in RECIPES.items():
+        sub = recipes.add_parser(name, parents=[common], help=(recipe.__doc__ or "").split("\n")[0].replace("%", "%%"))
+        for flag, keywords in _EXPERIMENT_OPTIONS[name]:
+            sub.add_argument(flag, default=None, **keywords)
+    parser.set_defaults(handler=_run_experiment)
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    from fope.experiments import format_experiment, plan_experiment, run_experiment
+
+    options = {
+        flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag, _ in _EXPERIMENT_OPTIONS[args.experiment]
+    }
+    try:
+        plan = plan_experiment(
+            args.experiment,
+            args.out,
+            scale=args.scale,
+            seeds=args.seeds,
+            steps=args.steps,
+            quick=args.quick,
+            jobs=args.jobs,
+            overrides=args.overrides,
+            max_spans=args.max_spans,
+            passkey_trials=args.passkey_trials,
+            gpus=args.gpus,
+            **options,
+        )
+        if args.dry_run:
+            print(format_experiment(plan))
+            return 0
+        run_experiment(plan)
+    except (ValueError, RuntimeError) as error:  # a failed worker names its log file
+        return _user_error(args, error)
+    return 0
+
+
 def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="spectrum diagnostics of a trained run (JSON summary and PNG plots)")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
@@ -410,17 +519,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_passkey(subparsers)
     _add_compare(subparsers)
     _add_demo(subparsers)
+    _add_experiment(subparsers)
     _add_analyze(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fope.campaign import CampaignError
     from fope.config import ConfigError
     from fope.runs import CheckpointError
 
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as error:
+    except (CampaignError, ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as error:
         print(f"fope {args.command}: error: {error}", file=sys.stderr)
         return 2
