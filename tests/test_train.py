@@ -163,6 +163,17 @@ def test_cli_train_and_config_errors(tiny_corpus, tmp_path, capsys):
         load_config(base=tiny_run_config(tiny_corpus), overrides=["model.num_heads=3"])
 
 
+def test_data_sources_train_on_a_subset_of_the_corpus(tiny_corpus, tmp_path):
+    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=1), overrides=["data.sources=[plays]"])
+    train(config, tmp_path / "plays", progress=False)
+    manifest = json.loads((load_run(tmp_path / "plays").data_root() / "manifest.json").read_text())
+    assert {record["source"] for record in manifest["documents"]} == {"plays"}
+    with pytest.raises(ConfigError, match=r"data.sources must be list\[str\] \| null; got 'plays'"):
+        load_config(base=tiny_run_config(tiny_corpus), overrides=["data.sources=plays"])
+    with pytest.raises(ConfigError, match=r"data: sources must be a non-empty list of source names; got \[\]"):
+        load_config(base=tiny_run_config(tiny_corpus), overrides=["data.sources=[]"])
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
     config_path = tmp_path / "config.yaml"

@@ -39,6 +39,12 @@ def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the document split (default 0)")
     parser.add_argument("--text-field", default=None, help="text field of JSONL lines / dataset rows (default text)")
     parser.add_argument("--tokenizer", default=None, help="use this tokenizer (file or folder) instead of training one")
+    parser.add_argument(
+        "--sources",
+        type=_names,
+        default=None,
+        help="comma-separated: keep only documents of these sources (default: all; e.g. shakespeare,milton)",
+    )
     parser.set_defaults(handler=_run_prepare)
 
 
@@ -51,6 +57,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "text_field": args.text_field,
         "tokenizer": args.tokenizer,
+        "sources": args.sources,
     }
     data = prepare_data(args.source, args.out, **{key: value for key, value in given.items() if value is not None})
     print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
@@ -143,6 +150,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     print(f"{type(model).__name__} -> FoPE, {sets}: {fopes[0].extra_repr()}")
     print(f"saved to {args.out_dir}")
     return 0
+
+
+def _names(text: str) -> list[str]:
+    """``--encodings rope,fope`` as a list of names."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _lengths(text: str) -> list[int]:
@@ -322,7 +334,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes (few steps and trials)")
     parser.add_argument(
         "--encodings",
-        type=lambda text: [p for p in text.split(",") if p],
+        type=_names,
         default=None,
         help="comma-separated tiny presets (default rope,fope,alibi,nope; also fope-no-fs, fope-no-cf, hope, p-rope)",
     )
@@ -343,6 +355,115 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"fope demo: error: {error}", file=sys.stderr)
         return 2
     run_demo(plan, args.out)
+    return 0
+
+
+def _floats(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+
+
+#: Each recipe's own options: (flags, argparse keywords).
+_EXPERIMENT_OPTIONS: dict[str, list[tuple[str, dict]]] = {
+    "ablation": [
+        ("--sizes", {"type": _names, "help": "comma-separated model sizes: tiny,small (paper scale: 60m,180m,1.2b)"}),
+        ("--encodings", {"type": _names, "help": "arms (default rope,fope,fope-no-fs,fope-no-cf,fope-no-cf-square)"}),
+    ],
+    "sweep": [
+        ("--sweeps", {"type": _names, "help": "comma-separated: sigma,output_dim,num_inv_freq,shape (default all)"}),
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--encodings", {"type": _names, "help": "position encodings of the shape sweep (default fope)"}),
+    ],
+    "extension": [
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--extension-steps", {"type": int, "help": "steps at 2L (default: a quarter of --steps; paper 1000)"}),
+        ("--yarn-factor", {"type": _floats, "help": "YaRN scale factor (default 2; paper scale 16, the authors')"}),
+    ],
+    "cross-domain": [
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--encodings", {"type": _names, "help": "arms (default rope,fope,alibi)"}),
+        ("--train-sources", {"type": _names, "help": "train on these sources only (default corpus: shakespeare)"}),
+        ("--eval-data", {"help": "evaluate on this text: folder of .txt, .txt or .jsonl (default: the Bible books)"}),
+    ],
+    "baselines": [
+        ("--size", {"help": "model size (default tiny; paper scale 60m)"}),
+        ("--encodings", {"type": _names, "help": "arms (default rope,fope,p-rope,hope,alibi,nope)"}),
+    ],
+}
+
+
+def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    from fope.experiments import RECIPES
+
+    parser = subparsers.add_parser(
+        "experiment",
+        help="the paper's experiments as one-command recipes (ablation, sweep, extension, cross-domain, baselines)",
+        description="Train the runs of one experiment (reusing runs already trained with the same settings in "
+        "OUT/runs), evaluate them, write reports to OUT/<experiment>/ and print a summary with the spread over seeds.",
+    )
+    recipes = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--out", default="experiments", help="output folder, shared by the recipes (default experiments)"
+    )
+    common.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="tiny CPU presets or configs/paper")
+    common.add_argument("--seeds", type=_lengths, default=None, help="comma-separated seeds (default 0,1,2; quick 0)")
+    common.add_argument("--steps", type=int, default=None, help="steps per run (default 600, quick 60; paper: preset)")
+    common.add_argument("--quick", action="store_true", help="a smoke run: one seed, 60 steps, few spans and trials")
+    common.add_argument("--jobs", type=int, default=None, help="parallel workers (default 2 at tiny scale, 1 at paper)")
+    common.add_argument(
+        "--max-spans", type=int, default=None, help="perplexity spans per length (default 24; paper 32)"
+    )
+    common.add_argument(
+        "--passkey-trials", type=int, default=None, help="passkey trials per length (default 20; 0: none)"
+    )
+    common.add_argument("--gpus", type=int, default=1, help="processes per training run under torchrun (default 1)")
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value of every run, e.g. --set data.source=books/ (repeatable)",
+    )
+    common.add_argument("--dry-run", action="store_true", help="print the runs, their status and commands; run nothing")
+    for name, recipe in RECIPES.items():
+        sub = recipes.add_parser(name, parents=[common], help=(recipe.__doc__ or "").split("\n")[0].replace("%", "%%"))
+        for flag, keywords in _EXPERIMENT_OPTIONS[name]:
+            sub.add_argument(flag, default=None, **keywords)
+    parser.set_defaults(handler=_run_experiment)
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    from fope.experiments import format_experiment, plan_experiment, run_experiment
+
+    options = {
+        flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag, _ in _EXPERIMENT_OPTIONS[args.experiment]
+    }
+    try:
+        plan = plan_experiment(
+            args.experiment,
+            args.out,
+            scale=args.scale,
+            seeds=args.seeds,
+            steps=args.steps,
+            quick=args.quick,
+            jobs=args.jobs,
+            overrides=args.overrides,
+            max_spans=args.max_spans,
+            passkey_trials=args.passkey_trials,
+            gpus=args.gpus,
+            **options,
+        )
+        if args.dry_run:
+            print(format_experiment(plan))
+            return 0
+        run_experiment(plan)
+    except (ValueError, RuntimeError) as error:  # a failed worker names its log file
+        return _user_error(args, error)
     return 0
 
 
@@ -398,17 +519,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_passkey(subparsers)
     _add_compare(subparsers)
     _add_demo(subparsers)
+    _add_experiment(subparsers)
     _add_analyze(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fope.campaign import CampaignError
     from fope.config import ConfigError
     from fope.runs import CheckpointError
 
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as error:
+    except (CampaignError, ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as error:
         print(f"fope {args.command}: error: {error}", file=sys.stderr)
         return 2

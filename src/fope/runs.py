@@ -35,6 +35,7 @@ import yaml
 from safetensors.torch import load_model, save_model
 
 from fope.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from fope.data.corpus import check_sources
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
 from fope.integrations.hf_lm import (
@@ -51,7 +52,10 @@ LATEST = "latest"
 
 @dataclass
 class DataConfig:
-    """Where the training text comes from and how it is tokenized (see ``fope.data.prepare_data``)."""
+    """Where the training text comes from and how it is tokenized (see ``fope.data.prepare_data``).
+
+    ``sources`` keeps only the documents of those sources (e.g. ``[shakespeare]`` of the default corpus); None: all.
+    """
 
     source: str = "default"
     vocab_size: int = 1024
@@ -61,10 +65,13 @@ class DataConfig:
     text_field: str = "text"
     root: str | None = None
     passkey_fraction: float = 0.0
+    sources: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.passkey_fraction < 1.0:
             raise ValueError(f"passkey_fraction must be in [0, 1); got {self.passkey_fraction}")
+        if self.sources is not None:
+            check_sources(self.sources)
 
 
 @dataclass

@@ -119,6 +119,7 @@ def prepare_run_data(config: RunConfig) -> PreparedData:
         seed=data.split_seed,
         text_field=data.text_field,
         tokenizer=data.tokenizer,
+        sources=data.sources,
     )
 
 

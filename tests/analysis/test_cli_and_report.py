@@ -22,7 +22,8 @@ def test_analyze_cli_writes_json_and_figures(tiny_runs, tmp_path, capsys):
 
 
 def test_compare_with_attention_section(tiny_runs, tmp_path):
-    runs = [tiny_runs[name] for name in ("rope", "rope-seed1", "alibi")]
+    # copies: compare evaluates the runs, which would write eval/ into the session's shared runs
+    runs = [shutil.copytree(tiny_runs[name], tmp_path / name) for name in ("rope", "rope-seed1", "alibi")]
     assert main(["compare", *map(str, runs), "--out", str(tmp_path / "report"), "--attention", "--no-progress"]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Attention past the training length" in report

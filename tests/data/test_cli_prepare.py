@@ -13,3 +13,10 @@ def test_prepare_command_on_a_text_folder(tmp_path, capsys):
     assert (tmp_path / "out" / "manifest.json").is_file()
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith(f"reused data in {tmp_path / 'out'}")
+
+
+def test_prepare_command_keeps_only_the_given_sources(tmp_path, capsys):
+    corpus = fakes.text_corpus(tmp_path / "corpus", {"books": 4, "letters": 3})
+    argv = ["prepare", "--source", str(corpus), "--out", str(tmp_path / "out"), "--vocab-size", "300"]
+    assert main([*argv, "--sources", "letters"]) == 0
+    assert "train: 2 documents" in capsys.readouterr().out

@@ -254,3 +254,18 @@ def test_split_rejects_duplicate_names_and_unsplittable_corpora():
         split_documents(_documents({"a": 2}) * 2, 0.5, seed=0)
     with pytest.raises(ValueError, match="no source has 2 or more documents"):
         split_documents(_documents({"a": 1, "b": 1}), 0.5, seed=0)
+
+
+def test_select_sources_keeps_the_named_sources_in_order():
+    documents = [
+        corpus.Document("a", "x", "plays"),
+        corpus.Document("b", "y", "bible"),
+        corpus.Document("c", "z", "plays"),
+    ]
+    assert [d.name for d in corpus.select_sources(documents, ["plays"])] == ["a", "c"]
+    assert [d.name for d in corpus.select_sources(documents, ["bible", "plays", "bible"])] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"no documents of source \['milton'\]"):
+        corpus.select_sources(documents, ["milton"])
+    for bad in ([], "plays", [""], [1]):
+        with pytest.raises(ValueError, match="non-empty list of source names"):
+            corpus.select_sources(documents, bad)

@@ -187,3 +187,32 @@ def test_changed_tokenizer_file_is_rebuilt(corpus_dir):
     rebuilt = prepare_data(corpus_dir, vocab_size=300)
     assert not rebuilt.reused
     assert rebuilt.tokenizer.vocab_size == 300
+
+
+def test_sources_keep_only_those_documents_in_both_splits_and_the_tokenizer(corpus_dir, tmp_path, monkeypatch):
+    seen = []
+    original = prepare.train_bpe
+
+    def spy(texts, vocab_size):
+        texts = list(texts)
+        seen.extend(texts)
+        return original(texts, vocab_size)
+
+    monkeypatch.setattr(prepare, "train_bpe", spy)
+    data = prepare_data(corpus_dir, vocab_size=300, sources=["books"])
+    records = data.manifest["documents"]
+    assert {r["source"] for r in records} == {"books"} and len(records) == 6
+    assert {r["split"] for r in records} == {"train", "val"}
+    letters = {d.text for d in corpus.text_dir_documents(corpus_dir) if d.source == "letters"}
+    assert seen and not letters & set(seen)
+    assert data.manifest["options"]["sources"] == ["books"]
+    whole = prepare_data(corpus_dir, vocab_size=300)
+    assert whole.root != data.root
+    assert "sources" not in whole.manifest["options"]  # the whole corpus keeps the cache key it had before
+
+
+def test_sources_that_the_corpus_lacks_are_an_error(corpus_dir):
+    with pytest.raises(ValueError, match=r"no documents of source \['poems'\]; its sources are \['books', 'letters'\]"):
+        prepare_data(corpus_dir, vocab_size=300, sources=["books", "poems"])
+    with pytest.raises(ValueError, match="non-empty list of source names"):
+        prepare_data(corpus_dir, vocab_size=300, sources="books")

@@ -244,6 +244,27 @@ def hf_dataset_documents(name_or_path: str, split: str = "train", text_field: st
     return documents
 
 
+def check_sources(sources: object) -> list[str]:
+    """``sources`` as a sorted list of unique names, if it is a non-empty list of non-empty strings."""
+    if isinstance(sources, str) or not isinstance(sources, Sequence) or not sources:
+        raise ValueError(f"sources must be a non-empty list of source names; got {sources!r}")
+    if not all(isinstance(source, str) and source for source in sources):
+        raise ValueError(f"sources must be a non-empty list of source names; got {sources!r}")
+    return sorted(set(sources))
+
+
+def select_sources(documents: Iterable[Document], sources: Sequence[str]) -> list[Document]:
+    """The documents whose ``source`` is one of ``sources`` (a corpus subset: the others never enter any split)."""
+    documents = list(documents)
+    sources = check_sources(sources)
+    present = sorted({document.source for document in documents})
+    missing = [source for source in sources if source not in present]
+    if missing:
+        raise ValueError(f"the corpus has no documents of source {missing}; its sources are {present}")
+    wanted = set(sources)
+    return [document for document in documents if document.source in wanted]
+
+
 def check_val_fraction(val_fraction: object) -> float:
     """``val_fraction`` if it is a number strictly between 0 and 1."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:

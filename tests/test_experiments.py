@@ -1,0 +1,336 @@
+"""Experiment recipes: their plans (what each trains, dry runs), one recipe end to end on the tiny corpus, reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fope.campaign import _flatten, non_embedding_parameters
+from fope.cli import main
+from fope.config import to_dict
+from fope.demo import DemoPlan
+from fope.experiments import ABLATION_ARMS, BASELINE_ARMS, plan_experiment, run_experiment
+from fope.runs import RunConfig, load_run
+
+#: What the recipes may change between the arms of one comparison.
+POSITION_KEYS = {"name", "model.position", "model.position_options"}
+
+
+def tiny_overrides(corpus: Path) -> list[str]:
+    """``--set`` values that shrink every run to seconds on the tiny corpus fixture (no passkey examples at 32)."""
+    return [
+        f"data.source={corpus}",
+        "data.vocab_size=300",
+        "data.passkey_fraction=0.0",
+        "model.d_model=32",
+        "model.num_layers=2",
+        "model.num_heads=2",
+        "model.mlp_ratio=2.0",
+        "train.seq_len=32",
+        "train.batch_size=8",
+        "train.log_every=1",
+        "optim.warmup_steps=2",
+    ]
+
+
+def resolved(plan) -> dict[str, RunConfig]:
+    return {spec.name: spec.resolve() for spec in plan.campaign.specs}
+
+
+def flat(config: RunConfig) -> dict:
+    return _flatten(to_dict(config))
+
+
+def differing(a: RunConfig, b: RunConfig) -> set[str]:
+    x, y = flat(a), flat(b)
+    return {key for key in set(x) | set(y) if x.get(key) != y.get(key)}
+
+
+def test_ablation_plan_arms_differ_only_in_the_position_encoding(tmp_path):
+    plan = plan_experiment("ablation", tmp_path)
+    configs = resolved(plan)
+    assert list(configs) == [f"{arm}-s{seed}" for seed in (0, 1, 2) for arm in ABLATION_ARMS]
+    for name, config in configs.items():
+        arm, seed = name.rsplit("-s", 1)
+        assert config.name == arm and config.train.seed == int(seed) and config.train.max_steps == 600
+        assert differing(config, configs[f"rope-s{seed}"]) <= POSITION_KEYS
+        assert differing(config, configs[f"{arm}-s0"]) <= {"train.seed"}
+    square = configs["fope-no-cf-square-s0"].model
+    assert square["position"] == "fope-no-cf" and square["position_options"]["output_dim"] == "square"
+    (report,) = plan.campaign.reports
+    assert report.folder == "report-tiny" and set(report.runs) == set(configs)
+    assert plan.campaign.passkey_trials == 20 and plan.campaign.max_spans == 24
+
+
+def test_ablation_sizes_keep_head_dim_and_label_by_size(tmp_path):
+    plan = plan_experiment("ablation", tmp_path, sizes=["tiny", "small"], seeds=[0])
+    configs = resolved(plan)
+    small = configs["fope-small-s0"]
+    assert small.name == "fope-small" and small.model["d_model"] == 256 and small.model["num_heads"] == 8
+    assert differing(small, configs["fope-s0"]) == {"name", "model.d_model", "model.num_heads"}
+    assert [report.folder for report in plan.campaign.reports] == ["report-tiny", "report-small"]
+    with pytest.raises(ValueError, match=r"--set \['model.d_model'\] would override what size 'small' sets"):
+        plan_experiment("ablation", tmp_path, sizes=["tiny", "small"], overrides=["model.d_model=64"])
+    with pytest.raises(ValueError, match="size 'huge' is not a tiny-scale size"):
+        plan_experiment("ablation", tmp_path, sizes=["huge"])
+
+
+def test_demo_runs_are_reused_by_the_recipes(tmp_path):
+    """Same name and same resolved config: an experiment pointed at a demo folder does not retrain rope or fope."""
+    demo = {spec.name: spec.resolve() for spec in DemoPlan.make(seeds=[0, 1]).campaign().specs}
+    for experiment in ("ablation", "baselines", "extension", "sweep"):
+        configs = resolved(plan_experiment(experiment, tmp_path, seeds=[0, 1]))
+        for name in ("rope-s0", "fope-s1") if experiment != "sweep" else ("fope-s0", "fope-s1"):
+            assert to_dict(configs[name]) == to_dict(demo[name]), (experiment, name)
+    shorter = resolved(plan_experiment("ablation", tmp_path, seeds=[0], steps=300))
+    assert differing(shorter["rope-s0"], demo["rope-s0"]) == {
+        "train.max_steps",
+        "train.checkpoint_every",
+        "train.eval_every",
+    }
+
+
+def test_sweep_plan_values_reference_and_shapes_at_one_budget(tmp_path):
+    plan = plan_experiment("sweep", tmp_path, seeds=[0])
+    assert plan.options["values"] == {
+        "sigma": [0.0, 0.1, 0.3, 0.5],
+        "output_dim": [1, 3, 7, 16],
+        "num_inv_freq": [3, 7, 11, 16],
+    }
+    configs = resolved(plan)
+    reference = configs["fope-s0"]
+    reports = {report.folder: report.runs for report in plan.campaign.reports}
+    assert all("fope-s0" in runs for runs in reports.values())  # the FoPE preset is every sweep's reference point
+    assert configs["fope-sigma0.5-s0"].model["position_options"] == {"sigma": 0.5}
+    assert configs["fope-dout16-s0"].model["position_options"] == {"sigma": 0.3, "output_dim": 16}
+    assert configs["fope-freqs11-s0"].model["position_options"] == {"sigma": 0.3, "num_inv_freq": 11}
+    for name in reports["report-sigma"] + reports["report-output_dim"] + reports["report-num_inv_freq"]:
+        assert differing(configs[name], reference) <= {"name", "model.position_options"}
+    shapes = {name: configs[name] for name in reports["report-shape"]}
+    assert list(shapes) == ["fope-s0", "fope-hd64-s0", "fope-heads8-s0", "fope-layers8-s0"]
+    budget = non_embedding_parameters(reference)
+    for name, config in shapes.items():
+        model = config.model_config(vocab_size=1024)
+        assert non_embedding_parameters(config) == pytest.approx(budget, rel=0.03), name
+        assert model.num_heads * model.head_size == model.d_model
+    depth = {name: (c.model_config(1024).num_layers, c.model_config(1024).head_size) for name, c in shapes.items()}
+    assert depth == {"fope-s0": (4, 32), "fope-hd64-s0": (4, 64), "fope-heads8-s0": (4, 16), "fope-layers8-s0": (8, 32)}
+
+
+def test_extension_arms_have_equal_token_budgets_and_start_from_the_base_runs(tmp_path):
+    plan = plan_experiment("extension", tmp_path, seeds=[0, 1])
+    configs = resolved(plan)
+    extended = {spec.name: spec for spec in plan.campaign.specs if spec.after}
+    assert sorted(extended) == sorted(
+        f"{start}-to-{method}-s{seed}" for seed in (0, 1) for start in ("rope", "fope") for method in ("yarn", "fope")
+    )
+    budgets = set()
+    for name, spec in extended.items():
+        config = configs[name]
+        start, seed = name.split("-to-")[0], int(name.rsplit("-s", 1)[1])
+        assert spec.after == (f"{start}-s{seed}",)
+        assert config.train.init_from == str((tmp_path / "runs" / f"{start}-s{seed}").resolve())
+        assert config.train.seq_len == 512 and config.train.seed == seed and config.optim.warmup_steps == 15
+        budgets.add(config.train.max_steps * config.train.batch_size * config.train.seq_len)
+        if "-to-yarn" in name:
+            assert config.model["position"] == "yarn"
+            assert config.model["position_options"] == {"factor": 2.0, "original_max_position": 256}
+        else:
+            assert config.model["position"] == "fope" and config.model["position_options"] == {"sigma": 0.3}
+    assert budgets == {150 * 16 * 512}
+    (report,) = plan.campaign.reports
+    assert set(report.runs) == set(extended)
+
+
+def test_cross_domain_trains_on_shakespeare_and_evaluates_on_exported_bible(tmp_path, tiny_corpus):
+    plan = plan_experiment("cross-domain", tmp_path, seeds=[0])
+    configs = resolved(plan)
+    assert list(configs) == ["rope-shakespeare-s0", "fope-shakespeare-s0", "alibi-shakespeare-s0"]
+    assert all(config.data.sources == ["shakespeare"] for config in configs.values())
+    bible = str((tmp_path / "eval-data" / "bible").resolve())
+    assert plan.export == ("bible", tmp_path / "eval-data" / "bible")
+    assert [(r.folder, r.data) for r in plan.campaign.reports] == [("report-in-domain", None), ("report-bible", bible)]
+    assert plan.campaign.passkey_trials is None
+    with pytest.raises(ValueError, match="needs --eval-data"):
+        plan_experiment("cross-domain", tmp_path, overrides=[f"data.source={tiny_corpus}"])
+
+
+def test_baselines_plan(tmp_path):
+    configs = resolved(plan_experiment("baselines", tmp_path, seeds=[3]))
+    assert list(configs) == [f"{arm}-s3" for arm in BASELINE_ARMS]
+    assert configs["p-rope-s3"].model["position_options"] == {"drop_fraction": 0.25}
+    for config in configs.values():
+        assert differing(config, configs["rope-s3"]) <= POSITION_KEYS
+
+
+def test_paper_scale_dry_run_lists_the_paper_presets(capsys):
+    argv = ["experiment", "ablation", "--scale", "paper", "--sizes", "60m,180m", "--seeds", "0", "--dry-run"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "10 runs, 1 at a time" in printed and "rope-60m-s0" in printed and "fope-180m" in printed
+    assert "configs/paper/60m.yaml --out experiments/runs/rope-60m-s0" in printed
+    assert "--set 'model.position_options={sigma: 0.4, theta: 10000.0}'" in printed  # 180M's sigma
+    assert "9,999,745,024" in printed and "33,563,136" in printed  # 10B tokens, 60M non-embedding parameters
+    assert main(["experiment", "extension", "--scale", "paper", "--gpus", "4", "--seeds", "0", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "torch.distributed.run --nproc_per_node 4 -m fope train" in printed
+    assert "factor: 16.0, original_max_position: 512" in printed and "1,048,576,000" in printed
+
+
+def test_help_lists_every_recipe(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "--help"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("ablation", "sweep", "extension", "cross-domain", "baselines"))
+    assert "lowest 25% of frequencies" in printed
+
+
+def test_options_and_overrides_are_checked(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"--set train\.seed is set by the recipe"):
+        plan_experiment("ablation", tmp_path, overrides=["train.seed=3"])
+    with pytest.raises(ValueError, match=r"experiment 'baselines' has no option \['sizes'\]"):
+        plan_experiment("baselines", tmp_path, sizes=["tiny"])
+    with pytest.raises(ValueError, match="unknown sweeps"):
+        plan_experiment("sweep", tmp_path, sweeps=["theta"])
+    assert main(["experiment", "baselines", "--encodings", "rope,nonsense", "--dry-run"]) == 2
+    assert "no tiny preset 'nonsense'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_recipe_end_to_end_then_reused(tmp_path, tiny_corpus, monkeypatch):
+    options = {
+        "seeds": [0, 1],
+        "steps": 4,
+        "quick": True,
+        "overrides": tiny_overrides(tiny_corpus),
+        "passkey_trials": 0,
+        "max_spans": 2,
+        "encodings": ["rope", "fope"],
+    }
+    plan = plan_experiment("baselines", tmp_path, **options)
+    printed = []
+    outcome = run_experiment(plan, log=printed.append)
+    runs = [tmp_path / "runs" / f"{arm}-s{seed}" for seed in (0, 1) for arm in ("rope", "fope")]
+    assert all(load_run(run).step == 4 for run in runs)
+    report = tmp_path / "baselines" / "report"
+    assert (report / "report.md").is_file() and (report / "perplexity.png").is_file()
+    groups = outcome["results"]["report"]["groups"]
+    assert {label: group["n"] for label, group in groups.items()} == {"rope": 2, "fope": 2}
+    summary = (tmp_path / "baselines" / "summary.md").read_text()
+    assert summary == outcome["summary"] and summary in printed
+    assert "rope vs fope at 512 (16x)" in summary and "(n 2/2)" in summary and " ± " in summary
+    record = json.loads((tmp_path / "baselines" / "experiment.json").read_text())
+    assert record["runs"] == [run.name for run in runs] and record["settings"]["seeds"] == [0, 1]
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("finished runs and evaluations must be reused")
+
+    monkeypatch.setattr("fope.campaign.subprocess.Popen", no_subprocess)
+    again = run_experiment(plan_experiment("baselines", tmp_path, **options), log=printed.append)
+    assert again["summary"] == outcome["summary"]
+    assert any("reusing 4 finished run(s)" in line for line in printed)
+
+
+@pytest.mark.slow
+def test_extension_end_to_end(tmp_path, tiny_corpus):
+    plan = plan_experiment(
+        "extension",
+        tmp_path,
+        seeds=[0],
+        steps=4,
+        extension_steps=2,
+        overrides=tiny_overrides(tiny_corpus),
+        passkey_trials=0,
+        max_spans=2,
+    )
+    outcome = run_experiment(plan, log=lambda _: None)
+    groups = outcome["results"]["report"]["groups"]
+    assert set(groups) == {"rope-to-yarn", "rope-to-fope", "fope-to-yarn", "fope-to-fope"}
+    assert all(group["perplexity"]["train_lengths"] == [64] for group in groups.values())
+    run = load_run(tmp_path / "runs" / "rope-to-fope-s0")
+    assert run.step == 2 and run.model.config.position == "fope" and run.train_length == 64
+    first = json.loads((run.path / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["init_from"].startswith(str((tmp_path / "runs" / "rope-s0").resolve()))
+    assert "extension from rope (YaRN vs FoPE)" in outcome["summary"]
+
+
+def fake_results(losses: dict[str, tuple[float, float]], train_length: int = 256, n: int = 3) -> dict:
+    """``results.json``-like numbers: per label, mean loss (std 0.01) at 1x and 16x the training length."""
+
+    def spread(mean: float, std: float = 0.01) -> dict:
+        return {"n": n, "mean": mean, "std": std, "min": mean, "max": mean}
+
+    def row(length: int, loss: float) -> dict:
+        return {
+            "length": length,
+            "multiple": length / train_length,
+            "loss": spread(loss),
+            "perplexity": spread(2.718281828**loss, 0.1),
+            "bits_per_byte": spread(loss / 2.5),
+            "ratio": spread(1.0),
+        }
+
+    groups = {
+        label: {
+            "n": n,
+            "runs": [],
+            "perplexity": {
+                "train_lengths": [train_length],
+                "by_length": [row(train_length, short), row(16 * train_length, long)],
+            },
+            "passkey": None,
+            "notes": [],
+        }
+        for label, (short, long) in losses.items()
+    }
+    return {"groups": groups}
+
+
+def test_ablation_summary_answers_which_part_does_the_work(tmp_path):
+    plan = plan_experiment("ablation", tmp_path, sizes=["tiny", "small"])
+    losses = {"rope": (2.0, 3.0), "fope": (2.0, 2.2), "fope-no-fs": (2.0, 2.21), "fope-no-cf": (2.0, 2.9)}
+    losses["fope-no-cf-square"] = (2.0, 3.1)
+    results = {
+        "report-tiny": fake_results(losses),
+        "report-small": fake_results({f"{label}-small": value for label, value in losses.items()}),
+    }
+    summary = plan.summarize(results)
+    assert "without the Fourier series, size tiny: log-ppl +0.010 ± 0.008: within 2 standard errors" in summary
+    assert "without the floor clipping, size small: log-ppl +0.700 ± 0.008: fope-small is lower" in summary
+    assert "clipping alone (RoPE vs clipping only) at 4096 (16x)" in summary
+
+
+def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
+    sweep = plan_experiment("sweep", tmp_path, sweeps=["sigma", "shape"], seeds=[0])
+    sigma = {"fope-sigma0": (2.0, 2.5), "fope-sigma0.1": (2.0, 2.3), "fope": (2.0, 2.2), "fope-sigma0.5": (2.0, 2.21)}
+    shape = {"fope": (2.0, 2.2), "fope-hd64": (1.9, 2.0), "fope-heads8": (2.1, 2.6), "fope-layers8": (2.0, 2.3)}
+    summary = sweep.summarize({"report-sigma": fake_results(sigma), "report-shape": fake_results(shape)})
+    assert "0.3 (preset)" in summary and "1,070,688" in summary
+    assert "lowest at the longest length: fope at 4096 (16x): fope-sigma0.5" in summary
+    assert "lowest at the longest length: fope-hd64 at 4096 (16x): fope 9.0 ± 0.1 vs fope-hd64" in summary
+
+    cross = plan_experiment(
+        "cross-domain",
+        tmp_path,
+        overrides=[f"data.source={tiny_corpus}"],
+        train_sources=["plays"],
+        eval_data=tiny_corpus / "verse",
+    )
+    labels = {"rope-plays": (2.0, 3.0), "fope-plays": (2.0, 2.2), "alibi-plays": (2.0, 2.1)}
+    summary = cross.summarize({"report-in-domain": fake_results(labels), "report-verse": fake_results(labels)})
+    assert "alibi-plays < fope-plays < rope-plays (the same ordering" in summary
+    assert "fope vs rope on the other text at 4096 (16x)" in summary
+
+    extension = plan_experiment("extension", tmp_path, seeds=[0])
+    arms = {
+        "rope-to-yarn": (2.0, 2.6),
+        "rope-to-fope": (2.0, 2.3),
+        "fope-to-yarn": (2.0, 2.5),
+        "fope-to-fope": (2.0, 2.2),
+    }
+    summary = extension.summarize({"report": fake_results(arms, train_length=512)})
+    assert "150 steps x 16 sequences x 512 tokens = 1,228,800 tokens" in summary
+    assert "extension from rope (YaRN vs FoPE) at 8192 (16x)" in summary and "rope-to-fope is lower" in summary
