@@ -37,6 +37,10 @@ from fope.runs import RunConfig, load_config
 #: Config keys that follow the run length: a run whose config differs only in these can be extended.
 LENGTH_KEYS = frozenset({"train.max_steps", "train.checkpoint_every", "train.eval_every"})
 
+#: Share of training rows that are passkey examples in tiny-scale demo and experiment runs: tiny models do not
+#: retrieve zero-shot, and at 600 steps 25% packed examples reach ~70% in-length accuracy where 10% learned nothing.
+TINY_PASSKEY_FRACTION = 0.25
+
 
 class CampaignError(ValueError):
     """A campaign that cannot run as asked (a run folder holding other settings, an unknown run name, ...)."""

@@ -16,7 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fope.campaign import Campaign, ReportSpec, RunSpec, assignment, key_table, run_campaign
+from fope.campaign import (
+    TINY_PASSKEY_FRACTION,
+    Campaign,
+    ReportSpec,
+    RunSpec,
+    assignment,
+    key_table,
+    run_campaign,
+)
 
 DEFAULT_ENCODINGS = ("rope", "fope", "alibi", "nope")
 #: Preset directory of a source checkout (the demo's configs are the tiny presets).
@@ -55,7 +63,7 @@ class DemoPlan:
             encodings=encodings,
             seeds=tuple(seeds or (0,)),
             steps=steps or (60 if quick else 600),
-            passkey_fraction=0.25,
+            passkey_fraction=TINY_PASSKEY_FRACTION,
             passkey_trials=4 if quick else 20,
             max_spans=4 if quick else 24,
             jobs=jobs or max(1, min(2, os.cpu_count() or 1)),

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fope.campaign import (
+    TINY_PASSKEY_FRACTION,
     Campaign,
     ReportSpec,
     RunSpec,
@@ -67,8 +68,6 @@ EXTENSION_METHODS = ("yarn", "fope")
 PROTECTED_KEYS = frozenset({"name", "model.position", "model.position_options", "train.seed", "train.max_steps"})
 #: Position encodings without rotary frequencies (no ``theta``).
 NON_ROTARY = frozenset({"alibi", "nope"})
-#: Passkey examples mixed into tiny-scale training, as in the demo (tiny models do not retrieve zero-shot).
-TINY_PASSKEY_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
