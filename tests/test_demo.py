@@ -23,7 +23,7 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
         "train.threads=1",
         "train.checkpoint_every=600",
         "train.eval_every=600",
-        "data.passkey_fraction=0.1",
+        "data.passkey_fraction=0.25",
     ]
     assert spec.config == CONFIG_DIR / "rope.yaml" and list(spec.overrides) == overrides
     run_dir = Path("demo-output/runs/rope-s0")

@@ -12,7 +12,12 @@ from fope.cli import main
 from fope.config import to_dict
 from fope.demo import DemoPlan
 from fope.experiments import ABLATION_ARMS, BASELINE_ARMS, plan_experiment, run_experiment
-from fope.runs import RunConfig, load_run
+from fope.positions import FoPE
+from fope.runs import RunConfig, load_config, load_run
+
+PRESET = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny" / "fope.yaml")
+L, BATCH = PRESET.train.seq_len, PRESET.train.batch_size  # the tiny presets' training length and batch
+KEPT = FoPE(head_dim=32, num_heads=4, train_length=L).num_kept  # frequencies the tiny FoPE keeps at L
 
 #: What the recipes may change between the arms of one comparison.
 POSITION_KEYS = {"name", "model.position", "model.position_options"}
@@ -96,8 +101,8 @@ def test_sweep_plan_values_reference_and_shapes_at_one_budget(tmp_path):
     plan = plan_experiment("sweep", tmp_path, seeds=[0])
     assert plan.options["values"] == {
         "sigma": [0.0, 0.1, 0.3, 0.5],
-        "output_dim": [1, 3, 7, 16],
-        "num_inv_freq": [3, 7, 11, 16],
+        "output_dim": sorted({1, 3, KEPT, 16}),
+        "num_inv_freq": sorted({3, KEPT, 11, 16}),
     }
     configs = resolved(plan)
     reference = configs["fope-s0"]
@@ -132,14 +137,14 @@ def test_extension_arms_have_equal_token_budgets_and_start_from_the_base_runs(tm
         start, seed = name.split("-to-")[0], int(name.rsplit("-s", 1)[1])
         assert spec.after == (f"{start}-s{seed}",)
         assert config.train.init_from == str((tmp_path / "runs" / f"{start}-s{seed}").resolve())
-        assert config.train.seq_len == 512 and config.train.seed == seed and config.optim.warmup_steps == 15
+        assert config.train.seq_len == 2 * L and config.train.seed == seed and config.optim.warmup_steps == 15
         budgets.add(config.train.max_steps * config.train.batch_size * config.train.seq_len)
         if "-to-yarn" in name:
             assert config.model["position"] == "yarn"
-            assert config.model["position_options"] == {"factor": 2.0, "original_max_position": 256}
+            assert config.model["position_options"] == {"factor": 2.0, "original_max_position": L}
         else:
             assert config.model["position"] == "fope" and config.model["position_options"] == {"sigma": 0.3}
-    assert budgets == {150 * 16 * 512}
+    assert budgets == {150 * BATCH * 2 * L}
     (report,) = plan.campaign.reports
     assert set(report.runs) == set(extended)
 
@@ -257,7 +262,7 @@ def test_extension_end_to_end(tmp_path, tiny_corpus):
     assert "extension from rope (YaRN vs FoPE)" in outcome["summary"]
 
 
-def fake_results(losses: dict[str, tuple[float, float]], train_length: int = 256, n: int = 3) -> dict:
+def fake_results(losses: dict[str, tuple[float, float]], train_length: int = L, n: int = 3) -> dict:
     """``results.json``-like numbers: per label, mean loss (std 0.01) at 1x and 16x the training length."""
 
     def spread(mean: float, std: float = 0.01) -> dict:
@@ -300,7 +305,7 @@ def test_ablation_summary_answers_which_part_does_the_work(tmp_path):
     summary = plan.summarize(results)
     assert "without the Fourier series, size tiny: log-ppl +0.010 ± 0.008: within 2 standard errors" in summary
     assert "without the floor clipping, size small: log-ppl +0.700 ± 0.008: fope-small is lower" in summary
-    assert "clipping alone (RoPE vs clipping only) at 4096 (16x)" in summary
+    assert f"clipping alone (RoPE vs clipping only) at {16 * L} (16x)" in summary
 
 
 def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
@@ -309,8 +314,8 @@ def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
     shape = {"fope": (2.0, 2.2), "fope-hd64": (1.9, 2.0), "fope-heads8": (2.1, 2.6), "fope-layers8": (2.0, 2.3)}
     summary = sweep.summarize({"report-sigma": fake_results(sigma), "report-shape": fake_results(shape)})
     assert "0.3 (preset)" in summary and "1,070,688" in summary
-    assert "lowest at the longest length: fope at 4096 (16x): fope-sigma0.5" in summary
-    assert "lowest at the longest length: fope-hd64 at 4096 (16x): fope 9.0 ± 0.1 vs fope-hd64" in summary
+    assert f"lowest at the longest length: fope at {16 * L} (16x): fope-sigma0.5" in summary
+    assert f"lowest at the longest length: fope-hd64 at {16 * L} (16x): fope 9.0 ± 0.1 vs fope-hd64" in summary
 
     cross = plan_experiment(
         "cross-domain",
@@ -322,7 +327,7 @@ def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
     labels = {"rope-plays": (2.0, 3.0), "fope-plays": (2.0, 2.2), "alibi-plays": (2.0, 2.1)}
     summary = cross.summarize({"report-in-domain": fake_results(labels), "report-verse": fake_results(labels)})
     assert "alibi-plays < fope-plays < rope-plays (the same ordering" in summary
-    assert "fope vs rope on the other text at 4096 (16x)" in summary
+    assert f"fope vs rope on the other text at {16 * L} (16x)" in summary
 
     extension = plan_experiment("extension", tmp_path, seeds=[0])
     arms = {
@@ -331,6 +336,6 @@ def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
         "fope-to-yarn": (2.0, 2.5),
         "fope-to-fope": (2.0, 2.2),
     }
-    summary = extension.summarize({"report": fake_results(arms, train_length=512)})
-    assert "150 steps x 16 sequences x 512 tokens = 1,228,800 tokens" in summary
-    assert "extension from rope (YaRN vs FoPE) at 8192 (16x)" in summary and "rope-to-fope is lower" in summary
+    summary = extension.summarize({"report": fake_results(arms, train_length=2 * L)})
+    assert f"150 steps x {BATCH} sequences x {2 * L} tokens = {150 * BATCH * 2 * L:,} tokens" in summary
+    assert f"extension from rope (YaRN vs FoPE) at {32 * L} (16x)" in summary and "rope-to-fope is lower" in summary
