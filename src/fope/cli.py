@@ -116,7 +116,9 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("src_dir", help="model directory written by save_pretrained (config.json + weights)")
     parser.add_argument("out_dir", help="where to write the converted model (other files of SRC_DIR are copied)")
-    parser.add_argument("--train-length", type=int, required=True, help="context length the model will be trained at")
+    parser.add_argument(
+        "--train-length", type=_positive_int, required=True, help="context length the model will be trained at"
+    )
     parser.add_argument("--sigma", type=float, default=0.3, help="coefficient noise gain (default 0.3)")
     parser.add_argument("--share-layers", action="store_true", help="one coefficient set for all layers (Intern)")
     parser.add_argument("--share-heads", action="store_true", help="one coefficient set for all heads")
@@ -124,6 +126,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-dim", default="official", help="official, square or an int (default official)")
     parser.add_argument("--zero-pad", default="official", choices=["official", "identity"], help="zero-frequency pairs")
     parser.add_argument("--learnable", action="store_true", help="train the coefficients too")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     parser.set_defaults(handler=_run_convert)
 
 
@@ -131,25 +134,39 @@ def _run_convert(args: argparse.Namespace) -> int:
     from fope.integrations.transformers import convert_directory, fope_modules
 
     output_dim = int(args.output_dim) if args.output_dim.isdigit() else args.output_dim
-    model = convert_directory(
-        args.src_dir,
-        args.out_dir,
-        train_length=args.train_length,
-        sigma=args.sigma,
-        share_layers=args.share_layers,
-        seed=args.seed,
-        output_dim=output_dim,
-        zero_pad=args.zero_pad,
-        share_heads=args.share_heads,
-        learnable=args.learnable,
-    )
+    try:
+        model = convert_directory(
+            args.src_dir,
+            args.out_dir,
+            train_length=args.train_length,
+            overwrite=args.overwrite,
+            sigma=args.sigma,
+            share_layers=args.share_layers,
+            seed=args.seed,
+            output_dim=output_dim,
+            zero_pad=args.zero_pad,
+            share_heads=args.share_heads,
+            learnable=args.learnable,
+        )
+    except (TypeError, ValueError, OSError) as error:  # an unsupported model or a bad option: one line, no traceback
+        return _user_error(args, error)
     fopes = fope_modules(model)
     sets = (
         "one coefficient set shared by all layers" if args.share_layers else f"{len(fopes)} per-layer coefficient sets"
     )
-    print(f"{type(model).__name__} -> FoPE, {sets}: {fopes[0].extra_repr()}")
-    print(f"saved to {args.out_dir}")
+    print(f"{model.config.fope['base_architecture']} -> FoPE, {sets}: {fopes[0].extra_repr()}")
+    print(f"saved to {args.out_dir}: load it with AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1; got {text!r}")
+    return value
 
 
 def _names(text: str) -> list[str]:
@@ -165,8 +182,9 @@ def _lengths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"must be comma-separated ints, e.g. 128,256,512; got {text!r}") from None
 
 
-def _user_error(args: argparse.Namespace, error: ValueError) -> int:
-    print(f"fope {args.command}: error: {error}", file=sys.stderr)
+def _user_error(args: argparse.Namespace, error: Exception) -> int:
+    message = " ".join(str(error).split())  # one line, whatever the library's message
+    print(f"fope {args.command}: error: {message}", file=sys.stderr)
     return 2
 
 

@@ -71,7 +71,8 @@ AS_ROPE = {"sigma": 0.0, "clip_floor": False, "output_dim": "square"}  # FoPE th
 def test_fope_that_is_rope_reproduces_the_original_model(name):
     model, ids = tiny_model(name), tokens()
     converted = convert(model, TRAIN_LENGTH, inplace=False, **AS_ROPE)
-    assert type(converted.model.layers[0].self_attn).__name__.startswith("FoPE")
+    assert type(converted).__name__ == "FoPEForCausalLM" and isinstance(converted, type(model))
+    assert len(fope_modules(converted)) == SMALL["num_hidden_layers"]
     torch.testing.assert_close(logits(converted, ids), logits(model, ids), atol=2e-5, rtol=1e-5)
 
 
@@ -141,11 +142,9 @@ def test_learnable_coefficients_receive_gradients():
     ids = tokens()
     converted.train()
     converted(ids, labels=ids).loss.backward()
-    (fope,) = fope_modules(converted)
-    assert {"model.rotary_emb.fope.cos_coef", "model.rotary_emb.fope.sin_coef"} <= set(
-        dict(converted.named_parameters())
-    )
-    assert fope.cos_coef.grad.abs().sum() > 0 and fope.sin_coef.grad.abs().sum() > 0
+    parameters = dict(converted.named_parameters())
+    for name in ("model.rotary_emb.fope.cos_coef", "model.rotary_emb.fope.sin_coef"):
+        assert parameters[name].dtype == torch.float32 and parameters[name].grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -213,11 +212,70 @@ def test_load_in_bfloat16_keeps_float32_coefficients(tmp_path):
     torch.testing.assert_close(logits(loaded, ids).float(), logits(converted, ids), atol=0.1, rtol=0.1)
 
 
-def test_plain_transformers_loading_gives_the_rope_model(tmp_path):
-    """A documented limitation: without fope's from_pretrained, the coefficients are left unused."""
+# Run in a fresh interpreter that never imports fope: the folder must carry all the code it needs.
+REMOTE_LOAD = """
+import sys, torch, transformers
+directory, ids_file, out_file = sys.argv[1:4]
+model = transformers.AutoModelForCausalLM.from_pretrained(directory, trust_remote_code=True)
+ids = torch.load(ids_file)
+options = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
+with torch.no_grad():
+    result = {"logits": model(ids).logits, "cached": model.generate(ids, use_cache=True, **options),
+              "uncached": model.generate(ids, use_cache=False, **options)}
+result |= {"fope_imported": "fope" in sys.modules, "class": type(model).__name__}
+torch.save(result, out_file)
+"""
+
+
+def remote_load(directory, ids, tmp_path):
+    import subprocess
+    import sys
+
+    torch.save(ids, tmp_path / "ids.pt")
+    script = tmp_path / "remote_load.py"
+    script.write_text(REMOTE_LOAD)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(script), str(directory), str(tmp_path / "ids.pt"), str(tmp_path / "out.pt")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(tmp_path / "out.pt", weights_only=True)
+
+
+@pytest.mark.parametrize(("name", "share_layers"), [("llama", False), ("qwen3", True), ("phi3", False), ("glm", True)])
+def test_automodel_with_trust_remote_code_loads_the_fope_model_without_fope(tmp_path, name, share_layers):
+    converted = convert(tiny_model(name), TRAIN_LENGTH, seed=0, share_layers=share_layers)
+    converted.save_pretrained(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["model_type"] == "fope" and config["auto_map"]["AutoModelForCausalLM"].startswith("modeling_fope.")
+    ids = tokens()
+    remote = remote_load(tmp_path / "model", ids, tmp_path)
+    assert remote["class"] == "FoPEForCausalLM" and not remote["fope_imported"]
+    ours = logits(from_pretrained(tmp_path / "model"), ids)
+    assert torch.equal(remote["logits"], ours)
+    assert (ours - logits(tiny_model(name), ids)).abs().max() > 1e-4  # FoPE, not the RoPE model
+    assert torch.equal(remote["cached"], remote["uncached"])
+
+
+def test_plain_automodel_without_trust_remote_code_refuses_and_says_what_to_do(tmp_path):
+    import subprocess
+    import sys
+
     convert(tiny_model("llama"), TRAIN_LENGTH, seed=0).save_pretrained(tmp_path)
-    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
-    assert fope_modules(plain) == [] and type(plain.model.layers[0].self_attn).__name__ == "LlamaAttention"
+    code = "import sys, transformers; transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode != 0 and "trust_remote_code=True" in done.stderr
+
+
+def test_a_checkpoint_without_its_coefficients_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    convert(tiny_model("llama"), TRAIN_LENGTH, seed=0).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "cos_coef" not in k}, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="lacks the FoPE tensors"):
+        from_pretrained(tmp_path)
 
 
 def test_seed_makes_coefficients_reproducible_and_layers_distinct():
@@ -261,6 +319,8 @@ def test_errors_name_the_problem():
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64))
     with pytest.raises(TypeError, match="Llama-family"):
         convert(gpt2, TRAIN_LENGTH)
+    with pytest.raises(ValueError, match="train_length must be"):
+        convert(tiny_model(), 0)
 
 
 def test_an_unmapped_rope_type_needs_an_explicit_scaling():
@@ -275,7 +335,7 @@ def test_an_unmapped_rope_type_needs_an_explicit_scaling():
 
 def test_from_pretrained_rejects_a_directory_without_fope(tmp_path):
     tiny_model().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="no 'fope' entry"):
+    with pytest.raises(ValueError, match="no 'fope' entry with a base_architecture"):
         from_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="local model directory"):
         from_pretrained(tmp_path / "missing")
@@ -299,3 +359,35 @@ def test_convert_directory_refuses_to_overwrite_its_source(tmp_path):
     tiny_model().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="out_dir must differ"):
         convert_directory(tmp_path, tmp_path, TRAIN_LENGTH)
+
+
+def test_cli_convert_errors_are_one_line(tmp_path, capsys):
+    source, target = tmp_path / "rope", tmp_path / "fope"
+    tiny_model("llama").save_pretrained(source)
+    with pytest.raises(SystemExit):
+        main(["convert", str(source), str(target), "--train-length", "0"])
+    assert "--train-length: must be an int >= 1; got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["convert", str(source), str(target), "--train-length", "64", "--sigmaa", "1"])
+    assert "unrecognized arguments: --sigmaa" in capsys.readouterr().err
+
+    gpt2 = tmp_path / "gpt2"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)).save_pretrained(
+        gpt2
+    )
+    capsys.readouterr()
+    assert main(["convert", str(gpt2), str(target), "--train-length", "64"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("fope convert: error: ") and "Traceback" not in errors[0]
+    assert "Llama-family" in errors[0] and "GPT2LMHeadModel" in errors[0]
+
+    assert main(["convert", str(source), str(target), "--train-length", "64", "--seed", "1"]) == 0
+    before = (target / "model.safetensors").read_bytes()
+    assert main(["convert", str(source), str(target), "--train-length", "64", "--seed", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (target / "model.safetensors").read_bytes() == before
+    assert main(["convert", str(source), str(target), "--train-length", "64", "--seed", "2", "--overwrite"]) == 0
+    assert (target / "model.safetensors").read_bytes() != before
+
+    again = tmp_path / "again"
+    assert main(["convert", str(target), str(again), "--train-length", "128"]) == 2
+    assert "already a FoPE model" in capsys.readouterr().err and not again.exists()

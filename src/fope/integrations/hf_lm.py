@@ -22,8 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fope.integrations.checkpoints import fope_modules
-from fope.integrations.transformers import CONFIG_KEY, convert, convert_options, from_pretrained, model_rope
+from fope.integrations.transformers import (
+    CONFIG_KEY,
+    convert,
+    convert_options,
+    fope_modules,
+    from_pretrained,
+    is_converted_directory,
+    model_rope,
+)
 from fope.model import LMOutput, sample_next_token
 from fope.positions import POSITION_ENCODINGS, PositionEncoding, resolve_positions
 
@@ -313,21 +320,21 @@ def load_for_training(
     directory = check_model_directory(path)
     options = dict(position_options or {})
     check_position_options(position, options)
-    config = AutoConfig.from_pretrained(directory, local_files_only=True)
     load_options = _load_options(dtype, attn_implementation)
-    is_fope = isinstance(getattr(config, CONFIG_KEY, None), Mapping)
+    is_fope = is_converted_directory(directory)
     if is_fope and position != "keep":
         raise ValueError(
             f"{directory} holds a model already converted to FoPE (config.json has {CONFIG_KEY!r}); "
             f"position {position!r} needs a RoPE model. Use position: keep to continue training it"
         )
+    config = None if is_fope else AutoConfig.from_pretrained(directory, local_files_only=True)
     if position == "yarn":
         config.rope_parameters = _yarn_parameters(config, options, train_length)
         context = round(config.rope_parameters["factor"] * config.rope_parameters["original_max_position_embeddings"])
         config.max_position_embeddings = max(config.max_position_embeddings, context)
     with _quiet_progress():
         if is_fope:
-            model = from_pretrained(directory, config=config, **load_options)
+            model = from_pretrained(directory, **load_options)
         else:
             model = AutoModelForCausalLM.from_pretrained(directory, config=config, **load_options)
     if position in POSITION_ENCODINGS and position != "yarn":  # the FoPE variants
@@ -346,16 +353,15 @@ def load_checkpoint(
     attn_implementation: str | None = None,
 ) -> HFCausalLM:
     """An ``HFCausalLM`` from a folder written by ``HFCausalLM.save_pretrained`` (with its tokenizer, if saved)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     directory = check_model_directory(directory)
-    config = AutoConfig.from_pretrained(directory, local_files_only=True)
     load_options = _load_options(dtype, attn_implementation)
     with _quiet_progress():
-        if isinstance(getattr(config, CONFIG_KEY, None), Mapping):
-            model = from_pretrained(directory, config=config, **load_options)
+        if is_converted_directory(directory):
+            model = from_pretrained(directory, **load_options)
         else:
-            model = AutoModelForCausalLM.from_pretrained(directory, config=config, **load_options)
+            model = AutoModelForCausalLM.from_pretrained(directory, **load_options)
     tokenizer = None
     if (directory / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)

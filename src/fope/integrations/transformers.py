@@ -1,39 +1,44 @@
-"""FoPE in Hugging Face ``transformers`` causal LMs of the Llama family: ``convert`` and ``from_pretrained``.
+"""FoPE in Hugging Face ``transformers`` causal LMs of the Llama family: ``convert``, ``from_pretrained``, ``save``.
 
-How it works. Each attention layer becomes an instance of a subclass of its own class whose ``forward`` runs
-transformers' own forward code with one global name rebound: the module-level ``apply_rotary_pos_emb`` it calls becomes
-FoPE's rotation (``fope.positions.apply_rotary``), and it receives FoPE's per-pair features instead of RoPE's cos/sin.
-Projections, q/k norms, the KV cache, sliding windows and the attention implementation (eager, sdpa, flash) stay
-transformers' code. Per-layer coefficients (the authors' setting) live in each attention layer (``...self_attn.fope``)
-and are computed from the ``position_ids`` the decoder layer passes it; one set shared by all layers (the Intern stack)
-replaces the model-level ``rotary_emb`` (``model.rotary_emb.fope``) and is computed once per forward.
+A converted model is an instance of ``FoPEForCausalLM``, a subclass of the model's own class defined in
+``fope.integrations.modeling_fope``: that file rotates q and k with FoPE through PyTorch hooks on the layer's own
+projections and norms (no transformers code is copied, read or rebound), and ``save_pretrained`` writes it next to the
+weights with an ``auto_map``, so the folder loads with plain ``AutoModelForCausalLM.from_pretrained(dir,
+trust_remote_code=True)`` wherever transformers is installed.
 
-Before replacing anything, ``convert`` runs the model's own ``rotary_emb`` and ``apply_rotary_pos_emb`` on random q/k
-and checks that ``fope.RoPE`` with the head_dim, theta, rotary dim, scaling and layout it read from the config
-reproduces them, so an architecture whose RoPE it does not understand fails loudly instead of converting wrongly.
+Before anything changes, ``convert`` checks two things on the model itself: that ``fope.RoPE`` with the head_dim,
+theta, rotary dim and scaling read from the config reproduces the cos/sin of the model's ``rotary_emb`` (which also
+gives the layout), and that the first attention layer with FoPE's hooks fed the model's own RoPE gives the layer's
+original output. An architecture whose attention FoPE does not understand fails there, loudly.
 """
 
 from __future__ import annotations
 
 import copy
-import dis
 import functools
 import inspect
-import logging
+import json
 import shutil
-import types
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from fope.integrations.checkpoints import fope_modules, named_fope_modules, read_tensors
-from fope.positions import FoPE, RoPE, apply_rotary
-from fope.positions._checks import LAYOUTS, check_int
+from fope.integrations.modeling_fope import (
+    CONFIG_KEY,
+    LAYOUTS,
+    MODEL_TYPE,
+    FourierFeatures,
+    PositionlessRotary,
+    attach,
+    attention_layers,
+    classes_for,
+)
+from fope.positions import FoPE, RoPE
+from fope.positions._checks import check_int
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -41,43 +46,24 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_KEY",
     "FROM_MODEL",
-    "FoPEFeatures",
-    "SharedFoPE",
     "convert",
     "convert_directory",
     "convert_options",
     "fope_modules",
     "from_pretrained",
+    "is_converted",
+    "is_converted_directory",
     "model_rope",
 ]
 
-#: The entry of ``config.json`` (``model.config.fope``) that records the options of ``convert``.
-CONFIG_KEY = "fope"
 #: ``FoPE`` arguments that ``convert`` reads from the model; passing one is an error.
 FROM_MODEL = ("head_dim", "num_heads", "num_kv_heads", "theta", "layout", "rotary_dim")
-#: The name transformers' attention code calls to rotate q and k (resolved in its module's globals at call time).
-ROTARY_FUNCTION = "apply_rotary_pos_emb"
-_COEFFICIENTS = ("cos_coef", "sin_coef")
-_PROBE_LENGTH = 64
+_PROBE_LENGTH = 48
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
-
-
-class FoPEFeatures(NamedTuple):
-    """FoPE's per-pair ``(cos, sin)``, float32 ``(B|1, Hc, T, P)``: what a converted attention layer rotates with."""
-
-    cos: Tensor
-    sin: Tensor
-
-
-class SharedFoPE(nn.Module):
-    """Stands in for the model-level ``rotary_emb``: features of one FoPE shared by all layers, once per forward."""
-
-    def __init__(self, fope: FoPE) -> None:
-        super().__init__()
-        self.fope = fope
-
-    def forward(self, x: Tensor, position_ids: Tensor, *args: Any, **kwargs: Any) -> FoPEFeatures:
-        return FoPEFeatures(*self.fope.features(position_ids))
+# Relative error allowed between the first attention layer's original output and its output with FoPE's hooks fed the
+# model's own RoPE: float32 rounding, or one rounding of the rotated q/k in a 16-bit model.
+_PROBE_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-8}
+_PROBE_TOLERANCE_16BIT = 3e-2
 
 
 def convert(
@@ -97,101 +83,98 @@ def convert(
     ``num_inv_freq``, ``scaling``). Heads, head_dim, theta, partial rotary and layout come from the model, and its RoPE
     scaling (linear, YaRN) carries over unless ``scaling`` is given. ``share_layers=True`` uses one coefficient set for
     all layers (Intern stack) instead of one per layer (the authors'); ``seed`` makes the coefficients reproducible.
-    The options are recorded in ``model.config.fope`` so that ``save_pretrained`` / ``from_pretrained`` round-trip.
+    The options are recorded in ``model.config.fope``; ``save_pretrained`` then writes a folder that loads with
+    ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)``. A model that already has FoPE is refused:
+    its coefficients are never silently redrawn.
     """
     for name, flag in (("share_layers", share_layers), ("inplace", inplace)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False; got {flag!r}")
+    train_length = check_int("train_length", train_length, minimum=1)
     _check_option_names(fope_options)
-    _attention_layers(model)  # fail before copying
+    _check_convertible(model)
     if not inplace:
         model = copy.deepcopy(model)
-    base, attentions = _attention_layers(model)
-    model_rotation = _model_rotation(type(attentions[0]))
+    base, attentions = attention_layers(model)
     structure = _structure(base.config, attentions[0])
     scaling, same_frequencies = _resolve_scaling(base.config, fope_options)
-    layout = _probe_rotary(base, model_rotation, structure, scaling, check_frequencies=same_frequencies)
-    attention_class = _fope_attention_class(type(attentions[0]), layout)
-
+    layout = _rope_layout(base, structure, scaling, check_frequencies=same_frequencies)
     options = {"train_length": train_length, "sigma": sigma, **fope_options, "scaling": scaling}
     build = functools.partial(FoPE, **structure, **options, layout=layout)
-    shared = build(seed=seed) if share_layers else None
-    per_layer = [None if share_layers else build(seed=s) for s in _layer_seeds(seed, len(attentions))]
-    # Nothing has changed so far: a bad option leaves the model as it was.
-    for attention, fope in zip(attentions, per_layer, strict=True):
-        attention.__class__ = attention_class
-        attention.fope = None if fope is None else fope.to(_device_of(attention))
-    if shared is not None:
-        base.rotary_emb = SharedFoPE(shared.to(_device_of(attentions[0])))
+    fopes = [build(seed=seed)] if share_layers else [build(seed=s) for s in _layer_seeds(seed, len(attentions))]
+    layout = _probe_attention(model, base, attentions[0], structure, layout)  # the model is unchanged after it
+    # Nothing has changed so far: a bad option or an unsupported architecture leaves the model as it was.
+    device = _device_of(attentions[0])
+    attach(model, [_features_of(fope).to(device) for fope in fopes], layout=layout, shared=share_layers)
+    config_class, model_class = classes_for(type(model).__name__)
+    model.__class__, model.config.__class__ = model_class, config_class
     record = {**_option_defaults(), **options, "seed": seed, "share_layers": share_layers}
+    record["base_architecture"] = model_class.__mro__[1].__name__
+    record["features"] = _feature_spec(fopes[0], share_layers)
     setattr(model.config, CONFIG_KEY, record)
     return model
 
 
+def is_converted(model_or_config: Any) -> bool:
+    """Whether a model (or its config) already has FoPE from ``convert`` / ``fope export``."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "model_type", None) == MODEL_TYPE or isinstance(getattr(config, CONFIG_KEY, None), Mapping)
+
+
 def from_pretrained(path: str | PathLike[str], **kwargs: Any) -> PreTrainedModel:
-    """Load a model saved after ``convert`` from a local directory: the recorded options and the saved coefficients.
+    """Load a folder saved from a converted model with fope's copy of its modeling code (no remote code run).
 
-    transformers loads the RoPE architecture and the weights (``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``,
-    e.g. ``dtype``, ``device_map``, ``attn_implementation``), ``convert`` re-applies ``config.fope``, and the
-    coefficients are read from the checkpoint files (safetensors, or ``.bin`` with ``weights_only=True``).
+    ``kwargs`` go to transformers' ``from_pretrained`` (``dtype``, ``device_map``, ``attn_implementation``, ...). The
+    result equals ``AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)``; missing FoPE tensors are an
+    error, never a silent fresh initialisation.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     directory = Path(path)
-    if not directory.is_dir():
+    config_file = directory / "config.json"
+    if not config_file.is_file():
         raise FileNotFoundError(f"path must be a local model directory (written by save_pretrained); got {str(path)!r}")
-    config = kwargs.pop("config", None) or AutoConfig.from_pretrained(directory)
-    options = getattr(config, CONFIG_KEY, None)
-    if not isinstance(options, Mapping):
-        raise ValueError(
-            f"{directory}/config.json has no {CONFIG_KEY!r} entry: it was not saved from a converted model; "
-            "load it with transformers and call fope.integrations.transformers.convert"
-        )
-    recorded = dict(options)
-    options = dict(options)
-    share_layers, seed = options.pop("share_layers", False), options.pop("seed", None)
-    with _quiet_load_report():
-        model, info = AutoModelForCausalLM.from_pretrained(directory, config=config, output_loading_info=True, **kwargs)
-    # The placeholder coefficients are overwritten below: draw them from a fixed seed, not from the global RNG.
-    convert(model, share_layers=share_layers, seed=0 if seed is None else seed, **options)
-    setattr(model.config, CONFIG_KEY, recorded)
-    names = [f"{prefix}.{name}" for prefix, module in named_fope_modules(model) for name in _COEFFICIENTS]
-    saved = read_tensors(directory, keep=set(names).__contains__)
-    missing = [name for name in names if name not in saved]
-    if missing:
-        raise KeyError(f"the checkpoint in {directory} lacks the FoPE coefficients {missing}")
-    with torch.no_grad():
-        for prefix, module in named_fope_modules(model):
-            for name in _COEFFICIENTS:
-                tensor = getattr(module, name)
-                value = saved[f"{prefix}.{name}"]
-                if value.shape != tensor.shape:
-                    raise ValueError(
-                        f"{prefix}.{name} in {directory} has shape {tuple(value.shape)}; the options in config.json "
-                        f"give {tuple(tensor.shape)}"
-                    )
-                tensor.copy_(value)
-    _report_other_keys(directory, info, set(names))
-    return model
+    record = _read_record(config_file)
+    config_class, model_class = classes_for(record["base_architecture"])
+    config = kwargs.pop("config", None) or config_class.from_pretrained(directory)
+    if not isinstance(config, config_class):
+        raise TypeError(f"config must be a {config_class.__name__} (read from {config_file}); got {type(config)}")
+    return model_class.from_pretrained(directory, config=config, **kwargs)
 
 
 def convert_directory(
-    src_dir: str | PathLike[str], out_dir: str | PathLike[str], train_length: int, **options: Any
+    src_dir: str | PathLike[str],
+    out_dir: str | PathLike[str],
+    train_length: int,
+    *,
+    overwrite: bool = False,
+    **options: Any,
 ) -> PreTrainedModel:
     """``fope convert``: load a local model directory, ``convert`` it, save it to ``out_dir``; returns the model.
 
     ``options`` are ``convert``'s. Top-level files of ``src_dir`` that are not weights (tokenizer, README, ...) are
-    copied unchanged.
+    copied unchanged. A non-empty ``out_dir`` is refused unless ``overwrite``; a folder already converted is refused.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     source, target = Path(src_dir), Path(out_dir)
-    if not (source / "config.json").is_file():
+    config_file = source / "config.json"
+    if not config_file.is_file():
         raise FileNotFoundError(f"src_dir must be a model directory with a config.json; got {str(src_dir)!r}")
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"out_dir must differ from src_dir; got {str(out_dir)!r} for both")
-    model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")  # keep the checkpoint's dtype
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise FileExistsError(f"out_dir {str(out_dir)!r} exists and is not empty; pass --overwrite to replace it")
+    if is_converted_directory(source):
+        raise ValueError(
+            f"{src_dir} is already a FoPE model: converting again would draw new coefficients over its trained ones. "
+            "Convert the original RoPE model, or copy this folder"
+        )
+    config = AutoConfig.from_pretrained(source, local_files_only=True)
+    train_length = check_int("train_length", train_length, minimum=1)
+    _check_option_names({k: v for k, v in options.items() if k not in ("sigma", "share_layers", "seed")})
+    model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype="auto", local_files_only=True)
     convert(model, train_length, **options)
+    if target.exists() and overwrite:
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
     model.save_pretrained(target)
     for file in sorted(source.iterdir()):
         is_weights = file.suffix in _WEIGHT_SUFFIXES or file.name.endswith(".index.json")
@@ -205,19 +188,91 @@ def convert_options() -> list[str]:
     return sorted({*_option_defaults(), "share_layers"})
 
 
+def fope_modules(model: nn.Module) -> list[FoPE]:
+    """``fope.FoPE`` copies of a converted model's coefficient sets (one per layer, or the one shared), as they are now.
+
+    They are rebuilt from ``config.fope`` and hold copies of the model's tensors (changing them changes nothing in the
+    model); [] for a model that is not converted.
+    """
+    for module in model.modules():  # the transformers model itself, or inside a wrapper such as HFCausalLM
+        record = getattr(getattr(module, "config", None), CONFIG_KEY, None)
+        if isinstance(record, Mapping) and hasattr(module, "base_model"):
+            break
+    else:
+        return []
+    base, attentions = attention_layers(module)
+    features = [base.rotary_emb.fope] if record["share_layers"] else [attention.fope for attention in attentions]
+    structure = _structure(base.config, attentions[0])
+    options = {key: record[key] for key in ("train_length", *_option_defaults()) if key in record}
+    layout = record["features"]["layout"]
+    modules = []
+    for feature in features:
+        fope = FoPE(**structure, **options, layout=layout)
+        with torch.no_grad():
+            for name in ("inv_freq", "cos_coef", "sin_coef"):
+                saved = getattr(feature, name)
+                if getattr(fope, name).shape != saved.shape:
+                    raise ValueError(
+                        f"config.fope {options} gives {name} of shape {tuple(getattr(fope, name).shape)}; the model "
+                        f"holds {tuple(saved.shape)}"
+                    )
+                getattr(fope, name).copy_(saved.detach().to("cpu", torch.float32))
+        modules.append(fope.to(saved.device))
+    return modules
+
+
 def model_rope(model: PreTrainedModel) -> RoPE:
     """A ``fope.RoPE`` equal to the RoPE of a (not converted) Llama-family model, checked on probe positions.
 
     Heads, theta, rotary dim and scaling come from the config as in ``convert``; an architecture or RoPE type that
     ``fope.RoPE`` does not reproduce is an error.
     """
-    base, attentions = _attention_layers(model)
+    _check_convertible(model)
+    base, attentions = attention_layers(model)
     structure = _structure(base.config, attentions[0])
     scaling, unmapped = _model_scaling(base.config)
     if unmapped is not None:
         raise ValueError(unmapped)
-    layout = _probe_rotary(base, _model_rotation(type(attentions[0])), structure, scaling, check_frequencies=True)
+    layout = _rope_layout(base, structure, scaling, check_frequencies=True)
     return RoPE(structure["head_dim"], structure["theta"], layout, structure["rotary_dim"], scaling)
+
+
+def _check_convertible(model: nn.Module) -> None:
+    if is_converted(model) or isinstance(
+        getattr(getattr(model, "base_model", model), "rotary_emb", None), PositionlessRotary
+    ):
+        raise ValueError(
+            f"this {type(model).__name__} already uses FoPE; converting again would draw new coefficients over its "
+            "own. Convert the original RoPE model"
+        )
+    attention_layers(model)
+
+
+def _read_record(config_file: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(config_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_file} is not readable JSON: {error}") from None
+    record = values.get(CONFIG_KEY) if isinstance(values, dict) else None
+    if not isinstance(record, dict) or "base_architecture" not in record:
+        raise ValueError(
+            f"{config_file} has no {CONFIG_KEY!r} entry with a base_architecture: it was not saved from a model "
+            "converted by fope; load it with transformers and call fope.integrations.transformers.convert"
+        )
+    return record
+
+
+def is_converted_directory(path: str | PathLike[str]) -> bool:
+    """Whether the model folder ``path`` holds a model converted by fope (its config.json says so)."""
+    return _is_converted_file(Path(path) / "config.json")
+
+
+def _is_converted_file(config_file: Path) -> bool:
+    try:
+        values = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(values, dict) and (values.get("model_type") == MODEL_TYPE or CONFIG_KEY in values)
 
 
 def _option_defaults() -> dict[str, Any]:
@@ -242,28 +297,8 @@ def _check_option_names(fope_options: Mapping[str, Any]) -> None:
             raise TypeError(f"convert got an unknown FoPE option {name!r}; accepted: {accepted}")
 
 
-def _attention_layers(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
-    """(the decoder stack, its attention layers) of a Llama-family model; errors name what is missing."""
-    base = getattr(model, "base_model", model)
-    layers = getattr(base, "layers", None)
-    if not isinstance(layers, nn.ModuleList) or not layers or not hasattr(base, "rotary_emb"):
-        raise TypeError(
-            f"convert supports Llama-family causal LMs (a base model with .layers[i].self_attn and .rotary_emb); "
-            f"got {type(model).__name__}"
-        )
-    attentions = [getattr(layer, "self_attn", None) for layer in layers]
-    if any(attention is None for attention in attentions):
-        raise TypeError(f"every decoder layer must have .self_attn; {type(layers[0]).__name__} has none")
-    if any(isinstance(attention, _FoPEAttention) for attention in attentions):
-        raise ValueError(f"this {type(model).__name__} already uses FoPE; convert the original RoPE model")
-    if len({type(attention) for attention in attentions}) != 1:
-        names = sorted({type(attention).__name__ for attention in attentions})
-        raise TypeError(f"all attention layers must share one class; got {names}")
-    return base, attentions
-
-
 def _rope_parameters(config: Any) -> dict[str, Any]:
-    """The model's RoPE settings: transformers 5 ``rope_parameters``, or 4.x ``rope_theta`` and ``rope_scaling``."""
+    """The model's RoPE settings: ``rope_parameters``, or 4.x-style ``rope_theta`` and ``rope_scaling``."""
     parameters = getattr(config, "rope_parameters", None)
     if isinstance(parameters, Mapping) and parameters:
         if "rope_theta" not in parameters:
@@ -335,87 +370,147 @@ def _resolve_scaling(config: Any, fope_options: Mapping[str, Any]) -> tuple[dict
     return model_scaling, True
 
 
-def _model_rotation(attention_class: type) -> Callable[..., tuple[Tensor, Tensor]]:
-    """The ``apply_rotary_pos_emb`` that ``attention_class.forward`` calls, after checking that FoPE can replace it."""
-    forward = attention_class.forward
-    name = attention_class.__name__
-    if hasattr(forward, "__wrapped__"):
-        raise TypeError(
-            f"{name}.forward is wrapped by a decorator (transformers < 5 wraps it in deprecate_kwarg); "
-            "convert needs the undecorated forward of transformers >= 5"
-        )
-    parameters = list(inspect.signature(forward).parameters)
-    if parameters[:3] != ["self", "hidden_states", "position_embeddings"]:
-        raise TypeError(f"{name}.forward must take (hidden_states, position_embeddings, ...); got {parameters}")
-    global_names = {op.argval for op in dis.get_instructions(forward) if op.opname == "LOAD_GLOBAL"}
-    rotations = sorted(global_name for global_name in global_names if "rotary" in global_name)
-    if rotations != [ROTARY_FUNCTION] or not callable(forward.__globals__.get(ROTARY_FUNCTION)):
-        raise TypeError(f"{name}.forward must rotate q and k with {ROTARY_FUNCTION} alone; it calls {rotations}")
-    return forward.__globals__[ROTARY_FUNCTION]
+def _model_pairs(rotary: nn.Module, position_ids: Tensor, head_dim: int) -> tuple[Tensor, Tensor, str]:
+    """The model's RoPE as one float32 value per pair ``(B, T, P)``, and the layout its cos/sin are laid out in."""
+    cos, sin = rotary(torch.zeros(1, position_ids.shape[-1], head_dim), position_ids)
+    cos, sin = cos.float(), sin.float()
+    half = cos.shape[-1] // 2
+    if torch.equal(cos[..., :half], cos[..., half:]) and torch.equal(sin[..., :half], sin[..., half:]):
+        return cos[..., :half], sin[..., :half], "half"
+    if torch.equal(cos[..., ::2], cos[..., 1::2]) and torch.equal(sin[..., ::2], sin[..., 1::2]):
+        return cos[..., ::2], sin[..., ::2], "interleaved"
+    raise TypeError(f"the model's rotary_emb returns cos/sin {tuple(cos.shape)} in a layout convert cannot read")
 
 
-def _probe_rotary(
-    base: nn.Module,
-    model_rotation: Callable[..., tuple[Tensor, Tensor]],
-    structure: Mapping[str, Any],
-    scaling: Mapping[str, Any] | None,
-    *,
-    check_frequencies: bool,
+def _fresh_rotary(base: nn.Module) -> nn.Module:
+    """A float32 CPU copy of the model's ``rotary_emb`` (whatever the model's dtype and device)."""
+    rotary = copy.deepcopy(base.rotary_emb).to("cpu")
+    for name, buffer in rotary.named_buffers():
+        if "inv_freq" in name and buffer.dtype != torch.float32:
+            raise TypeError(
+                f"the model's rotary_emb holds {name} in {buffer.dtype}: its frequencies were rounded; load the model "
+                "in float32 (or with dtype=..., which keeps them) before converting"
+            )
+    return rotary
+
+
+def _rope_layout(
+    base: nn.Module, structure: Mapping[str, Any], scaling: Mapping[str, Any] | None, *, check_frequencies: bool
 ) -> str:
-    """The layout of the model's own RoPE, after checking that ours reproduces it (and its frequencies, if asked)."""
-    with torch.device("cpu"):
-        rotary = type(base.rotary_emb)(config=base.config)  # fresh float32 frequencies, whatever the model's dtype
-    positions = torch.arange(_PROBE_LENGTH)
-    model_cos, model_sin = rotary(torch.zeros(1, _PROBE_LENGTH, structure["head_dim"]), positions.unsqueeze(0))
-    cos, sin = _pair_values(model_cos.float(), model_sin.float())
+    """The layout of the model's own RoPE, after checking that ``fope.RoPE`` reproduces its frequencies (if asked)."""
+    positions = torch.tensor([0, 1, 2, 3, 7, 31, 100, 1000, 4095])
+    cos, sin, layout = _model_pairs(_fresh_rotary(base), positions.unsqueeze(0), structure["head_dim"])
     if cos.shape[-1] != structure["rotary_dim"] // 2:
         raise ValueError(
             f"{type(base.rotary_emb).__name__} rotates {cos.shape[-1]} pairs; the config gives rotary_dim="
             f"{structure['rotary_dim']} (head_dim={structure['head_dim']} times partial_rotary_factor)"
         )
-    # q/k as wide as the rotary part: accepted both by functions given whole heads and by those given only that part
-    generator = torch.Generator().manual_seed(0)
-    q = torch.randn(1, 2, _PROBE_LENGTH, model_cos.shape[-1], generator=generator)
-    k = torch.randn(1, 1, _PROBE_LENGTH, model_cos.shape[-1], generator=generator)
-    try:
-        expected = model_rotation(q, k, model_cos, model_sin)
-    except (RuntimeError, TypeError, ValueError) as error:
-        raise TypeError(
-            f"the model's {ROTARY_FUNCTION} does not take (q, k, cos, sin) like Llama's: {error}"
-        ) from error
-    matches = [
-        layout
-        for layout in LAYOUTS
-        if all(
-            torch.allclose(apply_rotary(x, cos.unsqueeze(1), sin.unsqueeze(1), layout), y, atol=1e-5)
-            for x, y in zip((q, k), expected, strict=True)
-        )
-    ]
-    if not matches:
-        raise TypeError(
-            f"the model's {ROTARY_FUNCTION} is not a rotation that fope.apply_rotary reproduces in either layout "
-            f"{list(LAYOUTS)}; convert does not support this architecture"
-        )
     if check_frequencies:
-        rope = RoPE(structure["head_dim"], structure["theta"], matches[0], structure["rotary_dim"], scaling)
+        rope = RoPE(structure["head_dim"], structure["theta"], layout, structure["rotary_dim"], scaling)
         ours_cos, ours_sin = (feature.squeeze(1) for feature in rope.features(positions))
-        if not (torch.allclose(ours_cos, cos, atol=1e-4) and torch.allclose(ours_sin, sin, atol=1e-4)):
+        if not (torch.allclose(ours_cos, cos, atol=2e-3) and torch.allclose(ours_sin, sin, atol=2e-3)):
             raise ValueError(
                 f"fope.RoPE with theta={structure['theta']:g}, rotary_dim={structure['rotary_dim']}, "
                 f"scaling={scaling} does not reproduce {type(base.rotary_emb).__name__}: the config does not describe "
                 "this model's RoPE in a way convert understands; pass scaling= to choose FoPE's frequencies yourself"
             )
-    return matches[0]
+    return layout
 
 
-def _pair_values(cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """One value per rotary pair from transformers' cos/sin, laid out ``[c, c]`` (Llama) or ``c0 c0 c1 c1`` (Cohere)."""
-    half = cos.shape[-1] // 2
-    if torch.equal(cos[..., :half], cos[..., half:]) and torch.equal(sin[..., :half], sin[..., half:]):
-        return cos[..., :half], sin[..., :half]
-    if torch.equal(cos[..., ::2], cos[..., 1::2]) and torch.equal(sin[..., ::2], sin[..., 1::2]):
-        return cos[..., ::2], sin[..., ::2]
-    raise TypeError(f"the model's rotary_emb returns cos/sin {tuple(cos.shape)} in a layout convert cannot read")
+class _ModelRoPE(nn.Module):
+    """The model's own RoPE as FoPE-style features: what the probe feeds FoPE's hooks."""
+
+    def __init__(self, rotary: nn.Module, head_dim: int) -> None:
+        super().__init__()
+        self.rotary, self.head_dim = rotary, head_dim
+
+    def features(self, position_ids: Tensor) -> tuple[Tensor, Tensor]:
+        cos, sin, _ = _model_pairs(self.rotary, position_ids.cpu(), self.head_dim)
+        return cos.unsqueeze(1).to(position_ids.device), sin.unsqueeze(1).to(position_ids.device)
+
+
+class _Captured(Exception):
+    def __init__(self, output: Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+
+def _probe_attention(
+    model: nn.Module, base: nn.Module, attention: nn.Module, structure: Mapping[str, Any], layout: str
+) -> str:
+    """The layout in which FoPE's hooks fed the model's own RoPE reproduce the first attention layer; else an error.
+
+    Runs the model on a short random prompt up to that layer: as it is, then with the hooks (cos = 1, sin = 0 in the
+    architecture's rotation, the rotation done by the hooks on its q/k) in the layout its cos/sin suggest, then in
+    the other (GLM lays cos/sin out in halves and rotates interleaved pairs). The model is left as it was.
+    """
+
+    def capture(module: nn.Module, args: tuple, output: Any) -> None:
+        raise _Captured(output[0] if isinstance(output, tuple) else output)
+
+    def first_attention() -> Tensor:
+        handle = attention.register_forward_hook(capture)
+        try:
+            model(input_ids=ids, use_cache=False)
+        except _Captured as captured:
+            return captured.output.detach().float()
+        finally:
+            handle.remove()
+        raise TypeError(f"the model's forward never ran its first {type(attention).__name__}")
+
+    device = _device_of(attention)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, base.config.vocab_size, (1, _PROBE_LENGTH), generator=generator).to(device)
+    probe = _ModelRoPE(_fresh_rotary(base), structure["head_dim"])
+    tolerance = _PROBE_TOLERANCE.get(next(attention.parameters()).dtype, _PROBE_TOLERANCE_16BIT)
+    errors = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = first_attention()
+            for candidate in (layout, *(other for other in LAYOUTS if other != layout)):
+                detach = attach(model, [probe], layout=candidate, shared=True)
+                try:
+                    actual = first_attention()
+                finally:
+                    detach()
+                errors[candidate] = float((actual - expected).norm() / expected.norm().clamp_min(1e-30))
+                if errors[candidate] <= tolerance:
+                    return candidate
+    finally:
+        model.train(was_training)
+    raise TypeError(
+        f"{type(attention).__name__} with FoPE's hooks fed the model's own RoPE does not reproduce its output in "
+        f"either layout (relative errors {', '.join(f'{k} {v:.1e}' for k, v in errors.items())}, tolerance "
+        f"{tolerance:g}): FoPE does not support this architecture"
+    )
+
+
+def _features_of(fope: FoPE) -> FourierFeatures:
+    """The ``FourierFeatures`` (the modeling file's module) holding ``fope``'s frequencies and coefficients."""
+    module = FourierFeatures(
+        **{k: v for k, v in _feature_spec(fope, False).items() if k not in ("share_layers", "layout")}
+    )
+    with torch.no_grad():
+        for name in ("inv_freq", "cos_coef", "sin_coef"):
+            getattr(module, name).copy_(getattr(fope, name))
+    return module
+
+
+def _feature_spec(fope: FoPE, share_layers: bool) -> dict[str, Any]:
+    """``config.fope["features"]``: what the modeling file needs to rebuild ``fope``'s modules."""
+    return {
+        "share_layers": share_layers,
+        "num_coef_heads": fope.num_coef_heads,
+        "num_kept": fope.num_kept,
+        "output_dim": fope.output_dim,
+        "rotary_dim": fope.rotary_dim,
+        "zero_pad": fope.zero_pad,
+        "attention_factor": float(fope.attention_factor),
+        "layout": fope.layout,
+        "learnable": fope.learnable,
+    }
 
 
 def _layer_seeds(seed: int | None, num_layers: int) -> list[int | None]:
@@ -429,97 +524,3 @@ def _layer_seeds(seed: int | None, num_layers: int) -> list[int | None]:
 def _device_of(module: nn.Module) -> torch.device:
     tensor = next(module.parameters(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
-
-
-class _FoPEAttention:
-    """Mixed into every converted attention class (``FoPE<Name>Attention``): FoPE features in, transformers' code on."""
-
-    fope: FoPE | None
-    _transformers_forward: Callable[..., Any]
-
-    def forward(
-        self, hidden_states: Tensor, position_embeddings: Any = None, *args: Any, **kwargs: Any
-    ) -> tuple[Tensor, Tensor | None]:
-        """transformers' attention forward, rotating q and k with FoPE features instead of RoPE's cos/sin."""
-        if self.fope is not None:
-            position_ids = kwargs.get("position_ids")
-            if position_ids is None:
-                raise ValueError(
-                    f"{type(self).__name__} needs the position ids to compute per-layer FoPE features, and its decoder "
-                    "layer passed position_ids=None"
-                )
-            position_embeddings = FoPEFeatures(*self.fope.features(position_ids))
-        elif not isinstance(position_embeddings, FoPEFeatures):
-            raise TypeError(
-                f"{type(self).__name__} with shared coefficients expects FoPEFeatures from the model's SharedFoPE "
-                f"rotary_emb; got {type(position_embeddings).__name__}"
-            )
-        return self._transformers_forward(hidden_states, position_embeddings, *args, **kwargs)
-
-
-_ATTENTION_CLASSES: dict[tuple[type, str], type] = {}
-
-
-def _fope_attention_class(attention_class: type, layout: str) -> type:
-    """``FoPE<Name>`` subclass of ``attention_class`` whose forward is the original with FoPE's rotation (cached)."""
-    key = (attention_class, layout)
-    if key not in _ATTENTION_CLASSES:
-        forward = attention_class.forward
-        _ATTENTION_CLASSES[key] = type(
-            f"FoPE{attention_class.__name__}",
-            (_FoPEAttention, attention_class),
-            {
-                "__module__": __name__,
-                "__doc__": f"{attention_class.__name__} with FoPE ({layout} layout) in place of RoPE.",
-                "_transformers_forward": _with_global(forward, ROTARY_FUNCTION, _fope_rotation(layout)),
-            },
-        )
-    return _ATTENTION_CLASSES[key]
-
-
-def _with_global(function: types.FunctionType, name: str, value: Any) -> types.FunctionType:
-    """A copy of ``function`` (same code, defaults, closure) that sees ``value`` under the global ``name``.
-
-    The copy reads a snapshot of the module's globals taken now, so it never changes what the module itself calls.
-    """
-    namespace = {**function.__globals__, name: value}
-    copied = types.FunctionType(
-        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
-    )
-    copied.__kwdefaults__ = function.__kwdefaults__
-    copied.__qualname__ = function.__qualname__
-    return copied
-
-
-def _fope_rotation(layout: str) -> Callable[..., tuple[Tensor, Tensor]]:
-    """Stands in for ``apply_rotary_pos_emb(q, k, cos, sin, ...)``: ``cos``/``sin`` are FoPE's per-pair features."""
-
-    def apply_fope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
-        return apply_rotary(q, cos, sin, layout), apply_rotary(k, cos, sin, layout)
-
-    return apply_fope
-
-
-@contextmanager
-def _quiet_load_report() -> Iterator[None]:
-    """Mute transformers' load report while it loads the RoPE model: it would list the FoPE coefficients as unused."""
-    logger = logging.getLogger("transformers.modeling_utils")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _report_other_keys(directory: Path, info: Mapping[str, Any], fope_keys: set[str]) -> None:
-    """Say what the muted load report would have said about keys other than the FoPE coefficients."""
-    unexpected = sorted(set(info.get("unexpected_keys", ())) - fope_keys)
-    missing = sorted(set(info.get("missing_keys", ())) - fope_keys)
-    if unexpected or missing:
-        logging.getLogger(__name__).warning(
-            "loading %s: checkpoint keys not used: %s; model weights not in the checkpoint (newly initialised): %s",
-            directory,
-            unexpected or "none",
-            missing or "none",
-        )
