@@ -154,7 +154,8 @@ def test_yarn_run_makes_the_models_rope_yarn_for_the_longer_context(tiny_corpus,
     run = load_run(run_dir)
     assert run.model.config.position == "yarn"
     (scaling,) = {pe.scaling["type"]: pe.scaling for pe in run.model.position_encodings()}.values()
-    assert scaling == {"type": "yarn", "factor": 2.0, "original_max_position": ORIGINAL_LENGTH}
+    # the model's YaRN, with transformers' temperature (explicit: fope's FoPE+YaRN default has none)
+    assert scaling == {"type": "yarn", "factor": 2.0, "original_max_position": ORIGINAL_LENGTH, "temperature": True}
 
 
 @pytest.mark.parametrize("position", ["fope", "yarn"])

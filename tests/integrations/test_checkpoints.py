@@ -20,7 +20,7 @@ from fope.integrations.checkpoints import (
     read_tensors,
 )
 from fope.positions import FoPE
-from tests.positions.reference import fope_reference, frequencies, kept_count
+from tests.positions.reference import fope_reference, frequencies, kept_count, olmo_fourier_frequencies
 
 HEADS, HEAD_DIM, LENGTH = 4, 32, 1024
 OLMO = {
@@ -60,8 +60,11 @@ def olmo_state(heads: int = HEADS, kept: int = KEPT, output_dim: int = OFFICIAL_
     return state
 
 
-def assert_matches_formula(module: FoPE, cos_coef, sin_coef, *, q_heads: int, kv_heads: int, theta: float = 1e4):
-    """The module's output equals the spec's formula evaluated with these raw coefficients."""
+def assert_matches_formula(
+    module: FoPE, cos_coef, sin_coef, *, q_heads: int, kv_heads: int, theta: float = 1e4, series=None
+):
+    """The module's output equals the spec's formula evaluated with these raw coefficients (and ``series``, the
+    frequencies of the series terms, default the first K RoPE frequencies), with no attention temperature."""
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(1, q_heads, 5, module.head_dim, generator=generator)
     k = torch.randn(1, kv_heads, 5, module.head_dim, generator=generator)
@@ -71,7 +74,9 @@ def assert_matches_formula(module: FoPE, cos_coef, sin_coef, *, q_heads: int, kv
     reference = {
         "cos_coef": cos_coef,
         "sin_coef": sin_coef,
-        "kept_frequencies": frequencies(module.rotary_dim, theta)[: cos_coef.shape[1]],
+        "kept_frequencies": series
+        if series is not None
+        else frequencies(module.rotary_dim, theta)[: cos_coef.shape[1]],
         "rotary_dim": module.rotary_dim,
         "zero_pad": "official",
         "layout": "half",
@@ -86,8 +91,22 @@ def test_olmo_config_keys_map_to_fope_options():
     assert options["head_dim"] == HEAD_DIM and options["num_heads"] == options["num_kv_heads"] == HEADS
     assert options["train_length"] == LENGTH and options["sigma"] == 0.3 and options["clip_floor"]
     assert options["output_dim"] == "official" and not options["share_heads"] and not options["learnable"]
-    assert olmo_fope_options({**OLMO, "fourier_dim": 4, "fourier_learnable": True})["output_dim"] == 4
+    assert "scaling" not in options and "frequency_dim" not in options and "num_inv_freq" not in options
+    small = olmo_fope_options({**OLMO, "fourier_dim": 4, "fourier_learnable": True})  # <= head_dim: ignored
+    assert small["output_dim"] == "official" and "frequency_dim" not in small and small["learnable"]
+    assert olmo_fope_options({**OLMO, "fourier_dim": 64})["frequency_dim"] == 64  # not the output dim
+    assert olmo_fope_options({**OLMO, "fourier_ignore_zero": False})["keep_zeroed"]
     assert not olmo_fope_options({**OLMO, "rope_clamp_floor_freq": False})["clip_floor"]
+    yarn = olmo_fope_options({**OLMO, **OLMO_YARN})["scaling"]
+    assert yarn == {
+        "type": "yarn",
+        "factor": 16.0,
+        "original_max_position": 512,
+        "beta_fast": 32.0,
+        "beta_slow": 1.0,
+        "truncate": True,
+        "temperature": False,
+    }
 
 
 def test_olmo_blocks_load_into_modules_matching_the_formula():
@@ -120,15 +139,130 @@ def test_olmo_checkpoint_files_and_a_yaml_config(tmp_path):
         assert all(torch.equal(a.sin_coef, b.sin_coef) for a, b in zip(loaded, expected, strict=True))
 
 
+# The authors' YaRN runs (configs/c4/length-1024/ce-extra/x+yarn/*-yarn_after.yaml): train at 1024 from 512.
+OLMO_YARN = {"len_extra": True, "len_extra_orig_length": 512, "len_extra_type": "YARN", "len_extra_yarn_scale": 16}
+
+
 @pytest.mark.parametrize(
-    ("change", "message"),
+    "change",
+    [
+        {},
+        OLMO_YARN,
+        {**OLMO_YARN, "len_extra_before_clamp": True},
+        {**OLMO_YARN, "len_extra_yarn_beta_fast": 16.0, "len_extra_yarn_beta_slow": 2.0, "len_extra_yarn_scale": 4},
+        {"len_extra": True, "len_extra_orig_length": 256, "len_extra_type": "PI"},
+        {"len_extra": True, "len_extra_orig_length": 256, "len_extra_type": "PI", "len_extra_before_clamp": True},
+        {"rope_floor_freq_ratio": 0.5},
+        {"rope_floor_freq_ratio": 2.0, **OLMO_YARN, "len_extra_before_clamp": True},
+        {"rope_floor_freq_ratio": 0.0},
+        {"fourier_dim": 64},
+        {"fourier_dim": 16},  # below head_dim: ignored
+        {"fourier_ignore_zero": False},
+        {"fourier_ignore_zero": False, "fourier_dim": 48, **OLMO_YARN},
+        {"rope_clamp_floor_freq": False},
+        {"rope_clamp_floor_freq": False, "fourier_ignore_zero": False},
+        {"fourier_separate_head": False, "fourier_dim": 64},
+        {"rope_clamp_upper_freq": True, "rope_upper_freq_ratio": 1.0},  # pi: above every frequency, neutral
+        {"rope_full_precision": False, "len_extra_fourier_expand": True, "fourier_init": "eye"},
+    ],
+    ids=lambda change: ",".join(f"{k}={v}" for k, v in change.items()) or "paper",
+)
+def test_olmo_settings_load_into_modules_matching_the_authors_code(change):
+    """Series frequencies and coefficient shapes come from a transcription of the authors' get_inv_freq /
+    FourierEmbedding (tests/positions/reference.py), never from fope; the module must equal that formula."""
+    config = {**OLMO, **change}
+    series, input_dim, output_dim = olmo_fourier_frequencies(config)
+    shared = not config["fourier_separate_head"]
+    state = olmo_state(heads=0 if shared else HEADS, kept=input_dim, output_dim=output_dim)
+    modules = load_olmo_fope(config, state)
+    assert len(modules) == 2
+    for block, module in enumerate(modules):
+        assert module.attention_factor == 1.0  # the authors' YaRN has no attention temperature
+        cos_coef = state[f"transformer.blocks.{block}.pos_emb.cos_coef"]
+        sin_coef = state[f"transformer.blocks.{block}.pos_emb.sin_coef"]
+        assert_matches_formula(module, cos_coef, sin_coef, q_heads=HEADS, kv_heads=HEADS, series=series)
+
+
+def test_olmo_the_authors_yarn_config_itself():
+    """The model section of their OLMo-60M ...-yarn_after.yaml: head_dim 64, trained at 1024 with YaRN from 512."""
+    config = {
+        "d_model": 512,
+        "n_heads": 8,
+        "n_layers": 1,
+        "alibi": False,
+        "rope": True,
+        "rope_clamp_floor_freq": True,
+        "rope_clamp_floor_to_zero": True,
+        "fourier": True,
+        "fourier_init": "eye_xavier_norm",
+        "fourier_init_norm_gain": 0.3,
+        "fourier_separate_basis": True,
+        "fourier_separate_head": True,
+        "fourier_ignore_zero": True,
+        "len_extra": True,
+        "len_extra_orig_length": 512,
+        "len_extra_type": "YARN",
+        "len_extra_yarn_scale": 16,
+        "flash_attention": True,
+        "max_sequence_length": 1024,
+    }
+    series, input_dim, output_dim = olmo_fourier_frequencies(config)
+    assert (input_dim, output_dim) == (kept_count(64, 1e4, 1024), 16) == (18, 16)
+    state = {
+        f"blocks.0.pos_emb.{kind}_coef": random_coefficients(8, input_dim, output_dim, seed=index)
+        for index, kind in enumerate(("cos", "sin"))
+    }
+    (module,) = load_olmo_fope(config, state)
+    torch.testing.assert_close(module.inv_freq.double(), torch.tensor(series, dtype=torch.float64), rtol=1e-6, atol=0)
+    assert module.attention_factor == 1.0
+    assert_matches_formula(
+        module,
+        state["blocks.0.pos_emb.cos_coef"],
+        state["blocks.0.pos_emb.sin_coef"],
+        q_heads=8,
+        kv_heads=8,
+        series=series,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
     [
         ({"fourier_norm": True}, "fourier_norm=True"),
         ({"fourier_separate_basis": False}, "fourier_separate_basis=False"),
-        ({"rope_clamp_floor_to_zero": False}, "raised to the floor"),
-        ({"fourier_ignore_zero": False}, "fourier_ignore_zero=False"),
+        ({"rope_clamp_floor_to_zero": False}, "rope_clamp_floor_to_zero=False"),
+        ({"pos_emb": False}, "pos_emb=False"),
+        ({"alibi": True}, "alibi=True"),
+        ({"rope": False}, "rope=False"),
+        ({"rope_init_distribution": "linear"}, "rope_init_distribution='linear'"),
+        ({"rope_no_pos": True}, "rope_no_pos=True"),
+        ({"rope_learnable": True}, "rope_learnable=True"),
+        ({"rope_include_neg_freq": True}, "rope_include_neg_freq=True"),
+        ({"rope_init_floor_freq": 0.1}, "rope_init_floor_freq=0.1"),
+        ({"rope_init_upper_freq": 0.5}, "rope_init_upper_freq=0.5"),
+        ({"rope_zero_freq_ratio": 0.25}, "rope_zero_freq_ratio=0.25"),
+        ({"rope_clamp_to_linear": True}, "rope_clamp_to_linear=True"),
+        ({"rope_clamp_upper_freq": True, "rope_upper_freq_ratio": 0.1}, "rope_clamp_upper_freq=True"),
+        ({"rope_clamp_upper_freq": True, "rope_clamp_upper_to_zero": False}, "rope_clamp_upper_freq=True"),
+        ({"rope_floor_freq_ratio": -1.0}, "rope_floor_freq_ratio=-1.0"),
+        ({**OLMO_YARN, "len_extra_type": "CLEX"}, "len_extra_type='CLEX'"),
+        ({**OLMO_YARN, "len_extra_orig_length": 0}, "len_extra_orig_length=0"),
+        ({**OLMO_YARN, "len_extra_yarn_factor": 2.0}, "len_extra_yarn_factor=2.0"),
+    ],
+)
+def test_olmo_settings_that_change_the_math_are_refused_by_name(change, fragment):
+    with pytest.raises(ValueError) as info:
+        load_olmo_fope({**OLMO, **change}, olmo_state())
+    message = str(info.value)
+    assert fragment in message and "accepted:" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
         ({"fourier": False}, "fourier=False"),
         ({"n_kv_heads": 2}, "n_kv_heads=2 < n_heads=4"),
+        ({"rope_floor_freq_ratio": 1000.0}, "keeps no frequency"),
     ],
 )
 def test_olmo_settings_fope_does_not_implement_are_rejected(change, message):
@@ -249,30 +383,59 @@ def test_intern_bad_shapes_and_settings_are_rejected():
         load_intern_fope({**INTERN, "rope_scaling": yarn}, intern_state())
 
 
-def test_intern_export_round_trips_through_the_loader(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    from fope.integrations.transformers import convert, fope_modules
-
-    config = transformers.LlamaConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=32,
-        vocab_size=32,
-        rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+@pytest.mark.parametrize("share_heads", [False, True])
+def test_intern_export_round_trips_through_the_loader(tmp_path, share_heads):
+    fope = FoPE(
+        head_dim=HEAD_DIM,
+        num_heads=HEADS,
+        num_kv_heads=2,
+        train_length=1024,
+        theta=500000.0,
+        output_dim="square",
+        share_heads=share_heads,
+        sigma=0.2,
+        seed=0,
     )
-    model = convert(transformers.LlamaForCausalLM(config), 64, seed=0, share_layers=True, output_dim="square")
-    entries, tensors = export_intern(model)
-    (original,) = fope_modules(model)
-    assert entries == {"fope_init_factor": 0.3, "fope_sep_head": True, "num_inv_freq": original.num_kept}
+    entries, tensors = export_intern(fope)
+    assert entries == {"fope_init_factor": 0.2, "fope_sep_head": not share_heads, "num_inv_freq": fope.num_kept}
+    kept = fope.num_kept
+    shape = (kept, kept) if share_heads else (2, kept, kept)  # xtuner's shared buffer is 2-D
+    assert all(tuple(tensor.shape) == shape for tensor in tensors.values())
     save_file(tensors, tmp_path / "model.safetensors")
-    intern_config = {**model.config.to_dict(), "rope_scaling": entries}
-    loaded = load_intern_fope(intern_config, tmp_path / "model.safetensors")
-    q, k = torch.randn(1, 4, 6, 16), torch.randn(1, 2, 6, 16)
+    loaded = load_intern_fope({**INTERN, "rope_scaling": entries}, tmp_path / "model.safetensors")
+    assert loaded.share_heads is share_heads
+    q, k = torch.randn(1, HEADS, 6, HEAD_DIM), torch.randn(1, 2, 6, HEAD_DIM)
     positions = torch.tensor([0, 1, 5, 40, 300, 2000])
-    for ours, theirs in zip(original(q, k, positions), loaded(q, k, positions), strict=True):
+    for ours, theirs in zip(fope(q, k, positions), loaded(q, k, positions), strict=True):
         torch.testing.assert_close(theirs, ours, atol=0, rtol=0)
+    assert_matches_formula(
+        loaded,
+        tensors["model.rotary_emb.cos_coef"],
+        tensors["model.rotary_emb.sin_coef"],
+        q_heads=HEADS,
+        kv_heads=2,
+        theta=500000.0,
+    )
+
+
+def test_intern_head_axis_must_match_fope_sep_head():
+    shared = {**INTERN, "rope_scaling": {**INTERN["rope_scaling"], "fope_sep_head": False}}
+    one_head = {name: tensor[:1] for name, tensor in intern_state().items()}  # (1, K, K): accepted for shared
+    assert load_intern_fope(shared, one_head).cos_coef.shape == (1, 7, 7)
+    with pytest.raises(ValueError, match=r"shape \(7, 7\).*\(2, 7, 7\)"):
+        load_intern_fope(INTERN, intern_state(heads=0))  # 2-D only when heads share one set
+
+
+def test_intern_partial_rotary_is_refused():
+    for config in (
+        {**INTERN, "partial_rotary_factor": 0.5},
+        {**INTERN, "rope_scaling": {**INTERN["rope_scaling"], "partial_rotary_factor": 0.5}},
+    ):
+        with pytest.raises(ValueError, match=r"partial_rotary_factor=0\.5.*whole head.*1\.0 only"):
+            load_intern_fope(config, intern_state())
+    partial = FoPE(head_dim=32, num_heads=4, train_length=1024, rotary_dim=16, output_dim="square")
+    with pytest.raises(ValueError, match=r"whole head.*rotary_dim=16"):
+        export_intern(partial)
 
 
 def test_intern_export_rejects_what_the_layout_cannot_hold():

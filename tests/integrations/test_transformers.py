@@ -64,6 +64,12 @@ def logits(model, ids: torch.Tensor, **kwargs) -> torch.Tensor:
         return model(ids, **kwargs).logits
 
 
+# transformers 5.24 renamed the cache argument and output past_key_values -> cache
+CACHE = (
+    "cache"
+    if "cache" in __import__("inspect").signature(transformers.LlamaForCausalLM.forward).parameters
+    else ("past_key_values")
+)
 AS_ROPE = {"sigma": 0.0, "clip_floor": False, "output_dim": "square"}  # FoPE that is exactly RoPE (spec section 4)
 
 
@@ -177,7 +183,7 @@ def test_logits_decoded_with_the_cache_match_a_full_forward(share_layers):
         out = converted(ids[:, :8], use_cache=True)
         steps = [out.logits]
         for t in range(8, 20):
-            out = converted(ids[:, t : t + 1], past_key_values=out.past_key_values, use_cache=True)
+            out = converted(ids[:, t : t + 1], use_cache=True, **{CACHE: getattr(out, CACHE)})
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=2e-5, rtol=1e-5)
 
@@ -372,9 +378,9 @@ def test_cli_convert_errors_are_one_line(tmp_path, capsys):
     assert "unrecognized arguments: --sigmaa" in capsys.readouterr().err
 
     gpt2 = tmp_path / "gpt2"
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)).save_pretrained(
-        gpt2
-    )
+    transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)
+    ).save_pretrained(gpt2)
     capsys.readouterr()
     assert main(["convert", str(gpt2), str(target), "--train-length", "64"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
@@ -391,3 +397,40 @@ def test_cli_convert_errors_are_one_line(tmp_path, capsys):
     again = tmp_path / "again"
     assert main(["convert", str(target), str(again), "--train-length", "128"]) == 2
     assert "already a FoPE model" in capsys.readouterr().err and not again.exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"share_heads": True, "sigma": 0.5},
+        {"keep_zeroed": True},
+        {"frequency_dim": 64},
+        {"zero_pad": "identity", "output_dim": "square"},
+        {"fourier": False},
+        {"clip_floor": False},
+        {"scaling": {"type": "yarn", "factor": 4.0, "original_max_position": 16}},
+        {"scaling": {"type": "yarn", "factor": 4.0, "original_max_position": 16, "temperature": True}},
+        {"scaling": {"type": "linear", "factor": 2.0}, "layout": "interleaved"},
+    ],
+    ids=repr,
+)
+def test_the_modeling_files_features_equal_fope_positions(options):
+    """The HF-side FourierFeatures (what a converted folder runs) against fope.FoPE, the spec's implementation."""
+    from fope.integrations.transformers import _features_of
+    from fope.positions import FoPE
+
+    fope = FoPE(head_dim=32, num_heads=4, num_kv_heads=2, train_length=TRAIN_LENGTH, seed=3, **options)
+    positions = torch.tensor([[0, 1, 5, 63, 64, 200, 1000], [3, 4, 5, 6, 7, 8, 9]])
+    expected, actual = fope.features(positions), _features_of(fope).features(positions)
+    for ours, theirs in zip(actual, expected, strict=True):
+        torch.testing.assert_close(ours, theirs.expand_as(ours), atol=1e-6, rtol=1e-6)
+
+
+def test_keep_zeroed_converts_and_round_trips(tmp_path):
+    converted = convert(tiny_model("llama"), TRAIN_LENGTH, seed=0, keep_zeroed=True)
+    (fope, _) = fope_modules(converted)
+    assert fope.num_terms == 8 and fope.num_kept == 3
+    converted.save_pretrained(tmp_path)
+    ids = tokens()
+    assert torch.equal(logits(from_pretrained(tmp_path), ids), logits(converted, ids))

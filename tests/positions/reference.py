@@ -84,3 +84,78 @@ def rope_reference(
     out = xd.clone()
     out[..., first], out[..., second] = z.real, z.imag
     return out
+
+
+def xavier_std(shape: tuple[int, ...], gain: float) -> float:
+    """PyTorch's ``xavier_normal_`` std for a tensor of ``shape``: fan_in = shape[1] * rf, fan_out = shape[0] * rf."""
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+    return gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def yarn_frequencies(
+    inv_freq: list[float],
+    *,
+    dim: int,
+    theta: float,
+    original: int,
+    scale: float,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    extrapolation: float = 1.0,
+) -> list[float]:
+    """The authors' ``RotaryEmbedding.extra_yarn`` (OLMo fork, olmo/model.py) on given frequencies, in float64."""
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    mask = [(1 - min(max((i - low) / (high - low), 0.0), 1.0)) * extrapolation for i in range(dim // 2)]
+    return [w / scale * (1 - m) + w * m for w, m in zip(inv_freq, mask, strict=True)]
+
+
+def olmo_fourier_frequencies(config: dict) -> tuple[list[float], int, int]:
+    """(series frequencies, input_dim, output_dim) of the authors' ``FourierEmbedding`` for an OLMo model config.
+
+    A transcription of their ``get_inv_freq`` (exponential ladder over ``dim``, ``len_extra`` PI/YARN before or after
+    the floor clamp, floor ``rope_floor_freq_ratio * 2*pi/max_sequence_length`` clamped to zero, ``fourier_ignore_zero``
+    dropping the zeros) and of the ``input_dim``/``output_dim`` rule; keys default as in their ``olmo/config.py``
+    except the FoPE ones, which default to the paper's setting.
+    """
+    head_dim = config["d_model"] // config["n_heads"]
+    fourier_dim = config.get("fourier_dim", 0)
+    dim = fourier_dim if fourier_dim > head_dim else head_dim
+    theta = float(config.get("rope_theta", 10000.0))
+    length = config["max_sequence_length"]
+    inv_freq = [1.0 / theta ** (2 * i / dim) for i in range(dim // 2)]
+
+    def extend(freqs: list[float]) -> list[float]:
+        original = config["len_extra_orig_length"]
+        if config.get("len_extra_type", "PI") == "PI":
+            return [w * original / length for w in freqs]
+        return yarn_frequencies(
+            freqs,
+            dim=dim,
+            theta=theta,
+            original=original,
+            scale=config.get("len_extra_yarn_scale", 16.0),
+            beta_fast=config.get("len_extra_yarn_beta_fast", 32.0),
+            beta_slow=config.get("len_extra_yarn_beta_slow", 1.0),
+            extrapolation=config.get("len_extra_yarn_factor", 1.0),
+        )
+
+    extra, before = config.get("len_extra", False), config.get("len_extra_before_clamp", False)
+    if extra and before:
+        inv_freq = extend(inv_freq)
+    if config.get("rope_clamp_floor_freq", True):
+        floor = 2 * math.pi / length * config.get("rope_floor_freq_ratio", 1.0)
+        inv_freq = [0.0 if w < floor else w for w in inv_freq]
+    if extra and not before:
+        inv_freq = extend(inv_freq)
+    if config.get("fourier_ignore_zero", True):
+        inv_freq = [w for w in inv_freq if w != 0.0]
+        return inv_freq, len(inv_freq), min(len(inv_freq), head_dim // 4)
+    return inv_freq, dim // 2, head_dim // 2

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from fope.positions import FoPE, RoPE, fourier_coefficients, strided_identity
-from tests.positions.reference import fope_reference, frequencies, kept_count
+from fope.positions.registry import build_position_encoding
+from tests.positions.reference import (
+    fope_reference,
+    frequencies,
+    kept_count,
+    rope_reference,
+    xavier_std,
+    yarn_frequencies,
+)
 
 
 def qk(batch=2, q_heads=4, kv_heads=2, length=6, dim=32, dtype=torch.float32, seed=0):
@@ -328,10 +336,10 @@ def test_scaling_rescales_only_kept_frequencies():
         seed=0,
         scaling={"type": "yarn", "factor": 4, "original_max_position": 512},
     )
-    assert yarn.attention_factor == pytest.approx(0.1 * math.log(4) + 1)
+    assert yarn.attention_factor == 1.0  # the authors' FoPE+YaRN: no attention temperature
     torch.testing.assert_close(yarn.inv_freq[0], plain.inv_freq[0])  # highest frequency extrapolated
     cos, _ = yarn.features(torch.arange(3))
-    assert torch.all(cos[..., yarn.output_dim :] == yarn.attention_factor)
+    assert torch.all(cos[..., yarn.output_dim :] == 1.0)
 
 
 def test_num_inv_freq_keeps_exactly_that_many():
@@ -366,6 +374,25 @@ def test_compile_fullgraph_matches_eager():
         ({"rotary_dim": 66}, ValueError, ["rotary_dim", "66"]),
         ({"clip_floor": 1}, TypeError, ["clip_floor"]),
         ({"scaling": {"type": "dynamic"}}, ValueError, ["scaling", "dynamic", "yarn"]),
+        ({"frequency_dim": 63}, ValueError, ["frequency_dim", "63", "even", "rotary_dim=64"]),
+        ({"frequency_dim": 32}, ValueError, ["frequency_dim", "32", ">= rotary_dim=64"]),
+        ({"frequency_dim": 128, "fourier": False}, ValueError, ["frequency_dim=128", "fourier=True"]),
+        ({"frequency_dim": 256, "output_dim": "square"}, ValueError, ["square", "rotary_dim / 2 = 32"]),
+        ({"keep_zeroed": True, "fourier": False}, ValueError, ["keep_zeroed=True", "fourier=True"]),
+        ({"keep_zeroed": 1}, TypeError, ["keep_zeroed", "1"]),
+        (
+            {
+                "scaling": {
+                    "type": "yarn",
+                    "factor": 4,
+                    "original_max_position": 512,
+                    "temperature": False,
+                    "attention_factor": 1.2,
+                }
+            },
+            ValueError,
+            ["temperature=False", "attention_factor=1.2"],
+        ),
     ],
 )
 def test_constructor_errors(options, error, fragments):
@@ -442,3 +469,142 @@ def test_learnable_coefficient_gradients_match_the_reference(options):
     loss.backward()
     torch.testing.assert_close(pe.cos_coef.grad.double(), cos_coef.grad, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(pe.sin_coef.grad.double(), sin_coef.grad, atol=1e-3, rtol=1e-3)
+
+
+# Coefficients shared by all heads: the references draw the xavier noise on the 2-D (K, d_out) tensor.
+def test_shared_head_noise_is_drawn_on_the_2d_tensor():
+    """Authors' fourier_separate_head=False and xtuner's shared buffer: xavier_normal_ on (K, d_out), fan rule
+    std = sigma * sqrt(2 / (K + d_out)); a (1, K, d_out) draw would give sigma * sqrt(2 / (K*d_out + d_out))."""
+    pe = FoPE(head_dim=128, num_heads=8, train_length=512, sigma=0.5, share_heads=True, seed=0)
+    kept, out = pe.num_kept, pe.output_dim
+    assert (kept, out) == (31, 31) and pe.cos_coef.shape == (1, 31, 31)
+    expected = xavier_std((kept, out), 0.5)
+    assert expected == pytest.approx(0.0898, abs=1e-4)  # the 3-D rule would give 0.0225
+    noise = torch.cat([(coef[0] - torch.eye(kept)).flatten() for coef in (pe.cos_coef, pe.sin_coef)])
+    assert abs(noise.std().item() / expected - 1) < 0.1  # 1922 samples: relative std error ~1.6%
+    # The very draw the references make: xavier_normal_ on a 2-D tensor (cos first, then sin, one generator).
+    generator = torch.Generator().manual_seed(0)
+    cos = torch.nn.init.xavier_normal_(torch.empty(kept, out), gain=0.5, generator=generator) + torch.eye(kept)
+    sin = torch.nn.init.xavier_normal_(torch.empty(kept, out), gain=0.5, generator=generator) + torch.eye(kept)
+    assert torch.equal(pe.cos_coef[0], cos) and torch.equal(pe.sin_coef[0], sin)
+    big = fourier_coefficients(1, 200, 100, 0.5, torch.Generator().manual_seed(1), shared=True)
+    assert big.shape == (1, 200, 100)
+    big_std = (big[0] - strided_identity(200, 100)).std().item()
+    assert abs(big_std / xavier_std((200, 100), 0.5) - 1) < 0.03
+    with pytest.raises(ValueError, match="num_heads=2 with shared=True"):
+        fourier_coefficients(2, 4, 4, 0.5, shared=True)
+
+
+@pytest.mark.parametrize("kv_heads", [1, 8])
+def test_per_head_noise_keeps_the_3d_fan_rule(kv_heads):
+    """One set per KV head (even a single KV head, MQA) is drawn on the 3-D (Hc, K, d_out) tensor."""
+    pe = FoPE(head_dim=128, num_heads=8, num_kv_heads=kv_heads, train_length=512, sigma=0.5, seed=0)
+    expected = xavier_std((kv_heads, 31, 31), 0.5)
+    noise = torch.cat([(coef - torch.eye(31)).flatten() for coef in (pe.cos_coef, pe.sin_coef)])
+    assert abs(noise.std().item() / expected - 1) < 0.1
+    generator = torch.Generator().manual_seed(0)
+    cos = torch.nn.init.xavier_normal_(torch.empty(kv_heads, 31, 31), gain=0.5, generator=generator) + torch.eye(31)
+    assert torch.equal(pe.cos_coef, cos)
+
+
+# YaRN's attention temperature: off by default for FoPE (the authors' FoPE+YaRN), on by default for RoPE.
+YARN = {"type": "yarn", "factor": 4.0, "original_max_position": 512}
+
+
+def _yarn_reference_frequencies(dim: int) -> list[float]:
+    return yarn_frequencies(frequencies(dim, 1e4), dim=dim, theta=1e4, original=512, scale=4.0)
+
+
+@pytest.mark.parametrize(("temperature", "scale"), [(None, 1.0), (False, 1.0), (True, 0.1 * math.log(4) + 1)])
+def test_fope_yarn_temperature_switch(temperature, scale):
+    scaling = YARN if temperature is None else {**YARN, "temperature": temperature}
+    pe = FoPE(head_dim=32, num_heads=4, num_kv_heads=2, train_length=512, sigma=0.5, seed=0, scaling=scaling)
+    assert pe.attention_factor == pytest.approx(scale)
+    q, k = qk()
+    positions = random_positions(2, 6, high=2000)
+    reference = {
+        "cos_coef": pe.cos_coef,
+        "sin_coef": pe.sin_coef,
+        "kept_frequencies": _yarn_reference_frequencies(32)[: kept_count(32, 1e4, 512)],
+        "rotary_dim": 32,
+        "zero_pad": "official",
+        "layout": "half",
+        "scale": scale,
+    }
+    q_out, k_out = pe(q, k, positions)
+    torch.testing.assert_close(q_out.double(), fope_reference(q, positions, **reference), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(k_out.double(), fope_reference(k, positions, **reference), atol=1e-3, rtol=1e-4)
+    flat = {} if temperature is None else {"temperature": temperature}
+    built = build_position_encoding(
+        "fope-yarn", head_dim=32, num_heads=4, train_length=512, factor=4.0, original_max_position=512, **flat
+    )
+    assert built.attention_factor == pytest.approx(scale)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "scale"), [(None, 0.1 * math.log(4) + 1), (True, 0.1 * math.log(4) + 1), (False, 1.0)]
+)
+def test_rope_yarn_temperature_switch(temperature, scale):
+    scaling = YARN if temperature is None else {**YARN, "temperature": temperature}
+    rope = RoPE(32, scaling=scaling)
+    assert rope.attention_factor == pytest.approx(scale)
+    q, k = qk()
+    positions = random_positions(2, 6, high=2000)
+    q_out, _ = rope(q, k, positions)
+    expected = rope_reference(q, positions, _yarn_reference_frequencies(32), scale=scale)
+    torch.testing.assert_close(q_out.double(), expected, atol=1e-3, rtol=1e-4)
+
+
+# The authors' fourier_dim (frequencies generated for a larger dim) and fourier_ignore_zero=False (zeroed frequencies
+# kept as constant terms), against the formula with frequency lists computed independently.
+def test_frequency_dim_generates_a_finer_ladder_of_series_terms():
+    pe = FoPE(head_dim=32, num_heads=4, num_kv_heads=2, train_length=128, sigma=0.5, seed=0, frequency_dim=64)
+    kept = kept_count(64, 1e4, 128)
+    assert pe.num_kept == kept and pe.output_dim == min(kept, 32 // 4) and pe.cos_coef.shape == (2, kept, 8)
+    torch.testing.assert_close(
+        pe.inv_freq.double(), torch.tensor(frequencies(64, 1e4)[:kept], dtype=torch.float64), rtol=1e-6, atol=0
+    )
+    q, k = qk()
+    positions = random_positions(2, 6)
+    reference = {
+        "cos_coef": pe.cos_coef,
+        "sin_coef": pe.sin_coef,
+        "kept_frequencies": frequencies(64, 1e4)[:kept],
+        "rotary_dim": 32,
+        "zero_pad": "official",
+        "layout": "half",
+    }
+    torch.testing.assert_close(
+        pe(q, k, positions)[0].double(), fope_reference(q, positions, **reference), atol=1e-3, rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize("frequency_dim", [None, 48])
+def test_keep_zeroed_keeps_constant_terms_and_every_output_pair(frequency_dim):
+    pe = FoPE(
+        head_dim=32,
+        num_heads=4,
+        num_kv_heads=2,
+        train_length=128,
+        sigma=0.5,
+        seed=0,
+        keep_zeroed=True,
+        frequency_dim=frequency_dim,
+    )
+    dim = frequency_dim or 32
+    kept = kept_count(dim, 1e4, 128)
+    assert pe.num_kept == kept < dim // 2 and pe.inv_freq.shape == (kept,)
+    assert pe.num_terms == dim // 2 and pe.output_dim == 16 and pe.cos_coef.shape == (2, dim // 2, 16)
+    series = frequencies(dim, 1e4)[:kept] + [0.0] * (dim // 2 - kept)  # cos(0 * n) = 1, sin(0 * n) = 0
+    q, k = qk()
+    positions = random_positions(2, 6)
+    reference = {
+        "cos_coef": pe.cos_coef,
+        "sin_coef": pe.sin_coef,
+        "kept_frequencies": series,
+        "rotary_dim": 32,
+        "zero_pad": "official",
+        "layout": "half",
+    }
+    for out, x in zip(pe(q, k, positions), (q, k), strict=True):
+        torch.testing.assert_close(out.double(), fope_reference(x, positions, **reference), atol=1e-3, rtol=1e-4)

@@ -9,6 +9,7 @@ from a state dict, a ``.safetensors`` file, a directory of checkpoint files, or 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from os import PathLike
@@ -19,10 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from fope.positions import FoPE
-from fope.positions.frequencies import floor_frequency, num_kept_frequencies, rope_frequencies
+from fope.positions.frequencies import (
+    floor_frequency,
+    num_kept_frequencies,
+    rope_frequencies,
+    scaled_frequencies,
+)
 
 __all__ = [
     "OLMO_DEFAULTS",
+    "OLMO_NEUTRAL",
     "export_intern",
     "fope_modules",
     "intern_fope_options",
@@ -36,20 +43,40 @@ __all__ = [
 
 Source = str | PathLike[str] | Mapping[str, Tensor]
 
-#: Values the OLMo-fork loader assumes for absent keys: the spec's reference setting (docs/fope-spec.md).
+#: Values the OLMo-fork loader assumes for absent keys: the spec's reference setting (docs/fope-spec.md); every other
+#: key takes the default of the authors' ``olmo/config.py``.
 OLMO_DEFAULTS: dict[str, Any] = {
     "fourier": False,
-    "fourier_dim": None,
+    "fourier_dim": 0,
     "fourier_init_norm_gain": 0.3,
     "fourier_separate_basis": True,
     "fourier_separate_head": True,
     "fourier_learnable": False,
     "fourier_norm": False,
     "fourier_ignore_zero": True,
+    "rope": True,
     "rope_clamp_floor_freq": True,
     "rope_clamp_floor_to_zero": True,
     "rope_theta": 10000.0,
 }
+#: Keys of the authors' ``olmo/config.py`` that change the position math only away from these values (their defaults);
+#: the loader refuses any other value by name. Keys it maps (len_extra*, rope_floor_freq_ratio, rope_clamp_upper_freq,
+#: fourier_*) are handled in ``olmo_fope_options``.
+OLMO_NEUTRAL: dict[str, tuple[Any, str]] = {
+    "pos_emb": (True, "no position encoding at all"),
+    "alibi": (False, "ALiBi biases added to FoPE"),
+    "rope_init_distribution": ("exponential", "a frequency ladder other than theta ** (-2i / d)"),
+    "rope_no_pos": (False, "every position set to 1"),
+    "rope_learnable": (False, "trained frequencies"),
+    "rope_include_neg_freq": (False, "every other frequency negated"),
+    "rope_init_floor_freq": (0.0, "frequencies remapped to [floor, upper]"),
+    "rope_init_upper_freq": (1.0, "frequencies remapped to [floor, upper]"),
+    "rope_zero_freq_ratio": (-1.0, "a forced number of zero frequencies"),
+    "rope_clamp_to_linear": (False, "frequencies snapped to multiples of 2*pi/max_sequence_length"),
+    "fourier_norm": (False, "coefficients normalised in the forward pass"),
+    "fourier_separate_basis": (True, "one matrix shared by the cos and sin series"),
+}
+_OLMO_EXTENSIONS = ("PI", "YARN")
 _OLMO_KEY = re.compile(r"(?:^|\.)blocks\.(\d+)\.pos_emb\.(cos|sin)_coef$")
 _INTERN_KEY = re.compile(r"(?:^|\.)rotary_emb\.(cos|sin)_coef$")
 _INTERN_OPTIONS = ("fope_init_factor", "fope_sep_head", "num_inv_freq")
@@ -128,10 +155,16 @@ def fope_modules(model: nn.Module) -> list[FoPE]:
 def olmo_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict[str, Any]:
     """``FoPE`` arguments for a model config of the authors' OLMo fork (``OLMO_DEFAULTS`` fill absent keys).
 
-    ``fourier_init_norm_gain`` -> sigma, ``fourier_dim`` (0/None: ``min(K, D // 4)``) -> output_dim,
-    ``fourier_separate_head=False`` -> share_heads, ``fourier_learnable`` -> learnable, ``rope_clamp_floor_freq`` ->
-    clip_floor, ``max_sequence_length`` -> train_length, ``d_model // n_heads`` -> head_dim; ``fourier_init`` only
-    chose the initialisation and is not needed to load. Settings ``FoPE`` does not implement are errors.
+    Every key of their ``olmo/config.py`` that changes the position math is mapped or refused by name (a ValueError
+    naming the key, its value and what is accepted); ``OLMO_NEUTRAL`` lists the keys accepted at one value only.
+    Mapped: ``d_model // n_heads`` -> head_dim, ``max_sequence_length`` -> train_length, ``rope_theta`` -> theta,
+    ``fourier_init_norm_gain`` -> sigma, ``fourier_dim`` (when above head_dim; ignored otherwise) -> frequency_dim,
+    ``fourier_ignore_zero=False`` -> keep_zeroed (``d_out = head_dim / 2``), ``fourier_separate_head=False`` ->
+    share_heads, ``fourier_learnable`` -> learnable, ``rope_clamp_floor_freq`` -> clip_floor, ``rope_floor_freq_ratio``
+    and ``len_extra_before_clamp`` -> num_inv_freq, ``len_extra`` PI -> ``scaling={"type": "linear"}``, YARN ->
+    ``scaling={"type": "yarn", ..., "temperature": False}`` (their YaRN has no attention temperature).
+    ``fourier_init`` and ``len_extra_fourier_expand`` only chose initialisations, which loaded weights replace;
+    ``rope_full_precision`` is accepted at any value (FoPE computes positions in float32, spec section 5).
     """
     config = _section(read_config(config), "model", "d_model")
     options = {**OLMO_DEFAULTS, **{key: value for key, value in config.items() if value is not None}}
@@ -140,19 +173,54 @@ def olmo_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict[s
             raise KeyError(f"the OLMo config must give {key!r}; got keys {sorted(config)}")
     if not options["fourier"]:
         raise ValueError("the OLMo config has fourier=False: a RoPE model, with no FoPE coefficients to load")
-    unsupported = {
-        "fourier_norm": (True, "coefficients normalised in the forward pass"),
-        "fourier_separate_basis": (False, "one matrix shared by the cos and sin series"),
-    }
-    if options["rope_clamp_floor_freq"]:
-        unsupported["rope_clamp_floor_to_zero"] = (False, "low frequencies raised to the floor instead of zeroed")
-        unsupported["fourier_ignore_zero"] = (False, "zeroed frequencies kept as constant terms of the series")
-    for key, (value, meaning) in unsupported.items():
-        if bool(options[key]) == value:
-            raise ValueError(
-                f"the OLMo config sets {key}={options[key]!r} ({meaning}), which fope.FoPE does not implement"
-            )
+    if not options["rope"]:
+        raise ValueError("the OLMo config has rope=False: the authors' code builds no FoPE then; accepted: rope=True")
+    for key, (neutral, meaning) in OLMO_NEUTRAL.items():
+        if key in options and options[key] != neutral:
+            raise _olmo_refusal(key, options[key], meaning, f"{key}={neutral!r}")
+
     num_heads = options["n_heads"]
+    head_dim = options["d_model"] // num_heads
+    length = options["max_sequence_length"]
+    theta = float(options["rope_theta"])
+    fourier_dim = options["fourier_dim"] or 0
+    frequency_dim = fourier_dim if fourier_dim > head_dim else head_dim  # the authors' FourierEmbedding rule
+    if frequency_dim % 2:
+        raise ValueError(f"the OLMo config sets fourier_dim={fourier_dim}; accepted: an even number (or <= head_dim)")
+    clip_floor = bool(options["rope_clamp_floor_freq"])
+    if clip_floor and not options["rope_clamp_floor_to_zero"]:
+        raise _olmo_refusal(
+            "rope_clamp_floor_to_zero",
+            options["rope_clamp_floor_to_zero"],
+            "low frequencies raised to the floor instead of zeroed; the authors' code cannot build it either",
+            "True with rope_clamp_floor_freq=True",
+        )
+    scaling, before_clamp = _olmo_extension(options, length)
+    floor_ratio = float(options.get("rope_floor_freq_ratio", 1.0)) if clip_floor else 1.0
+    if floor_ratio < 0:
+        raise _olmo_refusal("rope_floor_freq_ratio", floor_ratio, "a negative floor", "a ratio >= 0")
+
+    # The frequencies the authors' get_inv_freq clamps: scaled first when len_extra_before_clamp.
+    frequencies, _ = scaled_frequencies(frequency_dim, theta, scaling if before_clamp else None)
+    if options.get("rope_clamp_upper_freq", False):
+        upper = math.pi * float(options.get("rope_upper_freq_ratio", 1.0))
+        if not options.get("rope_clamp_upper_to_zero", True) or float(frequencies.max()) > upper:
+            raise _olmo_refusal(
+                "rope_clamp_upper_freq",
+                True,
+                f"frequencies above pi * rope_upper_freq_ratio = {upper:.4g} zeroed (the highest is "
+                f"{float(frequencies.max()):.4g}); with rope_clamp_upper_to_zero=False the authors' code fails",
+                "False, or an upper bound at or above every frequency with rope_clamp_upper_to_zero=True",
+            )
+    num_inv_freq = None
+    if clip_floor and (floor_ratio != 1.0 or before_clamp):
+        num_inv_freq = int((frequencies >= floor_frequency(length) * floor_ratio).sum())  # a prefix: decreasing
+        if num_inv_freq == 0:
+            raise ValueError(
+                f"the OLMo config keeps no frequency above the floor {floor_ratio:g} * 2*pi/{length} "
+                "(rope_floor_freq_ratio, len_extra_before_clamp); accepted: settings that keep at least one"
+            )
+
     num_kv_heads = options.get("n_kv_heads") or (1 if options.get("multi_query_attention") else num_heads)
     separate_head = bool(options["fourier_separate_head"])
     if separate_head and num_kv_heads != num_heads:
@@ -161,20 +229,65 @@ def olmo_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict[s
             f"{num_kv_heads} < n_heads={num_heads}: each key would need one rotation per query head, while fope.FoPE "
             "keeps one per KV head"
         )
-    return {
-        "head_dim": options["d_model"] // num_heads,
+    result = {
+        "head_dim": head_dim,
         "num_heads": num_heads,
         "num_kv_heads": num_kv_heads,
-        "train_length": options["max_sequence_length"],
-        "theta": float(options["rope_theta"]),
+        "train_length": length,
+        "theta": theta,
         "sigma": float(options["fourier_init_norm_gain"]),
-        "clip_floor": bool(options["rope_clamp_floor_freq"]),
-        "output_dim": options["fourier_dim"] or "official",
+        "clip_floor": clip_floor,
+        "output_dim": "official",
         "zero_pad": "official",
         "share_heads": not separate_head,
         "learnable": bool(options["fourier_learnable"]),
         "layout": "half",
     }
+    if frequency_dim != head_dim:
+        result["frequency_dim"] = frequency_dim
+    if not options["fourier_ignore_zero"]:
+        result["keep_zeroed"] = True  # input dim frequency_dim / 2 (zeroed ones constant), d_out = head_dim / 2
+    if num_inv_freq is not None:
+        result["num_inv_freq"] = num_inv_freq
+    if scaling is not None:
+        result["scaling"] = scaling
+    return result
+
+
+def _olmo_refusal(key: str, value: object, meaning: str, accepted: str) -> ValueError:
+    return ValueError(
+        f"the OLMo config sets {key}={value!r} ({meaning}), which fope.FoPE does not implement; accepted: {accepted}"
+    )
+
+
+def _olmo_extension(options: Mapping[str, Any], length: int) -> tuple[dict[str, Any] | None, bool]:
+    """(FoPE ``scaling``, applied before the floor clamp) for the authors' ``len_extra*`` keys."""
+    if not options.get("len_extra", False):
+        return None, False
+    kind = options.get("len_extra_type", "PI")
+    if kind not in _OLMO_EXTENSIONS:
+        raise _olmo_refusal(
+            "len_extra_type", kind, "an extension the authors' model code does not apply", f"one of {_OLMO_EXTENSIONS}"
+        )
+    original = options.get("len_extra_orig_length", 0)
+    if isinstance(original, bool) or not isinstance(original, int) or original <= 0:
+        raise _olmo_refusal("len_extra_orig_length", original, "len_extra needs the original length", "a positive int")
+    if kind == "PI":
+        scaling: dict[str, Any] = {"type": "linear", "factor": length / original}  # theirs: w * orig / length
+    else:
+        extrapolation = float(options.get("len_extra_yarn_factor", 1.0))
+        if extrapolation != 1.0:
+            raise _olmo_refusal("len_extra_yarn_factor", extrapolation, "YaRN's extrapolation mask scaled", "1.0")
+        scaling = {
+            "type": "yarn",
+            "factor": float(options.get("len_extra_yarn_scale", 16.0)),
+            "original_max_position": original,
+            "beta_fast": float(options.get("len_extra_yarn_beta_fast", 32.0)),
+            "beta_slow": float(options.get("len_extra_yarn_beta_slow", 1.0)),
+            "truncate": True,
+            "temperature": False,
+        }
+    return scaling, bool(options.get("len_extra_before_clamp", False))
 
 
 def load_olmo_fope(config: Mapping[str, Any] | str | PathLike[str], weights: Source) -> list[FoPE]:
@@ -229,7 +342,15 @@ def intern_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict
             raise KeyError(f"the Intern config must give {key!r}; got keys {sorted(config)}")
     num_heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // num_heads
-    rotary_dim = int(head_dim * config.get("partial_rotary_factor", rope.get("partial_rotary_factor", 1.0)))
+    partial = config.get("partial_rotary_factor")
+    partial = rope.get("partial_rotary_factor") if partial is None else partial
+    partial = 1.0 if partial is None else partial
+    if partial != 1.0:
+        raise ValueError(
+            f"the Intern config sets partial_rotary_factor={partial!r}; vLLM and xtuner pair dimension j with "
+            "j + head_dim/2 across the whole head, so Intern FoPE is defined for partial_rotary_factor=1.0 only"
+        )
+    rotary_dim = head_dim
     theta = float(config.get("rope_theta") or next((sec["rope_theta"] for sec in sections if "rope_theta" in sec), 1e4))
     max_positions = config["max_position_embeddings"]
     num_kept = rope.get("num_inv_freq")
@@ -250,7 +371,6 @@ def intern_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict
         "output_dim": "square",
         "share_heads": not rope.get("fope_sep_head", True),
         "num_inv_freq": num_kept,
-        "rotary_dim": rotary_dim,
         "layout": "half",
     }
 
@@ -258,7 +378,10 @@ def intern_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict
 def load_intern_fope(
     config: Mapping[str, Any] | str | PathLike[str], weights: Source, *, zero_pad: str = "official"
 ) -> FoPE:
-    """The model-level ``FoPE`` of an Intern-stack checkpoint, ``rotary_emb.{cos,sin}_coef`` (``(Hkv, K, K)``) loaded.
+    """The model-level ``FoPE`` of an Intern-stack checkpoint, ``rotary_emb.{cos,sin}_coef`` loaded.
+
+    Coefficients are ``(Hkv, K, K)`` per KV head (``fope_sep_head=True``) or the 2-D ``(K, K)`` xtuner stores when
+    all heads share one set (a ``(1, K, K)`` tensor is accepted too). Partial rotary is refused.
 
     ``zero_pad``: the pairs past K hold ``c = s = 1`` in the Intern checkpoint's training convention ("official");
     a newer vLLM patch uses ``c = 1, s = 0`` ("identity").
@@ -280,7 +403,8 @@ def export_intern(source: nn.Module, *, prefix: str = "model.") -> tuple[dict[st
     """(``rope_scaling`` entries, ``{prefix}rotary_emb.{cos,sin}_coef`` tensors) of a FoPE shared by all layers.
 
     ``source`` is a ``FoPE`` or a model holding exactly one (``convert(..., share_layers=True)``). The Intern layout
-    stores square ``(Hkv, K, K)`` coefficients on plain RoPE frequencies in the half layout with ``c = s = 1`` pairs.
+    stores square coefficients on plain RoPE frequencies in the half layout over the whole head with ``c = s = 1``
+    pairs: ``(Hkv, K, K)`` per KV head, or the 2-D ``(K, K)`` tensor xtuner reads when heads share one set.
     """
     modules = [source] if isinstance(source, FoPE) else fope_modules(source)
     if len(modules) != 1:
@@ -294,15 +418,20 @@ def export_intern(source: nn.Module, *, prefix: str = "model.") -> tuple[dict[st
         "zero_pad": (fope.zero_pad, "official", "pairs past K with c = s = 1"),
         "layout": (fope.layout, "half", "the half (Llama) layout"),
         "scaling": (fope.scaling, None, "plain RoPE frequencies"),
+        "rotary_dim": (fope.rotary_dim, fope.head_dim, "rotation over the whole head (vLLM/xtuner pair j, j + D/2)"),
+        "frequency_dim": (fope.frequency_dim, fope.rotary_dim, "the frequencies theta ** (-2i / head_dim)"),
+        "keep_zeroed": (fope.keep_zeroed, False, "only the kept frequencies in the series"),
     }
     for name, (value, needed, meaning) in requirements.items():
         if value != needed:
             raise ValueError(f"the Intern layout needs {meaning}; this FoPE has {name}={value!r}")
     entries = {"fope_init_factor": fope.sigma, "fope_sep_head": not fope.share_heads, "num_inv_freq": fope.num_kept}
-    tensors = {
-        f"{prefix}rotary_emb.{name}": getattr(fope, name).detach().to("cpu", torch.float32).contiguous().clone()
-        for name in ("cos_coef", "sin_coef")
-    }
+    tensors = {}
+    for name in ("cos_coef", "sin_coef"):
+        tensor = getattr(fope, name).detach().to("cpu", torch.float32)
+        if fope.share_heads:
+            tensor = tensor[0]  # xtuner's shared buffer is the 2-D (K, K) tensor
+        tensors[f"{prefix}rotary_emb.{name}"] = tensor.contiguous().clone()
     return entries, tensors
 
 
@@ -319,13 +448,18 @@ def _load_coefficients(module: FoPE, tensors: Mapping[str, Tensor], where: str) 
         if name not in tensors:
             raise KeyError(f"{where}.{name} is missing from the weights (found {sorted(tensors)})")
         tensor = tensors[name]
-        if tensor.dim() == 2 and expected[0] == 1:
-            tensor = tensor.unsqueeze(0)  # coefficients shared by all heads may be stored without the head axis
+        if tensor.dim() == 2 and module.share_heads:
+            tensor = tensor.unsqueeze(0)  # coefficients shared by all heads are stored without the head axis
         if tuple(tensor.shape) != expected:
+            heads = f"{module.num_coef_heads} coefficient head(s)"
+            if module.share_heads:
+                heads = "1 coefficient head shared by all (2-D (K, d_out) accepted)"
+            terms = f"K={module.num_kept} of {module.frequency_dim // 2} frequencies kept"
+            if module.keep_zeroed:
+                terms = f"K={module.num_terms} series terms ({module.num_kept} of {module.frequency_dim // 2} kept)"
             raise ValueError(
                 f"{where}.{name} has shape {tuple(tensor.shape)}; the config gives (heads, K, d_out) = {expected}: "
-                f"{module.num_coef_heads} coefficient head(s), K={module.num_kept} of {module.rotary_dim // 2} "
-                f"frequencies kept (head_dim={module.head_dim}, theta={module.theta:g}, "
+                f"{heads}, {terms} (head_dim={module.head_dim}, theta={module.theta:g}, "
                 f"train_length={module.train_length}), d_out={module.output_dim}"
             )
         with torch.no_grad():

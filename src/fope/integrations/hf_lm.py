@@ -11,6 +11,7 @@ an ``LMOutput``, ``generate`` decodes with transformers' KV cache, ``config`` ca
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -197,9 +198,11 @@ class HFCausalLM(nn.Module):
         tokens = input_ids
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         step_input, cache = input_ids, None
+        # transformers 5.24 renamed the cache argument and output past_key_values -> cache (the old name warns)
+        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         for _ in range(max_new_tokens):
-            output = self.model(input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache = output.past_key_values
+            output = self.model(input_ids=step_input, use_cache=True, logits_to_keep=1, **{name: cache})
+            cache = getattr(output, name)
             next_token = sample_next_token(
                 output.logits[:, -1], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
             )

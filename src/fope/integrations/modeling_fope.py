@@ -373,8 +373,17 @@ def _make_classes(base: type) -> tuple[type, type]:
 
     for cls in (FoPEConfig, FoPEForCausalLM):
         cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    # transformers decides whether a class may switch its attention / experts implementation by reading the source
+    # file of the class's module for markers; the architecture's file has them, this one does not. Ask the base.
+    for name in ("_can_set_attn_implementation", "_can_set_experts_implementation"):
+        if callable(getattr(base, name, None)):
+            setattr(FoPEForCausalLM, name, classmethod(functools.partial(_ask_base, base, name)))
     FoPEForCausalLM.__doc__ = f"{base.__name__} with FoPE in place of RoPE (see {MODULE_NAME}.py)."
     return FoPEConfig, FoPEForCausalLM
+
+
+def _ask_base(base: type, name: str, cls: type) -> Any:
+    return getattr(base, name)()
 
 
 def write_code(directory: str | os.PathLike[str], base_architecture: str) -> None:

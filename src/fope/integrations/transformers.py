@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fope.integrations.modeling_fope import (
@@ -211,6 +212,8 @@ def fope_modules(model: nn.Module) -> list[FoPE]:
         with torch.no_grad():
             for name in ("inv_freq", "cos_coef", "sin_coef"):
                 saved = getattr(feature, name)
+                if name == "inv_freq":  # keep_zeroed: the constant terms are stored as zero frequencies
+                    saved = saved[: fope.num_kept]
                 if getattr(fope, name).shape != saved.shape:
                     raise ValueError(
                         f"config.fope {options} gives {name} of shape {tuple(getattr(fope, name).shape)}; the model "
@@ -350,6 +353,9 @@ def _model_scaling(config: Any) -> tuple[dict[str, Any] | None, str | None]:
         for key in ("beta_fast", "beta_slow", "attention_factor", "truncate"):
             if parameters.get(key) is not None:
                 scaling[key] = parameters[key]
+        # the model was trained with transformers' YaRN, temperature included: FoPE keeps it (fope's FoPE+YaRN
+        # default, the authors', has none; pass scaling= to choose)
+        scaling["temperature"] = True
         return scaling, None
     detail = f" with {sorted(unmapped)}" if unmapped else ""
     return None, (
@@ -493,8 +499,10 @@ def _features_of(fope: FoPE) -> FourierFeatures:
         **{k: v for k, v in _feature_spec(fope, False).items() if k not in ("share_layers", "layout")}
     )
     with torch.no_grad():
-        for name in ("inv_freq", "cos_coef", "sin_coef"):
-            getattr(module, name).copy_(getattr(fope, name))
+        # keep_zeroed: the zeroed frequencies stay in the series as constant terms, i.e. frequency 0
+        module.inv_freq.copy_(F.pad(fope.inv_freq, (0, fope.num_terms - fope.num_kept)))
+        module.cos_coef.copy_(fope.cos_coef)
+        module.sin_coef.copy_(fope.sin_coef)
     return module
 
 
@@ -503,7 +511,7 @@ def _feature_spec(fope: FoPE, share_layers: bool) -> dict[str, Any]:
     return {
         "share_layers": share_layers,
         "num_coef_heads": fope.num_coef_heads,
-        "num_kept": fope.num_kept,
+        "num_kept": fope.num_terms,
         "output_dim": fope.output_dim,
         "rotary_dim": fope.rotary_dim,
         "zero_pad": fope.zero_pad,

@@ -79,14 +79,24 @@ def yarn_scaling(
     beta_slow: float = 1.0,
     attention_factor: float | None = None,
     truncate: bool = True,
+    temperature: bool = True,
 ) -> tuple[Tensor, float]:
     """YaRN (Peng et al. 2023), as in Hugging Face ``transformers``.
 
     A pair that turns more than ``beta_fast`` times inside ``original_max_position`` keeps its frequency, one that turns
     fewer than ``beta_slow`` times is interpolated (``w / factor``), and a linear ramp over the pair index joins them.
     The pair index at which a frequency turns ``r`` times is ``d * ln(L / (2*pi*r)) / (2 * ln(theta))``.
-    ``attention_factor`` defaults to ``0.1 * ln(factor) + 1``; pass 1.0 to switch the temperature off.
+    ``attention_factor`` defaults to ``0.1 * ln(factor) + 1`` (YaRN's temperature on q and k); ``temperature=False``
+    switches it off (factor 1), as the authors' FoPE+YaRN does (``FoPE`` makes that its default); an explicit
+    ``attention_factor`` is used as given.
     """
+    if not isinstance(temperature, bool):
+        raise TypeError(f"yarn temperature must be True or False; got {temperature!r}")
+    if attention_factor is not None and not temperature:
+        raise ValueError(
+            f"yarn temperature=False means attention factor 1; got attention_factor={attention_factor!r} as well "
+            "(give one of them)"
+        )
 
     def pair_index_turning(rotations: float) -> float:
         return rotary_dim * math.log(original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(theta))
@@ -101,7 +111,7 @@ def yarn_scaling(
     keep_weight = 1.0 - ramp  # 1: extrapolate (keep w), 0: interpolate (w / factor)
     frequencies = base / factor * (1 - keep_weight) + base * keep_weight
     if attention_factor is None:
-        attention_factor = yarn_attention_factor(factor)
+        attention_factor = yarn_attention_factor(factor) if temperature else 1.0
     return frequencies, float(attention_factor)
 
 
