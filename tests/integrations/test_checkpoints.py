@@ -446,3 +446,24 @@ def test_intern_export_rejects_what_the_layout_cannot_hold():
     layers = torch.nn.ModuleList([FoPE(head_dim=32, num_heads=4, train_length=64) for _ in range(2)])
     with pytest.raises(ValueError, match="holds 2"):
         export_intern(layers)
+
+
+def test_export_intern_reads_a_converted_transformers_model():
+    transformers = pytest.importorskip("transformers")
+    from fope.integrations.transformers import convert, fope_modules
+
+    config = transformers.LlamaConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=64,
+        max_position_embeddings=64,
+    )
+    model = convert(transformers.LlamaForCausalLM(config), 64, seed=0, share_layers=True, output_dim="square")
+    entries, tensors = export_intern(model)
+    (fope,) = fope_modules(model)
+    assert entries["num_inv_freq"] == fope.num_kept and entries["fope_sep_head"] is True
+    assert torch.equal(tensors["model.rotary_emb.cos_coef"], fope.cos_coef)
+    assert tuple(tensors["model.rotary_emb.cos_coef"].shape) == (2, fope.num_kept, fope.num_kept)

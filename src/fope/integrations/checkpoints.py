@@ -407,6 +407,10 @@ def export_intern(source: nn.Module, *, prefix: str = "model.") -> tuple[dict[st
     pairs: ``(Hkv, K, K)`` per KV head, or the 2-D ``(K, K)`` tensor xtuner reads when heads share one set.
     """
     modules = [source] if isinstance(source, FoPE) else fope_modules(source)
+    if not modules and isinstance(getattr(getattr(source, "config", None), "fope", None), Mapping):
+        from fope.integrations.transformers import fope_modules as converted_modules  # a converted HF model
+
+        modules = converted_modules(source)
     if len(modules) != 1:
         raise ValueError(
             f"the Intern layout has one FoPE shared by all layers; {type(source).__name__} holds {len(modules)} "
