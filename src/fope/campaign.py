@@ -30,6 +30,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from fope.config import ConfigError, to_dict
+from fope.errors import FopeError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
 from fope.model import ModelConfig, TransformerLM
 from fope.runs import RunConfig, load_config
@@ -42,7 +43,7 @@ LENGTH_KEYS = frozenset({"train.max_steps", "train.checkpoint_every", "train.eva
 TINY_PASSKEY_FRACTION = 0.25
 
 
-class CampaignError(ValueError):
+class CampaignError(FopeError):
     """A campaign that cannot run as asked (a run folder holding other settings, an unknown run name, ...)."""
 
 

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from fope.errors import FopeError
+
 T = TypeVar("T")
 
 
@@ -43,7 +45,7 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
-class ConfigError(ValueError):
+class ConfigError(FopeError):
     """A config value or key that is not accepted."""
 
 

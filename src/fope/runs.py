@@ -38,6 +38,7 @@ from fope.config import ConfigError, apply_overrides, from_dict, load_yaml, to_d
 from fope.data.corpus import check_sources
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
+from fope.errors import FopeError
 from fope.integrations.hf_lm import (
     HFCausalLM,
     check_model_directory,
@@ -236,7 +237,7 @@ def save_config(config: RunConfig, path: str | Path) -> None:
 # ------------------------------------------------------------------ checkpoints
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FopeError):
     """A checkpoint that is missing, incomplete or corrupt."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fope.data.corpus import file_sha256
+from fope.errors import FopeError
 
 FORMAT = "fope-token-store"
 VERSION = 1
@@ -30,7 +31,7 @@ META_FILE = "meta.json"
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
 
-class TokenStoreError(ValueError):
+class TokenStoreError(FopeError):
     """A token store that is missing, truncated, corrupt or of another format."""
 
 

@@ -1,0 +1,13 @@
+"""The project's own error for a user's mistake: bad input, a config value, a missing or corrupt file.
+
+Every error that names what the user gave and what is accepted derives from ``FopeError`` (a ``ValueError``), so
+``fope.cli.main`` turns it into one line on stderr and exit code 2 instead of a traceback. Bugs stay tracebacks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FopeError"]
+
+
+class FopeError(ValueError):
+    """A user's mistake, said in one line: the value, and what is accepted."""
