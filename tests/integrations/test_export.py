@@ -154,7 +154,7 @@ def exported(tiny_runs, tmp_path_factory):
         timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
-    results = torch.load(root / "results.pt", weights_only=False)
+    results = torch.load(root / "results.pt", weights_only=True)
     return {"root": root, "run": run, "expected": expected, "results": results}
 
 
@@ -296,3 +296,11 @@ def test_max_position_embeddings_is_at_least_the_training_length(tiny_runs, tmp_
     out = export_model(run.model, run.tokenizer, tmp_path / "long", max_position_embeddings=4 * run.train_length)
     assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == 4 * run.train_length
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 4 * run.train_length
+
+
+def test_an_exported_folder_keeps_its_position_name_in_the_lab(exported):
+    from fope.integrations.hf_lm import load_checkpoint
+
+    for name, position in (("rope", "rope"), ("nope", "nope"), ("hope", "hope"), ("run", "fope")):
+        model = load_checkpoint(exported["root"] / name, train_length=64)
+        assert model.config.position == position, name

@@ -105,7 +105,8 @@ class HFModelConfig:
         fope_record = getattr(config, CONFIG_KEY, None)
         if isinstance(fope_record, Mapping):
             options = dict(fope_record)
-            position = position or "fope"
+            exported = options.get("exported_from")  # a fope lab run written by `fope export` keeps its own name
+            position = position or (exported.get("position") if isinstance(exported, Mapping) else None) or "fope"
         else:
             options = dict(getattr(config, "rope_parameters", None) or {})
             position = position or ("yarn" if options.get("rope_type") == "yarn" else "rope")
