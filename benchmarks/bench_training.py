@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from fope.build import build_optimizer
+from fope.config import load_config
 from fope.model import TransformerLM
-from fope.runs import load_config
-from fope.train import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODINGS = {

@@ -58,7 +58,7 @@ TINY_RUNS = {
 @pytest.fixture(scope="session")
 def tiny_runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny trained run directories (8 steps at seq_len 32), shared by the session: copy one before writing into it."""
-    from fope.runs import load_config
+    from fope.config import load_config
     from fope.train import train
 
     root = tmp_path_factory.mktemp("runs")

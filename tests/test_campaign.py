@@ -21,8 +21,7 @@ from fope.campaign import (
     text_table,
     train_runs,
 )
-from fope.config import parse_yaml
-from fope.runs import load_config, save_config
+from fope.config import load_config, parse_yaml, save_config
 from tests.conftest import tiny_run_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

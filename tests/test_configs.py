@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fope.config import load_yaml
+from fope.config import load_config, load_yaml
 from fope.model import TransformerLM
-from fope.runs import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = sorted((CONFIGS / "tiny").glob("*.yaml"))

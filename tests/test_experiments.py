@@ -9,11 +9,11 @@ import pytest
 
 from fope.campaign import _flatten, non_embedding_parameters
 from fope.cli import main
-from fope.config import to_dict
+from fope.config import RunConfig, load_config, to_dict
 from fope.demo import DemoPlan
 from fope.experiments import ABLATION_ARMS, BASELINE_ARMS, plan_experiment, run_experiment
 from fope.positions import FoPE
-from fope.runs import RunConfig, load_config, load_run
+from fope.runs import load_run
 
 PRESET = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny" / "fope.yaml")
 L, BATCH = PRESET.train.seq_len, PRESET.train.batch_size  # the tiny presets' training length and batch

@@ -1,4 +1,5 @@
-"""Reports: aggregation over seeds, loading and computing missing results, the Markdown, the figures, the CLI."""
+"""Reports: aggregation over seeds, reading results (missing ones reported, never computed), the Markdown, the
+figures, one table renderer, contrasts, the CLI."""
 
 from __future__ import annotations
 
@@ -14,13 +15,20 @@ from matplotlib.image import imread
 from fope.evaluate.passkey import evaluate_run_passkey
 from fope.evaluate.perplexity import evaluate_run_perplexity
 from fope.report import (
+    MISSING,
     ReportSection,
     aggregate,
     aggregate_passkey,
     aggregate_perplexity,
     compare_runs,
+    contrast,
+    format_contrast,
     load_results,
     mean_spread,
+    pending_evaluations,
+    render_table,
+    spread_text,
+    text_table,
 )
 
 PERPLEXITY_OPTIONS = {"lengths": [32, 64, 128], "max_spans": 2}
@@ -104,7 +112,7 @@ def test_passkey_grid_averages_cells_over_runs():
 
 def test_compare_writes_report_results_and_figures(evaluated_runs, tmp_path):
     runs = [evaluated_runs[name] for name in ("rope", "rope-seed1", "fope", "nope")]
-    results = compare_runs(runs, tmp_path / "report", title="Tiny", evaluate_missing=False, progress=False)
+    results = compare_runs(runs, tmp_path / "report", title="Tiny")
     out = tmp_path / "report"
     assert list(results["groups"]) == ["rope", "fope", "nope"]
     rope = results["groups"]["rope"]
@@ -132,27 +140,54 @@ def test_compare_writes_report_results_and_figures(evaluated_runs, tmp_path):
         assert pixels.shape[0] > 300 and pixels.shape[1] > 400 and pixels[..., :3].std() > 0.05  # not blank
 
 
-def test_missing_results_are_computed_and_stale_ones_are_noted(tiny_runs, tmp_path):
+def test_missing_results_are_reported_never_computed_and_stale_ones_are_noted(evaluated_runs, tiny_runs, tmp_path):
     run_dir = shutil.copytree(tiny_runs["alibi"], tmp_path / "alibi")
-    untouched = load_results(run_dir, evaluate_missing=False)
+    untouched = load_results(run_dir)
     assert untouched.perplexity is None and untouched.passkey is None and untouched.label == "alibi"
-    loaded = load_results(
-        run_dir, device="cpu", progress=False, perplexity_options=PERPLEXITY_OPTIONS, passkey_options=PASSKEY_OPTIONS
-    )
-    assert loaded.perplexity["lengths"] == [32, 64, 128] and loaded.passkey["lengths"] == [256, 512]
-    assert (run_dir / "eval" / "perplexity.json").is_file() and (run_dir / "eval" / "passkey.json").is_file()
+    assert untouched.missing == ["perplexity", "passkey"] and not (run_dir / "eval").exists()
+    assert pending_evaluations(run_dir) == ["perplexity", "passkey"]
 
+    results = compare_runs([evaluated_runs["fope"], run_dir], tmp_path / "report")
+    assert not (run_dir / "eval").exists()  # a report computes nothing
+    alibi = results["groups"]["alibi"]
+    assert alibi["perplexity"] is None and alibi["missing"] == {"perplexity": [str(run_dir)], "passkey": [str(run_dir)]}
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"| alibi | 0 | {MISSING} | {MISSING} | {MISSING} |" in report
+    assert f"run `fope eval {run_dir}`" in report and f"run `fope passkey {run_dir}`" in report
+
+    evaluate_run_perplexity(run_dir, device="cpu", progress=False, **PERPLEXITY_OPTIONS)
+    evaluate_run_passkey(run_dir, device="cpu", progress=False, **PASSKEY_OPTIONS)
+    assert pending_evaluations(run_dir) == []
     saved = json.loads((run_dir / "eval" / "passkey.json").read_text())
     saved["run"]["step"] = 4
     (run_dir / "eval" / "passkey.json").write_text(json.dumps(saved))
-    stale = load_results(run_dir, evaluate_missing=False)
-    assert stale.notes == ["eval/passkey.json was computed at step 4; the latest is 8"]
-    compare_runs([run_dir], tmp_path / "report", evaluate_missing=False, progress=False)
+    assert pending_evaluations(run_dir) == ["passkey"]
+    stale = load_results(run_dir)
+    assert stale.notes == ["eval/passkey.json was computed at step 4; the latest is 8"] and stale.missing == []
+    compare_runs([run_dir], tmp_path / "report")
     assert "eval/passkey.json was computed at step 4" in (tmp_path / "report" / "report.md").read_text()
 
 
+def test_a_run_given_twice_counts_once(evaluated_runs, tmp_path):
+    rope = evaluated_runs["rope"]
+    results = compare_runs([rope, rope / ".." / rope.name, evaluated_runs["fope"]], tmp_path / "report")
+    assert results["groups"]["rope"]["n"] == 1 and results["groups"]["rope"]["perplexity"]["n"] == 1
+    assert results["notes"][0].endswith("was given more than once (as " + str(rope) + "); it is counted once")
+
+
+def test_a_configuration_missing_in_some_runs_counts_only_the_runs_with_results(evaluated_runs, tmp_path):
+    rope = shutil.copytree(evaluated_runs["rope"], tmp_path / "rope")
+    (rope / "eval" / "passkey.json").unlink()
+    results = compare_runs([rope, evaluated_runs["rope-seed1"]], tmp_path / "report")
+    group = results["groups"]["rope"]
+    assert group["n"] == 2 and group["perplexity"]["n"] == 2 and group["passkey"]["n"] == 1
+    assert group["missing"] == {"passkey": [str(rope)]}
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert report.count("| rope | 2 |") == 3 and "| rope | 1 |" in report  # perplexity, ratio, bpb; passkey
+
+
 def test_runs_without_results_still_make_a_report(tiny_runs, tmp_path):
-    results = compare_runs([tiny_runs["nope"]], tmp_path / "report", evaluate_missing=False, progress=False)
+    results = compare_runs([tiny_runs["nope"]], tmp_path / "report")
     assert results["figures"] == [] and results["groups"]["nope"]["perplexity"] is None
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Runs" in report and "| nope |" in report and "## Perplexity" not in report
@@ -167,16 +202,14 @@ def test_extra_sections_add_text_figures_and_numbers(evaluated_runs, tmp_path):
             "Attention entropy", f"Measured on {len(runs)} runs.", ("entropy.png",), {"runs": len(runs)}
         )
 
-    results = compare_runs(
-        [evaluated_runs["fope"]], tmp_path / "report", evaluate_missing=False, extra_sections=[entropy_section]
-    )
+    results = compare_runs([evaluated_runs["fope"]], tmp_path / "report", extra_sections=[entropy_section])
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Attention entropy\n\nMeasured on 1 runs." in report and "](entropy.png)" in report
     assert results["sections"] == {"Attention entropy": {"runs": 1}} and "entropy.png" in results["figures"]
 
 
 def test_differently_configured_runs_with_one_label_are_flagged(evaluated_runs):
-    runs = [load_results(evaluated_runs[name], evaluate_missing=False) for name in ("rope", "fope")]
+    runs = [load_results(evaluated_runs[name]) for name in ("rope", "fope")]
     runs[1].label = "rope"
     groups = aggregate(runs)
     assert groups["rope"]["n"] == 2
@@ -186,7 +219,7 @@ def test_differently_configured_runs_with_one_label_are_flagged(evaluated_runs):
 def test_runs_evaluated_with_different_settings_are_flagged(evaluated_runs, tmp_path):
     other = shutil.copytree(evaluated_runs["fope"], tmp_path / "fope")
     evaluate_run_perplexity(other, device="cpu", progress=False, lengths=[32, 64], max_spans=1)
-    results = compare_runs([evaluated_runs["rope"], other], tmp_path / "report", evaluate_missing=False)
+    results = compare_runs([evaluated_runs["rope"], other], tmp_path / "report")
     assert len(results["notes"]) == 1 and results["notes"][0].startswith("perplexity was evaluated with different")
     assert '"max_spans": 1' in results["notes"][0] and '"max_spans": 2' in results["notes"][0]
     assert results["notes"][0] in (tmp_path / "report" / "report.md").read_text()
@@ -201,3 +234,47 @@ def test_cli_compare(evaluated_runs, tmp_path, capsys):
     assert (tmp_path / "report" / "report.md").is_file()
     assert main(["compare", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_one_renderer_draws_markdown_and_text_tables():
+    header, rows = ["name", "ppl", "acc"], [["rope", "1.0", "50%"], ["fope-no-fs", "12.25", "-"]]
+    assert render_table(header, rows).splitlines() == [
+        "| name | ppl | acc |",
+        "|---|---:|---:|",
+        "| rope | 1.0 | 50% |",
+        "| fope-no-fs | 12.25 | - |",
+    ]
+    assert render_table(header, rows, style="text").splitlines() == [
+        "name          ppl  acc",
+        "rope          1.0  50%",
+        "fope-no-fs  12.25    -",
+    ]
+    assert text_table([dict(zip(header, row, strict=True)) for row in rows]) == render_table(header, rows, style="text")
+
+
+def test_spread_text_formats_one_run_and_many():
+    spread = {"n": 2, "mean": 0.5, "std": 0.125}
+    assert spread_text(spread) == "0.5 ± 0.1" and spread_text(spread, 0, 100, "%") == "50% ± 12%"
+    assert spread_text(dict(spread, std=None), 2) == "0.50" and spread_text(None) == "-"
+    assert spread_text(spread, number="{:.0%}".format) == "50% ± 12%"
+
+
+def test_contrast_is_also_paired_by_seed():
+    a = perplexity_result(32, {32: 10.0, 64: 20.0})
+    b = perplexity_result(32, {32: 12.0, 64: 30.0})
+    runs = []
+    for seed, scale in ((0, 1.0), (1, 1.1), (2, 0.9)):
+        for label, result in (("a", a), ("b", b)):
+            records = [dict(r, loss=r["loss"] * scale) for r in result["results"]]
+            runs.append((label, {**result, "results": records, "run": {"seed": seed}}))
+    groups = {
+        label: {"n": 3, "perplexity": aggregate_perplexity([r for name, r in runs if name == label])}
+        for label in ("a", "b")
+    }
+    result = contrast(groups, "a", "b", 64)
+    losses = {label: [r["results"][1]["loss"] for name, r in runs if name == label] for label in ("a", "b")}
+    differences = np.subtract(losses["b"], losses["a"])
+    assert result["log_perplexity_difference"] == pytest.approx(differences.mean())  # unpaired, as before
+    assert result["paired"]["n"] == 3 and result["paired"]["seeds"] == [0, 1, 2]
+    assert result["paired"]["standard_error"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(3))
+    assert "; paired over 3 seeds +" in format_contrast(result, "b vs a")

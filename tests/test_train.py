@@ -12,8 +12,9 @@ import pytest
 import torch
 import yaml
 
-from fope.config import ConfigError
-from fope.runs import CheckpointError, load_config, load_run, save_checkpoint
+from fope.checkpoint import CheckpointError, save_checkpoint
+from fope.config import ConfigError, load_config
+from fope.runs import load_run
 from fope.train import TrainingDiverged, iterate_losses, lr_factor, train
 from tests.conftest import tiny_run_config
 
@@ -205,3 +206,33 @@ def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
     a, b = load_run(tmp_path / "one").model, load_run(tmp_path / "two").model
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_a_run_shorter_than_its_warmup_says_so(tiny_corpus, tmp_path):
+    messages = []
+    config = config_for(tiny_corpus, max_steps=2, eval_every=2, checkpoint_every=2)
+    config.optim.warmup_steps = 100
+    train(config, tmp_path / "short", progress=False, log=messages.append)
+    warnings = [m for m in messages if m.startswith("warning:")]
+    assert warnings == [
+        "warning: optim.warmup_steps=100 is more than train.max_steps=2: the learning rate never reaches its peak "
+        "optim.lr=0.003 (it stops at 6e-05)"
+    ]
+    messages.clear()
+    train(config_for(tiny_corpus, max_steps=2), tmp_path / "long", progress=False, log=messages.append)
+    assert not [m for m in messages if m.startswith("warning:")]
+
+
+def test_resume_of_a_directory_without_a_run_is_one_clear_error(tiny_corpus, tmp_path, capsys):
+    from fope.cli import main
+
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus)))
+    for extra in ([], ["--config", str(config_path)]):
+        assert main(["train", "--out", str(tmp_path / "new"), "--resume", "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "holds no run to resume" in err and "leave out --resume" in err
+        assert "--config is required" not in err
+    with pytest.raises(ConfigError, match="holds no run to resume"):
+        train(config_for(tiny_corpus), tmp_path / "new", resume=True, progress=False)
+    assert not (tmp_path / "new").exists()

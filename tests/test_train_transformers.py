@@ -14,12 +14,13 @@ import yaml
 
 transformers = pytest.importorskip("transformers")
 
-from fope.config import ConfigError  # noqa: E402
+from fope.checkpoint import find_checkpoint  # noqa: E402
+from fope.config import ConfigError, load_config  # noqa: E402
 from fope.data.corpus import text_dir_documents  # noqa: E402
 from fope.data.tokenizer import EOS_TOKEN, train_bpe  # noqa: E402
 from fope.integrations.hf_lm import HFCausalLM, load_for_training  # noqa: E402
 from fope.integrations.transformers import fope_modules, from_pretrained  # noqa: E402
-from fope.runs import find_checkpoint, load_config, load_run  # noqa: E402
+from fope.runs import load_run  # noqa: E402
 from fope.train import iterate_losses, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,11 +29,20 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from fope.config import ConfigError, to_dict
+from fope.config import ConfigError, RunConfig, load_config, to_dict
 from fope.errors import FopeError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
 from fope.model import ModelConfig, TransformerLM
-from fope.runs import RunConfig, load_config
+from fope.report import (  # the summary helpers live in fope.report; importable from here as before
+    by_length,  # noqa: F401
+    compare_runs,
+    contrast,  # noqa: F401
+    format_contrast,  # noqa: F401
+    key_table,  # noqa: F401
+    passkey_spreads,  # noqa: F401
+    spread_text,  # noqa: F401
+    text_table,
+)
 
 #: Config keys that follow the run length: a run whose config differs only in these can be extended.
 LENGTH_KEYS = frozenset({"train.max_steps", "train.checkpoint_every", "train.eval_every"})
@@ -345,8 +354,6 @@ def evaluate_runs(campaign: Campaign, run_dirs: Mapping[str, Path], out: Path) -
 
 def write_reports(campaign: Campaign, run_dirs: Mapping[str, Path], root: Path) -> dict[str, dict[str, Any]]:
     """Each report (``fope compare`` over its runs) in ``root/<folder>``; the results by folder."""
-    from fope.report import compare_runs
-
     results = {}
     for report in campaign.reports:
         sections = []
@@ -359,8 +366,6 @@ def write_reports(campaign: Campaign, run_dirs: Mapping[str, Path], root: Path) 
             root / report.folder,
             title=report.title,
             data=report.data,
-            evaluate_missing=False,
-            progress=False,
             extra_sections=sections,
         )
     return results
@@ -368,7 +373,7 @@ def write_reports(campaign: Campaign, run_dirs: Mapping[str, Path], root: Path) 
 
 def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print) -> None:
     """Prepare each distinct training data once, before parallel workers would each try to."""
-    from fope.train import prepare_run_data
+    from fope.build import prepare_run_data
 
     seen = set()
     for spec in campaign.specs:
@@ -474,124 +479,3 @@ def format_plan(campaign: Campaign, out: str | Path) -> str:
     lines += ["", "reports:"]
     lines += [f"  {report.folder}: {report.title} ({len(report.runs)} runs)" for report in campaign.reports]
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------ summaries
-
-
-def text_table(rows: Sequence[Mapping[str, str]]) -> str:
-    """Rows of strings as aligned plain text, columns in order of first appearance (``-`` where a row has none)."""
-    if not rows:
-        return ""
-    header = list(dict.fromkeys(key for row in rows for key in row))
-    widths = {key: max(len(key), *(len(row.get(key, "-")) for row in rows)) for key in header}
-    left = header[0]
-    lines = ["  ".join(key.ljust(widths[key]) if key == left else key.rjust(widths[key]) for key in header)]
-    for row in rows:
-        cells = [row.get(key, "-") for key in header]
-        lines.append(
-            "  ".join(
-                cell.ljust(widths[key]) if key == left else cell.rjust(widths[key])
-                for key, cell in zip(header, cells, strict=True)
-            )
-        )
-    return "\n".join(lines)
-
-
-def spread_text(spread: Mapping[str, Any] | None, digits: int = 1, scale: float = 1.0, unit: str = "") -> str:
-    """``mean ± std`` of a ``mean_spread`` record (the mean alone for one run)."""
-    if spread is None:
-        return "-"
-    text = f"{scale * spread['mean']:.{digits}f}{unit}"
-    return text if spread["std"] is None else f"{text} ± {scale * spread['std']:.{digits}f}{unit}"
-
-
-def passkey_spreads(group: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Per-run passkey accuracy averaged over lengths <= and > the training length, as spreads over the runs."""
-    from fope.report import mean_spread
-
-    inside, beyond = [], []
-    for run in group["runs"]:
-        results = read_results(run["path"], PASSKEY)
-        if results is None:
-            continue
-        train_length = results["train_length"]
-        rows = results["by_length"]
-        short = [row["accuracy"] for row in rows if row["length"] <= train_length]
-        long = [row["accuracy"] for row in rows if row["length"] > train_length]
-        if short:
-            inside.append(sum(short) / len(short))
-        if long:
-            beyond.append(sum(long) / len(long))
-    return (mean_spread(inside) if inside else None, mean_spread(beyond) if beyond else None)
-
-
-def by_length(group: Mapping[str, Any], length: int) -> dict[str, Any] | None:
-    """The aggregated perplexity record of a group at ``length`` (None when it was not evaluated there)."""
-    numbers = group.get("perplexity")
-    if numbers is None:
-        return None
-    return next((row for row in numbers["by_length"] if row["length"] == length), None)
-
-
-def key_table(results: Mapping[str, Any], passkey: bool = True) -> str:
-    """Per configuration: n, perplexity at each multiple of the training length, passkey accuracy <= L and > L."""
-    rows = []
-    for label, group in results["groups"].items():
-        numbers = group["perplexity"]
-        row = {"configuration": label, "n": str(group["n"])}
-        for entry in numbers["by_length"] if numbers else []:
-            row[f"ppl {entry['multiple']:g}x"] = spread_text(entry["perplexity"])
-        if passkey and group["passkey"]:
-            inside, beyond = passkey_spreads(group)
-            row["passkey <= L"] = spread_text(inside, 0, 100, "%")
-            row["passkey > L"] = spread_text(beyond, 0, 100, "%")
-        rows.append(row)
-    return text_table(rows)
-
-
-def contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> dict[str, Any] | None:
-    """``b`` against ``a`` at ``length``: both perplexities, and the difference of mean log-perplexity (nats per
-    token) with its standard error ``sqrt(s_a^2/n_a + s_b^2/n_b)``; None when either was not evaluated there."""
-    rows = [by_length(groups[label], length) if label in groups else None for label in (a, b)]
-    if any(row is None for row in rows):
-        return None
-    (loss_a, loss_b), (ppl_a, ppl_b) = ([row[key] for row in rows] for key in ("loss", "perplexity"))
-    difference = loss_b["mean"] - loss_a["mean"]
-    error = None
-    if loss_a["std"] is not None and loss_b["std"] is not None:
-        error = (loss_a["std"] ** 2 / loss_a["n"] + loss_b["std"] ** 2 / loss_b["n"]) ** 0.5
-    return {
-        "a": a,
-        "b": b,
-        "length": length,
-        "multiple": rows[0]["multiple"],
-        "perplexity_a": ppl_a,
-        "perplexity_b": ppl_b,
-        "log_perplexity_difference": difference,
-        "standard_error": error,
-        "verdict": _verdict(difference, error, a, b),
-    }
-
-
-def _verdict(difference: float, error: float | None, a: str, b: str) -> str:
-    if error is None:
-        return "one run on a side: no spread, no conclusion"
-    if abs(difference) <= 2 * error:
-        return "within 2 standard errors: no clear difference"
-    better = a if difference > 0 else b
-    return f"{better} is lower ({abs(difference) / max(error, 1e-12):.1f} standard errors)"
-
-
-def format_contrast(result: Mapping[str, Any] | None, what: str) -> str:
-    """One line: ``what`` at a length, both perplexities with spreads and n, the log-perplexity difference, verdict."""
-    if result is None:
-        return f"{what}: not evaluated"
-    error = result["standard_error"]
-    difference = f"{result['log_perplexity_difference']:+.3f}" + (f" ± {error:.3f}" if error is not None else "")
-    n_a, n_b = result["perplexity_a"]["n"], result["perplexity_b"]["n"]
-    return (
-        f"{what} at {result['length']} ({result['multiple']:g}x): {result['b']} {spread_text(result['perplexity_b'])}"
-        f" vs {result['a']} {spread_text(result['perplexity_a'])} (n {n_b}/{n_a}); log-ppl {difference}: "
-        f"{result['verdict']}"
-    )

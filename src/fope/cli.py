@@ -1,14 +1,40 @@
-"""The ``fope`` command line: thin wrappers that parse, call the library, and print."""
+"""fope: Fourier Position Embedding (FoPE) and its baselines in a small-LM lab.
+
+Prepare a corpus, train tiny or paper-scale models that differ only in position encoding, evaluate perplexity and
+passkey retrieval past the training length, and compare runs in reports whose numbers carry their spread over seeds.
+Run ``fope COMMAND --help`` for a command's options.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+#: Errors that are the user's mistake in every command (a missing or existing path); ``fope.errors.FopeError`` too.
+USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, NotADirectoryError)
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fope")
+    except PackageNotFoundError:
+        import fope
+
+        return getattr(fope, "__version__", "unknown")
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmark position-encoding application (forward + backward)")
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark position-encoding application (forward + backward)",
+        description="Time applying each position encoding to queries and keys, forward and backward, on the CPU or a "
+        "GPU; prints a table (and writes JSON with --json).",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each scheme (fullgraph)")
@@ -25,7 +51,12 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("prepare", help="split, tokenize and store a corpus for training (cached)")
+    parser = subparsers.add_parser(
+        "prepare",
+        help="split, tokenize and store a corpus for training (cached)",
+        description="Split a corpus into training and held-out documents, train (or load) a BPE tokenizer and store "
+        "the token ids; the same source and settings reuse the stored data.",
+    )
     parser.add_argument(
         "--source",
         default="default",
@@ -45,7 +76,7 @@ def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated: keep only documents of these sources (default: all; e.g. shakespeare,milton)",
     )
-    parser.set_defaults(handler=_run_prepare)
+    parser.set_defaults(handler=_run_prepare, user_errors=(ValueError,))
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
@@ -112,7 +143,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "convert", help="switch a local transformers model directory (Llama family) from RoPE to FoPE"
+        "convert",
+        help="switch a local transformers model directory (Llama family) from RoPE to FoPE",
+        description="Write a copy of a save_pretrained model directory whose attention uses FoPE instead of RoPE "
+        "(the modeling file ships with the weights; load it with trust_remote_code=True).",
     )
     parser.add_argument("src_dir", help="model directory written by save_pretrained (config.json + weights)")
     parser.add_argument("out_dir", help="where to write the converted model (other files of SRC_DIR are copied)")
@@ -127,29 +161,27 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--zero-pad", default="official", choices=["official", "identity"], help="zero-frequency pairs")
     parser.add_argument("--learnable", action="store_true", help="train the coefficients too")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-    parser.set_defaults(handler=_run_convert)
+    # an unsupported model or a bad option: one line, no traceback
+    parser.set_defaults(handler=_run_convert, user_errors=(TypeError, ValueError, OSError))
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from fope.integrations.transformers import convert_directory, fope_modules
 
     output_dim = int(args.output_dim) if args.output_dim.isdigit() else args.output_dim
-    try:
-        model = convert_directory(
-            args.src_dir,
-            args.out_dir,
-            train_length=args.train_length,
-            overwrite=args.overwrite,
-            sigma=args.sigma,
-            share_layers=args.share_layers,
-            seed=args.seed,
-            output_dim=output_dim,
-            zero_pad=args.zero_pad,
-            share_heads=args.share_heads,
-            learnable=args.learnable,
-        )
-    except (TypeError, ValueError, OSError) as error:  # an unsupported model or a bad option: one line, no traceback
-        return _user_error(args, error)
+    model = convert_directory(
+        args.src_dir,
+        args.out_dir,
+        train_length=args.train_length,
+        overwrite=args.overwrite,
+        sigma=args.sigma,
+        share_layers=args.share_layers,
+        seed=args.seed,
+        output_dim=output_dim,
+        zero_pad=args.zero_pad,
+        share_heads=args.share_heads,
+        learnable=args.learnable,
+    )
     fopes = fope_modules(model)
     sets = (
         "one coefficient set shared by all layers" if args.share_layers else f"{len(fopes)} per-layer coefficient sets"
@@ -182,18 +214,13 @@ def _lengths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"must be comma-separated ints, e.g. 128,256,512; got {text!r}") from None
 
 
-def _user_error(args: argparse.Namespace, error: Exception) -> int:
-    message = " ".join(str(error).split())  # one line, whatever the library's message
-    print(f"fope {args.command}: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="perplexity against length (1x..16x the training length) of a trained run",
         description="Loss, perplexity and bits per byte at each length on the same held-out spans; results go to "
-        "RUN_DIR/eval/perplexity.json (perplexity-<data name>.json with --data).",
+        "RUN_DIR/eval/perplexity.json (perplexity-<data name>.json with --data), merged by length with what it holds "
+        "for the same checkpoint and span settings: other lengths are kept.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--data", default=None, help="evaluate on this text: a folder of .txt, a .txt or a .jsonl file")
@@ -208,35 +235,35 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--json", action="store_true", help="print only a JSON list of per-length records")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=_run_eval)
+    parser.set_defaults(handler=_run_eval, user_errors=(ValueError,))
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
     from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity, records
-    from fope.evaluate.results import PERPLEXITY, results_name, results_path
+    from fope.evaluate.results import PERPLEXITY, read_results, results_name, results_path
 
     given = {"max_spans": args.max_spans, "batch_tokens": args.batch_tokens}
-    try:
-        results = evaluate_run_perplexity(
-            args.run_dir,
-            data=args.data,
-            text_field=args.text_field,
-            lengths=args.lengths,
-            seed=args.seed,
-            device=args.device,
-            step=args.step,
-            progress=not args.no_progress,
-            **{key: value for key, value in given.items() if value is not None},
-        )
-    except ValueError as error:
-        return _user_error(args, error)
+    results = evaluate_run_perplexity(
+        args.run_dir,
+        data=args.data,
+        text_field=args.text_field,
+        lengths=args.lengths,
+        seed=args.seed,
+        device=args.device,
+        step=args.step,
+        progress=not args.no_progress,
+        **{key: value for key, value in given.items() if value is not None},
+    )
     if args.json:
         print(json.dumps(records(results)))
         return 0
     print(format_perplexity(results))
-    print(f"saved {results_path(args.run_dir, results_name(PERPLEXITY, args.data))}")
+    name = results_name(PERPLEXITY, args.data)
+    stored = read_results(args.run_dir, name) or {}
+    kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
+    print(f"saved {results_path(args.run_dir, name)}" + (f" (kept lengths {kept} evaluated before)" if kept else ""))
     return 0
 
 
@@ -260,7 +287,7 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--json", action="store_true", help="print only a JSON list of per-length accuracies")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=_run_passkey)
+    parser.set_defaults(handler=_run_passkey, user_errors=(ValueError,))
 
 
 def _run_passkey(args: argparse.Namespace) -> int:
@@ -269,18 +296,15 @@ def _run_passkey(args: argparse.Namespace) -> int:
     from fope.evaluate.passkey import evaluate_run_passkey, format_passkey
     from fope.evaluate.results import PASSKEY, results_path
 
-    try:
-        results = evaluate_run_passkey(
-            args.run_dir,
-            lengths=args.lengths,
-            seed=args.seed,
-            device=args.device,
-            step=args.step,
-            progress=not args.no_progress,
-            **({} if args.trials is None else {"trials": args.trials}),
-        )
-    except ValueError as error:
-        return _user_error(args, error)
+    results = evaluate_run_passkey(
+        args.run_dir,
+        lengths=args.lengths,
+        seed=args.seed,
+        device=args.device,
+        step=args.step,
+        progress=not args.no_progress,
+        **({} if args.trials is None else {"trials": args.trials}),
+    )
     if args.json:
         print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
         return 0
@@ -293,14 +317,17 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
-        description="Read each run's eval results (running missing evaluations first), group runs by config name and "
-        "write report.md, results.json and PNG plots to --out.",
+        description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
+        "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
+        "report.md, results.json and PNG plots to --out. A run given twice counts once.",
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--data", default=None, help="use perplexity on this text (as fope eval --data)")
-    parser.add_argument("--no-evaluate", action="store_true", help="do not run missing evaluations; report what exists")
+    parser.add_argument(
+        "--no-evaluate", action="store_true", help="run no evaluation; report what exists (missing cells otherwise)"
+    )
     parser.add_argument(
         "--attention", action="store_true", help="add attention entropy / mass beyond L at 1x..16x (fope.analysis)"
     )
@@ -308,36 +335,45 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=_run_compare)
+    parser.set_defaults(handler=_run_compare, user_errors=(ValueError,))
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
-    from fope.report import compare_runs
-
+    check_out_dir(args.out)  # before any evaluation
+    run_dirs, repeats = unique_run_dirs(args.run_dirs)
+    for run_dir in run_dirs:
+        check_run_dir(run_dir)
+    for note in repeats:
+        print(f"note: {note}")
+    if not args.no_evaluate:
+        _evaluate_pending(run_dirs, args.data, args.device, not args.no_progress)
     sections = []
     if args.attention:
         from fope.analysis.report_section import attention_section
 
         sections.append(attention_section)
-    try:
-        results = compare_runs(
-            args.run_dirs,
-            args.out,
-            title=args.title,
-            data=args.data,
-            evaluate_missing=not args.no_evaluate,
-            device=args.device,
-            progress=not args.no_progress,
-            extra_sections=sections,
-        )
-    except ValueError as error:
-        return _user_error(args, error)
+    results = compare_runs(run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections)
     groups = ", ".join(f"{label} (n={group['n']})" for label, group in results["groups"].items())
     print(f"compared {groups}")
     print(f"wrote {Path(args.out) / 'report.md'}, results.json and {len(results['figures'])} figures")
     return 0
+
+
+def _evaluate_pending(run_dirs: Sequence[Path], data: str | None, device: str, progress: bool) -> None:
+    """Run ``fope eval`` / ``fope passkey`` (default settings) on every run whose results are missing or stale."""
+    from fope.evaluate.passkey import evaluate_run_passkey
+    from fope.evaluate.perplexity import evaluate_run_perplexity
+    from fope.report import pending_evaluations
+
+    for run_dir in run_dirs:
+        for evaluation in pending_evaluations(run_dir, data):
+            print(f"evaluating {evaluation} of {run_dir}")
+            if evaluation == "perplexity":
+                evaluate_run_perplexity(run_dir, data=data, device=device, progress=progress)
+            else:
+                evaluate_run_passkey(run_dir, device=device, progress=progress)
 
 
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
@@ -359,19 +395,13 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=_lengths, default=None, help="comma-separated seeds (default 0)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 600, quick 60)")
     parser.add_argument("--jobs", type=int, default=None, help="parallel workers (default: 2, one thread each)")
-    parser.set_defaults(handler=_run_demo)
+    parser.set_defaults(handler=_run_demo, user_errors=(ValueError,))
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from fope.demo import DemoPlan, run_demo
 
-    try:
-        plan = DemoPlan.make(
-            quick=args.quick, encodings=args.encodings, seeds=args.seeds, steps=args.steps, jobs=args.jobs
-        )
-    except ValueError as error:
-        print(f"fope demo: error: {error}", file=sys.stderr)
-        return 2
+    plan = DemoPlan.make(quick=args.quick, encodings=args.encodings, seeds=args.seeds, steps=args.steps, jobs=args.jobs)
     run_demo(plan, args.out)
     return 0
 
@@ -451,7 +481,8 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         sub = recipes.add_parser(name, parents=[common], help=(recipe.__doc__ or "").split("\n")[0].replace("%", "%%"))
         for flag, keywords in _EXPERIMENT_OPTIONS[name]:
             sub.add_argument(flag, default=None, **keywords)
-    parser.set_defaults(handler=_run_experiment)
+    # a failed worker (RuntimeError) names its log file
+    parser.set_defaults(handler=_run_experiment, user_errors=(ValueError, RuntimeError))
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
@@ -461,32 +492,34 @@ def _run_experiment(args: argparse.Namespace) -> int:
         flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
         for flag, _ in _EXPERIMENT_OPTIONS[args.experiment]
     }
-    try:
-        plan = plan_experiment(
-            args.experiment,
-            args.out,
-            scale=args.scale,
-            seeds=args.seeds,
-            steps=args.steps,
-            quick=args.quick,
-            jobs=args.jobs,
-            overrides=args.overrides,
-            max_spans=args.max_spans,
-            passkey_trials=args.passkey_trials,
-            gpus=args.gpus,
-            **options,
-        )
-        if args.dry_run:
-            print(format_experiment(plan))
-            return 0
-        run_experiment(plan)
-    except (ValueError, RuntimeError) as error:  # a failed worker names its log file
-        return _user_error(args, error)
+    plan = plan_experiment(
+        args.experiment,
+        args.out,
+        scale=args.scale,
+        seeds=args.seeds,
+        steps=args.steps,
+        quick=args.quick,
+        jobs=args.jobs,
+        overrides=args.overrides,
+        max_spans=args.max_spans,
+        passkey_trials=args.passkey_trials,
+        gpus=args.gpus,
+        **options,
+    )
+    if args.dry_run:
+        print(format_experiment(plan))
+        return 0
+    run_experiment(plan)
     return 0
 
 
 def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("analyze", help="spectrum diagnostics of a trained run (JSON summary and PNG plots)")
+    parser = subparsers.add_parser(
+        "analyze",
+        help="spectrum diagnostics of a trained run (JSON summary and PNG plots)",
+        description="Frequency map, spectrum damage and attention behaviour (entropy, mass beyond the training "
+        "length) of a trained run at several multiples of its training length; writes analysis.json and PNG plots.",
+    )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
@@ -501,15 +534,13 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from fope.analysis import analyze
     from fope.runs import load_run
 
+    multiples = _multiples(args.multiples)
     run = load_run(args.run_dir, step=args.step, device=args.device)
     train_length = args.train_length or run.model.config.train_length
     out_dir = Path(args.out) if args.out else Path(run.path) / "analysis"
-    multiples = [float(value) if "." in value else int(value) for value in args.multiples.split(",")]
     result = analyze(
         run.model,
         run.val_store(),
@@ -526,8 +557,44 @@ def _run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _multiples(text: str) -> list[int | float]:
+    """``--multiples 1,2,4``: positive numbers (ints where written without a point)."""
+    from fope.errors import FopeError
+
+    try:
+        values = [float(value) if "." in value else int(value) for value in text.split(",") if value.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not value > 0 for value in values):
+        raise FopeError(f"--multiples must be comma-separated numbers > 0, e.g. 1,2,4; got {text!r}")
+    return values
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a trained run as a transformers model folder (load it with trust_remote_code=True)",
+        description="Write a run's checkpoint (default: the latest) as a transformers model directory: config.json, "
+        "weights, tokenizer and the FoPE modeling file; the run's name, encoding and step are recorded in config.json.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    parser.add_argument("out_dir", metavar="OUT", help="output folder")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    parser.set_defaults(handler=_run_export, user_errors=(ValueError,))
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from fope.integrations.export import export_run
+
+    out = export_run(args.run_dir, args.out_dir, step=args.step, overwrite=args.overwrite)
+    print(f"exported {args.run_dir} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_bench(subparsers)
     _add_prepare(subparsers)
@@ -539,17 +606,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(subparsers)
     _add_experiment(subparsers)
     _add_analyze(subparsers)
+    _add_export(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's mistake is one line on stderr, ``fope COMMAND: error: MESSAGE``, and exit code 2.
+
+    User mistakes are every ``fope.errors.FopeError`` (ConfigError, CheckpointError, CampaignError, TokenStoreError,
+    ReportError, ...), a missing or existing path (``USER_ERRORS``), and what a command declares for its lower half
+    (``user_errors``: e.g. the ``ValueError`` of a bad option value). Anything else is a bug and stays a traceback.
+    """
     args = build_parser().parse_args(argv)
-    from fope.campaign import CampaignError
-    from fope.config import ConfigError
-    from fope.runs import CheckpointError
+    from fope.errors import FopeError
 
     try:
         return int(args.handler(args) or 0)
-    except (CampaignError, ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as error:
-        print(f"fope {args.command}: error: {error}", file=sys.stderr)
+    except (FopeError, *USER_ERRORS, *getattr(args, "user_errors", ())) as error:
+        message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the library's message
+        print(f"fope {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,23 +1,34 @@
-"""Plain-data configs: dataclasses filled from YAML/dicts with every key and type checked.
+"""Run configs: the schemas of a training run (``RunConfig`` and its sections), loaded from YAML with every key checked.
 
-Errors name the dotted key (``train.lr``), the value and what is accepted; unknown keys are errors, not warnings.
-``apply_overrides`` applies ``--set key=value`` strings (values parsed as YAML scalars).
+Dataclasses are filled from YAML/dicts with every key, type and value checked when the config loads: errors name the
+dotted key (``optim.lr``, ``model.position_options.sigma``), the value and what is accepted; unknown keys are
+errors, not warnings, and so is a number that is not finite (``.nan``, ``.inf``). The ``model`` section is checked
+against ``fope.model.ModelConfig`` and its position options against the position registry before any data is
+prepared. ``apply_overrides`` applies ``--set key=value`` strings (values parsed as YAML scalars).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+import torch
 import yaml
 
-from fope.errors import FopeError
+from fope.checkpoint import write_atomic
+from fope.data.corpus import check_sources
+from fope.errors import ConfigError
+from fope.integrations.hf_lm import check_model_directory, check_position_options
+from fope.model import ModelConfig, build_position
+from fope.positions.registry import position_options
 
 T = TypeVar("T")
 
@@ -45,8 +56,21 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
-class ConfigError(FopeError):
-    """A config value or key that is not accepted."""
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "TransformersConfig",
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "load_yaml",
+    "parse_yaml",
+    "save_config",
+    "to_dict",
+]
 
 
 def _type_name(kind: Any) -> str:
@@ -64,6 +88,7 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     """``value`` checked against the annotation ``kind`` (ints are accepted where floats are)."""
     origin = typing.get_origin(kind)
     if kind is Any:
+        check_finite(value, key)
         return value
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, Mapping):
@@ -112,6 +137,7 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number; got {value!r} ({type(value).__name__})")
+        check_finite(value, key)
         return float(value)
     if kind is str:
         if not isinstance(value, str):
@@ -120,6 +146,18 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     if isinstance(kind, type) and not isinstance(value, kind):
         raise ConfigError(f"{key} must be {kind.__name__}; got {value!r}")
     return value
+
+
+def check_finite(value: Any, key: str) -> None:
+    """Every number in ``value`` (nested lists and mappings too) is finite: ``.nan`` or ``.inf`` is an error."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number; got {value!r}")
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            check_finite(item, f"{key}.{name}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{key}[{index}]")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
@@ -198,3 +236,211 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             node = child
         node[keys[-1]] = value
     return result
+
+
+# ------------------------------------------------------------------ the run config
+
+
+@dataclass
+class DataConfig:
+    """Where the training text comes from and how it is tokenized (see ``fope.data.prepare_data``).
+
+    ``sources`` keeps only the documents of those sources (e.g. ``[shakespeare]`` of the default corpus); None: all.
+    """
+
+    source: str = "default"
+    vocab_size: int = 1024
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    tokenizer: str | None = None
+    text_field: str = "text"
+    root: str | None = None
+    passkey_fraction: float = 0.0
+    sources: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.passkey_fraction < 1.0:
+            raise ValueError(f"passkey_fraction must be in [0, 1); got {self.passkey_fraction}")
+        if self.sources is not None:
+            check_sources(self.sources)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps}")
+
+
+@dataclass
+class TrainConfig:
+    """Run length, batch shape, logging and checkpointing, device and precision."""
+
+    seq_len: int = 128
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: int = 1000
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250
+    eval_batches: int = 4
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+    threads: int | None = None
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "seq_len",
+            "batch_size",
+            "grad_accum",
+            "max_steps",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size={self.batch_size} must be a multiple of grad_accum={self.grad_accum}")
+        if self.eval_batches < 0 or self.seed < 0:
+            raise ValueError("eval_batches and seed must be >= 0")
+
+
+@dataclass
+class TransformersConfig:
+    """Continued pre-training of a local ``transformers`` causal LM (``fope.integrations.hf_lm``).
+
+    ``position``: ``fope`` (or the ablations ``fope-no-fs`` / ``fope-no-cf``) converts the model's RoPE with fresh
+    coefficients, ``position_options`` being ``convert``'s (``sigma``, ``share_layers``, ``seed`` defaulting to
+    ``train.seed``, ...); ``yarn`` turns it into YaRN (``factor``, ``original_max_position``, ``beta_fast``,
+    ``beta_slow``, ``attention_factor``, ``truncate``); ``keep`` trains the model's own encoding. ``train_length``
+    (default ``train.seq_len``) is the context the new encoding is made for. ``dtype`` is the dtype the weights are
+    loaded and trained in (float32 weights with ``train.precision`` bf16 autocast is mixed precision).
+    """
+
+    path: str
+    position: Literal["fope", "fope-no-fs", "fope-no-cf", "yarn", "keep"] = "fope"
+    position_options: dict[str, Any] = field(default_factory=dict)
+    train_length: int | None = None
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        check_position_options(self.position, self.position_options)
+        if self.train_length is not None and self.train_length < 1:
+            raise ValueError(f"train_length must be >= 1; got {self.train_length}")
+
+
+@dataclass
+class RunConfig:
+    """A whole training run. ``model`` holds ``ModelConfig`` fields; ``vocab_size`` defaults to the tokenizer's and
+    ``train_length`` to ``train.seq_len``; ``position_seed`` defaults to ``train.seed``.
+
+    ``transformers`` instead trains a local transformers model (then ``model`` stays empty); the data is tokenized
+    with that model's tokenizer unless ``data.tokenizer`` names another.
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str | None = None
+    transformers: TransformersConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.transformers is None:
+            if not self.model:
+                raise ValueError("set either model (a fope TransformerLM) or transformers (a local transformers model)")
+            return
+        if self.model:
+            raise ValueError(
+                f"model and transformers are exclusive: transformers trains the model in {self.transformers.path!r}, "
+                f"so model must be empty; got model keys {sorted(self.model)}"
+            )
+        if self.train.init_from is not None:
+            raise ValueError(
+                "train.init_from starts a fope model from a run; with transformers the model starts from "
+                f"transformers.path ({self.transformers.path!r}): remove train.init_from"
+            )
+        if self.data.tokenizer is None:
+            self.data.tokenizer = self.transformers.path
+
+    def model_config(self, vocab_size: int | None = None) -> ModelConfig:
+        """The ``ModelConfig`` with the defaults above filled in, every field and position option checked.
+
+        Errors name the ``model.`` key: a field of the wrong type, an option the position encoding does not take, a
+        value it refuses (``model.position_options.sigma: sigma must be >= 0.0; got -1.0``).
+        """
+        values = dict(self.model)
+        if values.get("vocab_size") is None:
+            if vocab_size is None:
+                raise ConfigError("model.vocab_size is not set and no tokenizer is known to take it from")
+            values["vocab_size"] = vocab_size
+        if values.get("train_length") is None:
+            values["train_length"] = self.train.seq_len
+        if values.get("position_seed") is None:
+            values["position_seed"] = self.train.seed
+        config = from_dict(ModelConfig, values, prefix="model.")
+        check_position(config)
+        return config
+
+
+def check_position(model: ModelConfig) -> None:
+    """``model.position_options`` are options of ``model.position`` and values it accepts (built once to check)."""
+    name, options = model.position, model.position_options
+    accepted = position_options(name)
+    for key, value in options.items():
+        if key not in accepted:
+            raise ConfigError(
+                f"model.position_options.{key}={value!r}: position {name!r} takes no option {key!r}; "
+                f"accepted: {accepted}"
+            )
+    with torch.random.fork_rng(devices=[]):  # a position_seed of None draws from the global RNG: leave it untouched
+        try:
+            build_position(model)
+        except (TypeError, ValueError) as error:
+            first = str(error).split(" ", 1)[0]
+            key = f"model.position_options.{first}" if first in options else f"model (position {name!r})"
+            raise ConfigError(f"{key}: {error}") from error
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None
+) -> RunConfig:
+    """A ``RunConfig`` from a YAML file (or ``base`` data) with ``key=value`` overrides, fully validated."""
+    data = load_yaml(path) if path is not None else dict(base or {})
+    data = apply_overrides(data, list(overrides))
+    config = from_dict(RunConfig, data)
+    if config.transformers is not None:
+        try:
+            check_model_directory(config.transformers.path)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+    else:
+        config.model_config(vocab_size=config.model.get("vocab_size") or 2**16)  # validate the model section now
+    return config
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    write_atomic(Path(path), yaml.safe_dump(to_dict(config), sort_keys=False).encode())

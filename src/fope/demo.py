@@ -22,9 +22,9 @@ from fope.campaign import (
     ReportSpec,
     RunSpec,
     assignment,
-    key_table,
     run_campaign,
 )
+from fope.report import key_table
 
 DEFAULT_ENCODINGS = ("rope", "fope", "alibi", "nope")
 #: Preset directory of a source checkout (the demo's configs are the tiny presets).

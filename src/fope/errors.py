@@ -6,8 +6,12 @@ Every error that names what the user gave and what is accepted derives from ``Fo
 
 from __future__ import annotations
 
-__all__ = ["FopeError"]
+__all__ = ["ConfigError", "FopeError"]
 
 
 class FopeError(ValueError):
     """A user's mistake, said in one line: the value, and what is accepted."""
+
+
+class ConfigError(FopeError):
+    """A config value or key that is not accepted (also a command-line option that sets one, like ``--device``)."""

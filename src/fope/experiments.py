@@ -35,21 +35,14 @@ from fope.campaign import (
     ReportSpec,
     RunSpec,
     assignment,
-    by_length,
-    contrast,
-    format_contrast,
     format_plan,
-    key_table,
     non_embedding_parameters,
-    passkey_spreads,
     planned_model,
     run_campaign,
-    spread_text,
-    text_table,
 )
-from fope.config import load_yaml
+from fope.config import RunConfig, load_yaml
 from fope.evaluate.results import PERPLEXITY, results_name
-from fope.runs import RunConfig
+from fope.report import by_length, contrast, format_contrast, key_table, passkey_spreads, spread_text, text_table
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SCALES = ("tiny", "paper")
@@ -292,7 +285,8 @@ def _header(title: str, results: Mapping[str, Any], folder: Path) -> list[str]:
 SPREAD_NOTE = (
     "Cells are mean ± sample std over seeds (n runs). Contrasts compare mean log-perplexity (nats/token); ± is the "
     "standard error of the difference, sqrt(s_a²/n_a + s_b²/n_b); a difference within 2 standard errors is no "
-    "evidence either way."
+    "evidence either way. Where both sides share two or more seeds, the difference paired by seed follows, with the "
+    "standard error of the per-seed differences, s_d/sqrt(k)."
 )
 
 

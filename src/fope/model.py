@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fope.checks import check_bool, check_float, check_int
 from fope.positions import (
     POSITION_ENCODINGS,
     STRUCTURAL_OPTIONS,
@@ -26,21 +27,6 @@ from fope.positions import (
 )
 
 __all__ = ["KVCache", "LMOutput", "ModelConfig", "TransformerLM", "sample_next_token"]
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-
-
-def _check_positive_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number; got {value!r}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
 
 
 @dataclass
@@ -76,26 +62,26 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "train_length", "max_bias_bytes"):
-            _check_positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), minimum=1)
         if self.num_kv_heads is not None:
-            _check_positive_int("num_kv_heads", self.num_kv_heads)
+            check_int("num_kv_heads", self.num_kv_heads, minimum=1)
             if self.num_heads % self.num_kv_heads:
                 raise ValueError(
                     f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads} "
                     "(grouped-query attention)"
                 )
         if self.head_dim is not None:
-            _check_positive_int("head_dim", self.head_dim)
+            check_int("head_dim", self.head_dim, minimum=1)
         elif self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by num_heads={self.num_heads} (or set head_dim explicitly)"
             )
         for name in ("mlp_ratio", "norm_eps", "init_std"):
-            _check_positive_number(name, getattr(self, name))
+            check_float(name, getattr(self, name), minimum=0.0, strict=True)
         if self.mlp_hidden_dim < 1:
             raise ValueError(f"mlp_ratio * d_model must be >= 1; got {self.mlp_ratio} * {self.d_model}")
         for name in ("tie_embeddings", "qk_norm", "share_position"):
-            _check_bool(name, getattr(self, name))
+            check_bool(name, getattr(self, name))
         if self.position not in POSITION_ENCODINGS:
             raise ValueError(f"position must be one of {sorted(POSITION_ENCODINGS)}; got {self.position!r}")
         if not isinstance(self.position_options, Mapping):
@@ -139,24 +125,26 @@ class ModelConfig:
         return cls(**values)
 
 
+def build_position(config: ModelConfig, layer: int = 0) -> PositionEncoding:
+    """The position-encoding module of layer ``layer`` (seeded ``position_seed + layer``)."""
+    options = dict(config.position_options)
+    if config.position_seed is not None:  # schemes without random state ignore it
+        options["seed"] = config.position_seed + layer
+    return build_position_encoding(
+        config.position,
+        head_dim=config.head_size,
+        num_heads=config.num_heads,
+        num_kv_heads=config.kv_heads,
+        train_length=config.train_length,
+        **options,
+    )
+
+
 def build_layer_positions(config: ModelConfig) -> nn.ModuleList:
     """One position-encoding module per layer, or a single one shared by all layers (``share_position``)."""
-    modules = []
-    for layer in range(1 if config.share_position else config.num_layers):
-        options = dict(config.position_options)
-        if config.position_seed is not None:  # schemes without random state ignore it
-            options["seed"] = config.position_seed + layer
-        modules.append(
-            build_position_encoding(
-                config.position,
-                head_dim=config.head_size,
-                num_heads=config.num_heads,
-                num_kv_heads=config.kv_heads,
-                train_length=config.train_length,
-                **options,
-            )
-        )
-    return nn.ModuleList(modules)
+    return nn.ModuleList(
+        build_position(config, layer) for layer in range(1 if config.share_position else config.num_layers)
+    )
 
 
 class KVCache:
@@ -167,8 +155,8 @@ class KVCache:
     """
 
     def __init__(self, num_layers: int, max_length: int) -> None:
-        _check_positive_int("num_layers", num_layers)
-        _check_positive_int("max_length", max_length)
+        check_int("num_layers", num_layers, minimum=1)
+        check_int("max_length", max_length, minimum=1)
         self.max_length = max_length
         self.length = 0
         self.keys: list[Tensor | None] = [None] * num_layers

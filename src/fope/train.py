@@ -1,5 +1,8 @@
 """The training loop: one process on a CPU, or many through ``torchrun`` (DDP: gloo on CPU, NCCL on GPU).
 
+``setup`` builds a ``Session`` (process group, data, model, optimizer, restored state), ``train_step`` makes one
+optimizer step, ``end_of_step`` logs, validates and checkpoints at their intervals; ``train`` is the loop over them.
+
 Data order is a pure function of ``(train.seed, step)`` (``fope.data.sampler.WindowSampler``), so a resumed run and a
 run split over N processes see exactly the batches of an uninterrupted single-process run. Resuming restores the
 weights, AdamW state, the LR schedule and the RNG: on CPU the losses after a resume equal those of an uninterrupted run.
@@ -12,8 +15,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,69 +25,29 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from fope.config import ConfigError
-from fope.data.prepare import PreparedData, prepare_data
-from fope.data.sampler import WindowSampler
-from fope.integrations.hf_lm import HFCausalLM, load_for_training
-from fope.model import TransformerLM
-from fope.runs import (
-    CheckpointError,
-    RunConfig,
-    find_checkpoint,
+from fope.build import build_model, build_optimizer, build_sampler, prepare_run_data
+from fope.checkpoint import (
+    CHECKPOINTS,
+    clean_stale_temporaries,
     latest_checkpoint,
-    load_checkpoint_model,
-    load_config,
-    load_model_weights,
     load_training_state,
     read_checkpoint_meta,
     save_checkpoint,
-    save_config,
+    write_atomic,
 )
+from fope.config import ConfigError, RunConfig, load_config, save_config
+from fope.data.prepare import PreparedData
+from fope.data.sampler import WindowSampler
+from fope.device import Distributed, init_distributed, resolve_device
+from fope.integrations.hf_lm import HFCausalLM
+from fope.metrics import MetricsLog, iterate_losses
+from fope.model import TransformerLM
 
-#: Parameter names of position-encoding coefficients (exempt from weight decay): TransformerLM's position modules,
-#: and the FoPE modules ``convert`` puts in a transformers model (``...self_attn.fope.`` or ``...rotary_emb.fope.``).
-POSITION_PARAMETER_MARKERS = ("position_modules.", ".fope.")
+__all__ = ["TrainingDiverged", "iterate_losses", "lr_factor", "train", "train_from_files"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class Distributed:
-    """This process's place in a (possibly single-process) data-parallel job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-
-def init_distributed(device_type: str) -> Distributed:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on CUDA)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Distributed()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA (this process's local GPU) when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
@@ -93,168 +56,6 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float)
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def build_optimizer(model: TransformerLM | HFCausalLM, config: RunConfig) -> torch.optim.AdamW:
-    """AdamW; matrices (embeddings and projections) decay, norms and position coefficients do not."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        is_position = any(marker in name for marker in POSITION_PARAMETER_MARKERS)
-        (decay if parameter.dim() >= 2 and not is_position else no_decay).append(parameter)
-    optim = config.optim
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
-
-
-def prepare_run_data(config: RunConfig) -> PreparedData:
-    """The prepared data named by ``config.data`` (built and cached on first use)."""
-    data = config.data
-    return prepare_data(
-        data.source,
-        data.root,
-        vocab_size=data.vocab_size,
-        val_fraction=data.val_fraction,
-        seed=data.split_seed,
-        text_field=data.text_field,
-        tokenizer=data.tokenizer,
-        sources=data.sources,
-    )
-
-
-def build_sampler(config: RunConfig, prepared: PreparedData) -> WindowSampler:
-    """Training windows, with ``data.passkey_fraction`` of them passkey examples (no longer than ``seq_len``)."""
-    mixers = []
-    if config.data.passkey_fraction > 0:
-        from fope.evaluate.passkey import passkey_mixer
-
-        mixers.append(
-            (config.data.passkey_fraction, passkey_mixer(prepared.tokenizer.encode, prepared.tokenizer.eos_id))
-        )
-    return WindowSampler(prepared.train, config.train.seq_len, config.train.batch_size, config.train.seed, mixers)
-
-
-def build_model(
-    config: RunConfig,
-    prepared: PreparedData,
-    checkpoint: Path | None,
-    meta: dict[str, Any] | None,
-    log: Callable[[str], None],
-) -> tuple[TransformerLM | HFCausalLM, dict[str, Any]]:
-    """The model to train (on the CPU) and what to record about where it started.
-
-    A fresh ``TransformerLM`` (or one initialised from ``train.init_from``), or the local transformers model of
-    ``config.transformers`` with its position encoding switched; when resuming, the checkpoint's weights.
-    """
-    hf = config.transformers
-    init_info: dict[str, Any] = {}
-    if hf is None:
-        model = TransformerLM(config.model_config(prepared.tokenizer.vocab_size))
-        if checkpoint is not None:
-            load_model_weights(model, checkpoint)
-        elif config.train.init_from:
-            init_info = initialize_from(model, config.train.init_from, log)
-        return model, init_info
-    if checkpoint is not None:
-        model = load_checkpoint_model(config, checkpoint, meta)
-    else:
-        options = dict(hf.position_options)
-        if hf.position.startswith("fope"):
-            options.setdefault("seed", config.train.seed)
-        model = load_for_training(
-            hf.path,
-            train_length=hf.train_length or config.train.seq_len,
-            position=hf.position,
-            position_options=options,
-            dtype=hf.dtype,
-            attn_implementation=hf.attn_implementation,
-            tokenizer=_transformers_tokenizer(config.data.tokenizer),
-        )
-        init_info = {"init_from": str(hf.path)}
-        log(f"training {model.config.architecture} from {hf.path} with position {model.config.position}")
-    if prepared.tokenizer.vocab_size > model.config.vocab_size:
-        raise ConfigError(
-            f"the tokenizer has {prepared.tokenizer.vocab_size} tokens and the model in {hf.path} only "
-            f"{model.config.vocab_size} embeddings: tokenize with the model's own tokenizer (data.tokenizer)"
-        )
-    if hf.gradient_checkpointing:
-        base = model.model
-        getattr(base, "activation_checkpointing_enable", base.gradient_checkpointing_enable)()
-    return model, init_info
-
-
-def _transformers_tokenizer(path: str | None) -> Any:
-    """The transformers tokenizer in folder ``path`` (saved with every checkpoint), or None for other tokenizers."""
-    if path is None or not (Path(path) / "tokenizer_config.json").is_file():
-        return None
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
-
-
-def initialize_from(model: TransformerLM, source: str | Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Continued pre-training: copy a run's weights into ``model``; position modules whose shapes differ stay fresh.
-
-    Every other weight must exist in the source with the same shape (a different architecture is an error).
-    """
-    directory = Path(source)
-    if (directory / "config.yaml").is_file():
-        directory = find_checkpoint(directory)
-    meta = read_checkpoint_meta(directory)
-    from safetensors.torch import load_file
-
-    source_state = load_file(str(directory / "model.safetensors"))
-    target_state = model.state_dict()
-    kept_fresh = []
-    for name, tensor in target_state.items():
-        if name.startswith("position_modules."):
-            if name in source_state and source_state[name].shape == tensor.shape:
-                tensor.copy_(source_state[name])
-            else:
-                kept_fresh.append(name)
-            continue
-        if name not in source_state and name == "lm_head.weight" and model.config.tie_embeddings:
-            continue
-        if name not in source_state:
-            raise CheckpointError(f"cannot initialize from {directory}: it has no weight {name!r}")
-        if source_state[name].shape != tensor.shape:
-            raise CheckpointError(
-                f"cannot initialize from {directory}: {name} has shape {tuple(source_state[name].shape)} there "
-                f"and {tuple(tensor.shape)} here (the architecture must match; only the position encoding may change)"
-            )
-        tensor.copy_(source_state[name])
-    if kept_fresh:
-        log(f"position encoding differs from the source: {len(kept_fresh)} position tensors freshly initialised")
-    return {"init_from": str(directory), "init_from_step": meta["step"], "fresh_position_tensors": kept_fresh}
-
-
-class MetricsLog:
-    """Appends JSON records to ``metrics.jsonl`` (and TensorBoard scalars when ``tensorboard`` is installed)."""
-
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.path = run_dir / "metrics.jsonl"
-        self.enabled = enabled
-        self.writer = None
-        if enabled:
-            with contextlib.suppress(ImportError):
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -292,20 +93,78 @@ def validation_loss(
     return sum(losses) / len(losses)
 
 
-def train(
-    config: RunConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    until_step: int | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Train (or resume) the run in ``run_dir`` up to ``config.train.max_steps`` (or ``until_step``, to stop early).
+@dataclass
+class Session:
+    """What a training process holds while it runs: where and on what, the model, its optimizer, the data, the step."""
 
-    Returns a summary: final step, last training and validation loss, tokens per second, run directory.
-    """
-    run_dir = Path(run_dir)
+    config: RunConfig
+    run_dir: Path
+    device: torch.device
+    ddp: Distributed
+    model: TransformerLM | HFCausalLM
+    trained: nn.Module  # the model, wrapped in DistributedDataParallel when there are several processes
+    forward: Callable[..., Any]  # ``trained``, compiled with ``train.compile``
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    sampler: WindowSampler
+    val_sampler: WindowSampler
+    metrics: MetricsLog
+    init_info: dict[str, Any]
+    log: Callable[[str], None]
+    use_bf16: bool = False
+    step: int = 0
+    tokens_seen: int = 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+
+
+@dataclass
+class Throughput:
+    """Tokens and seconds of the steps since the last log record."""
+
+    tokens: int = 0
+    seconds: float = field(default=0.0)
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def reset(self) -> None:
+        self.tokens, self.seconds = 0, 0.0
+
+
+def warn_short_warmup(config: RunConfig, log: Callable[[str], None]) -> None:
+    """One line when the run ends before its warmup does: the learning rate never reaches ``optim.lr``."""
+    warmup, steps, lr = config.optim.warmup_steps, config.train.max_steps, config.optim.lr
+    if warmup > steps:
+        log(
+            f"warning: optim.warmup_steps={warmup} is more than train.max_steps={steps}: the learning rate never "
+            f"reaches its peak optim.lr={lr:g} (it stops at {lr * lr_factor(steps - 1, warmup, steps, 1.0):.3g})"
+        )
+
+
+def nothing_to_resume(run_dir: Path) -> ConfigError:
+    return ConfigError(
+        f"--resume: {run_dir} holds no run to resume (no config.yaml); to start a new run there, leave out --resume"
+    )
+
+
+def write_run_files(config: RunConfig, run_dir: Path, prepared: PreparedData) -> None:
+    """``config.yaml``, ``tokenizer.json`` and ``data.json``: what evaluation reads besides the checkpoints."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    prepared.tokenizer.save(run_dir / "tokenizer.json")
+    data_info = {
+        "root": str(prepared.root),
+        "manifest": prepared.manifest.get("outputs", {}),
+        "eos_token": prepared.tokenizer.eos_token,
+    }
+    write_atomic(run_dir / "data.json", json.dumps(data_info, indent=2))
+
+
+def setup(config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str], None]) -> Session:
+    """Join the process group, prepare the data, build or restore model, optimizer and schedule, write the run files."""
     tcfg = config.train
     device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = init_distributed(device.type)
@@ -321,9 +180,15 @@ def train(
             f"train.batch_size={tcfg.batch_size} must be a multiple of world_size x grad_accum "
             f"= {ddp.world_size} x {tcfg.grad_accum}"
         )
+    if resume and not (run_dir / "config.yaml").is_file():
+        raise nothing_to_resume(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if not resume and ddp.is_main and (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another directory")
+    if resume and ddp.is_main:  # what a killed writer left behind
+        clean_stale_temporaries(run_dir / CHECKPOINTS)
+        clean_stale_temporaries(run_dir)
+    warn_short_warmup(config, log)
 
     if ddp.is_main:
         prepared = prepare_run_data(config)
@@ -339,8 +204,7 @@ def train(
         optimizer,
         lambda step: lr_factor(step, config.optim.warmup_steps, tcfg.max_steps, config.optim.min_lr_ratio),
     )
-    step = 0
-    tokens_seen = 0
+    step = tokens_seen = 0
     if checkpoint is not None:
         state = load_training_state(checkpoint)
         optimizer.load_state_dict(state["optimizer"])
@@ -349,129 +213,143 @@ def train(
         step, tokens_seen = int(meta["step"]), int(state["tokens"])
         log(f"resuming {run_dir} from step {step}")
     if ddp.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        prepared.tokenizer.save(run_dir / "tokenizer.json")
-        (run_dir / "data.json").write_text(
-            json.dumps(
-                {
-                    "root": str(prepared.root),
-                    "manifest": prepared.manifest.get("outputs", {}),
-                    "eos_token": prepared.tokenizer.eos_token,
-                },
-                indent=2,
-            )
-        )
+        write_run_files(config, run_dir, prepared)
     sampler = build_sampler(config, prepared)
     val_sampler = WindowSampler(prepared.val, tcfg.seq_len, tcfg.batch_size // ddp.world_size, tcfg.seed + 1)
     use_bf16 = tcfg.precision == "bf16" or (tcfg.precision == "auto" and device.type == "cuda")
-
-    def autocast() -> contextlib.AbstractContextManager:
-        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-
     trained: nn.Module = model
     if ddp.world_size > 1:
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     forward = torch.compile(trained) if tcfg.compile else trained
-    metrics = MetricsLog(run_dir, ddp.is_main)
+    # A resumed run logs again every step after its checkpoint (or, without one, from the start): drop those records.
+    metrics = MetricsLog(run_dir, ddp.is_main, resume_step=(step if checkpoint is not None else -1) if resume else None)
     if init_info and ddp.is_main:
         metrics.write({"step": step, **{k: v for k, v in init_info.items() if k != "fresh_position_tensors"}})
+    return Session(
+        config, run_dir, device, ddp, model, trained, forward, optimizer, schedule, sampler, val_sampler, metrics,
+        init_info, log, use_bf16=use_bf16, step=step, tokens_seen=tokens_seen,
+    )  # fmt: skip
 
+
+def train_step(session: Session) -> tuple[float, torch.Tensor]:
+    """One optimizer step on the global batch of ``session.step``: (loss, gradient norm before clipping).
+
+    Gradients of ``grad_accum`` micro-batches are summed (synchronised across processes on the last one), clipped to
+    ``optim.grad_clip``, then AdamW and the schedule step. A non-finite loss raises ``TrainingDiverged``.
+    """
+    s, ddp, device = session, session.ddp, session.device
+    micro_batches = s.config.train.grad_accum
+    inputs, targets = s.sampler.batch(s.step, ddp.rank, ddp.world_size)
+    inputs, targets = inputs.to(device), targets.to(device)
+    step_loss = torch.zeros((), device=device)
+    for index, (micro_in, micro_out) in enumerate(
+        zip(inputs.chunk(micro_batches), targets.chunk(micro_batches), strict=True)
+    ):
+        sync = index == micro_batches - 1 or ddp.world_size == 1
+        context = contextlib.nullcontext() if sync else s.trained.no_sync()
+        with context, s.autocast():
+            loss = s.forward(micro_in, targets=micro_out).loss / micro_batches
+        loss.backward()
+        step_loss += loss.detach()
+    if ddp.world_size > 1:  # gloo has no AVG
+        dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
+        step_loss /= ddp.world_size
+    last_loss = float(step_loss)
+    if not math.isfinite(last_loss):
+        raise TrainingDiverged(
+            f"loss is {last_loss} at step {s.step + 1}; stopping. The last good checkpoint is "
+            f"{latest_checkpoint(s.run_dir) or 'none (none was written yet)'}. Lower train/optim.lr, raise "
+            "warmup_steps or check the data."
+        )
+    grad_norm = nn.utils.clip_grad_norm_(s.model.parameters(), s.config.optim.grad_clip)
+    s.optimizer.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    s.schedule.step()
+    s.step += 1
+    s.tokens_seen += s.config.train.batch_size * s.config.train.seq_len
+    return last_loss, grad_norm
+
+
+def end_of_step(
+    session: Session, stop: int, loss: float, grad_norm: torch.Tensor, throughput: Throughput, summary: dict, bar: tqdm
+) -> None:
+    """After a step: log, validate (rank 0) and checkpoint, each at its interval and at the last step."""
+    s, tcfg, step = session, session.config.train, session.step
+    if step % tcfg.log_every == 0 or step == stop:
+        record = {
+            "step": step,
+            "loss": loss,
+            "lr": s.schedule.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "tokens": s.tokens_seen,
+            "tokens_per_s": throughput.tokens / throughput.seconds,
+        }
+        s.metrics.write(record)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+        summary["tokens_per_s"] = record["tokens_per_s"]
+        throughput.reset()
+    if s.ddp.is_main and (step % tcfg.eval_every == 0 or step == stop):
+        val = validation_loss(s.model, s.val_sampler, tcfg.eval_batches, s.device, s.autocast)
+        if val is not None:
+            s.metrics.write({"step": step, "val_loss": val, "val_perplexity": math.exp(val)})
+            summary["val_loss"] = val
+    if step % tcfg.checkpoint_every == 0 or step == stop:
+        if s.ddp.is_main:
+            training_state = {
+                "optimizer": s.optimizer.state_dict(),
+                "scheduler": s.schedule.state_dict(),
+                "rng": _rng_state(s.device),
+                "tokens": s.tokens_seen,
+            }
+            meta = {"tokens": s.tokens_seen, **s.init_info}
+            save_checkpoint(s.run_dir, step, s.model, training_state, meta, keep=tcfg.keep_checkpoints)
+        s.ddp.barrier()
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    until_step: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir`` up to ``config.train.max_steps`` (or ``until_step``, to stop early).
+
+    Returns a summary: final step, last training and validation loss, tokens per second, run directory.
+    """
+    run_dir = Path(run_dir)
+    session = setup(config, run_dir, resume=resume, log=log)
+    tcfg = config.train
     stop = min(tcfg.max_steps, until_step) if until_step is not None else tcfg.max_steps
-    tokens_per_step = tcfg.batch_size * tcfg.seq_len
-    micro_batches = tcfg.grad_accum
-    summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": step}
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": session.step}
     bar = tqdm(
         total=stop,
-        initial=step,
-        disable=not (progress and ddp.is_main),
+        initial=session.step,
+        disable=not (progress and session.ddp.is_main),
         desc=config.name or run_dir.name,
         unit="step",
         dynamic_ncols=True,
     )
-    window_time, window_tokens = 0.0, 0
-    last_loss = float("nan")
-    model.train()
+    throughput = Throughput()
+    loss = float("nan")
+    session.model.train()
     try:
-        while step < stop:
+        while session.step < stop:
             step_start = time.perf_counter()
-            inputs, targets = sampler.batch(step, ddp.rank, ddp.world_size)
-            inputs, targets = inputs.to(device), targets.to(device)
-            micro_inputs, micro_targets = inputs.chunk(micro_batches), targets.chunk(micro_batches)
-            step_loss = torch.zeros((), device=device)
-            for index, (micro_in, micro_out) in enumerate(zip(micro_inputs, micro_targets, strict=True)):
-                sync = index == micro_batches - 1 or ddp.world_size == 1
-                context = contextlib.nullcontext() if sync else trained.no_sync()
-                with context, autocast():
-                    loss = forward(micro_in, targets=micro_out).loss / micro_batches
-                loss.backward()
-                step_loss += loss.detach()
-            if ddp.world_size > 1:  # gloo has no AVG
-                dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
-                step_loss /= ddp.world_size
-            last_loss = float(step_loss)
-            if not math.isfinite(last_loss):
-                raise TrainingDiverged(
-                    f"loss is {last_loss} at step {step + 1}; stopping. The last good checkpoint is "
-                    f"{latest_checkpoint(run_dir) or 'none (none was written yet)'}. Lower train/optim.lr, raise "
-                    "warmup_steps or check the data."
-                )
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-            step += 1
-            tokens_seen += tokens_per_step
-            window_tokens += tokens_per_step
-            window_time += time.perf_counter() - step_start
+            loss, grad_norm = train_step(session)
+            throughput.add(tcfg.batch_size * tcfg.seq_len, time.perf_counter() - step_start)
             bar.update(1)
-            if step % tcfg.log_every == 0 or step == stop:
-                record = {
-                    "step": step,
-                    "loss": last_loss,
-                    "lr": schedule.get_last_lr()[0],
-                    "grad_norm": float(grad_norm),
-                    "tokens": tokens_seen,
-                    "tokens_per_s": window_tokens / window_time,
-                }
-                metrics.write(record)
-                bar.set_postfix(
-                    loss=f"{last_loss:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
-                )
-                summary["tokens_per_s"] = record["tokens_per_s"]
-                window_time, window_tokens = 0.0, 0
-            if ddp.is_main and (step % tcfg.eval_every == 0 or step == stop):
-                val = validation_loss(model, val_sampler, tcfg.eval_batches, device, autocast)
-                if val is not None:
-                    metrics.write({"step": step, "val_loss": val, "val_perplexity": math.exp(val)})
-                    summary["val_loss"] = val
-            if step % tcfg.checkpoint_every == 0 or step == stop:
-                if ddp.is_main:
-                    training_state = {
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": schedule.state_dict(),
-                        "rng": _rng_state(device),
-                        "tokens": tokens_seen,
-                    }
-                    save_checkpoint(
-                        run_dir,
-                        step,
-                        model,
-                        training_state,
-                        {"tokens": tokens_seen, **init_info},
-                        keep=tcfg.keep_checkpoints,
-                    )
-                ddp.barrier()
+            end_of_step(session, stop, loss, grad_norm, throughput, summary, bar)
     finally:
         bar.close()
-        metrics.close()
-    summary.update({"step": step, "loss": last_loss, "tokens": tokens_seen})
-    log(
-        f"{run_dir}: step {step}, loss {last_loss:.4f}"
-        + (f", val loss {summary['val_loss']:.4f}" if "val_loss" in summary else "")
-    )
+        session.metrics.close()
+    summary.update({"step": session.step, "loss": loss, "tokens": session.tokens_seen})
+    val = f", val loss {summary['val_loss']:.4f}" if "val_loss" in summary else ""
+    session.log(f"{run_dir}: step {session.step}, loss {loss:.4f}{val}")
     return summary
 
 
@@ -488,23 +366,14 @@ def train_from_files(
     """``fope train``: a config file (or, with ``resume``, the run's saved config) plus overrides, then ``train``."""
     run_dir = Path(run_dir)
     saved = run_dir / "config.yaml"
-    if resume and saved.is_file():
+    if resume and not saved.is_file():
+        raise nothing_to_resume(run_dir)
+    if resume:
         config = load_config(saved, overrides)
     elif config_path is None:
-        raise ConfigError("--config is required for a new run (only --resume can take the run's saved config)")
+        raise ConfigError("--config is required to start a new run (or pass --resume to continue one)")
     else:
         config = load_config(config_path, overrides)
     if max_steps is not None:
         config.train.max_steps = max_steps
     return train(config, run_dir, resume=resume, until_step=until_step, progress=progress)
-
-
-def iterate_losses(run_dir: str | Path) -> Iterator[tuple[int, float]]:
-    """(step, training loss) records of a run's ``metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            yield record["step"], record["loss"]

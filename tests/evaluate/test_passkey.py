@@ -6,20 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from fope.evaluate.passkey import (
+from fope.data.passkey import (
     FILLER,
     INSTRUCTION,
     QUESTION,
-    PasskeyTrial,
     build_passkey_prompt,
     filler,
-    first_integer,
     passkey_mixer,
     passkey_text,
     passkey_training_example,
-    score_answer,
-    summarize_trials,
 )
+from fope.evaluate.passkey import PasskeyTrial, first_integer, score_answer, summarize_trials
 
 
 def byte_encode(text: str) -> list[int]:

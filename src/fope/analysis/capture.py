@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from fope.device import model_device
 from fope.model import TransformerLM
 
 __all__ = ["Activations", "capture_activations", "complex_pairs", "model_device"]
@@ -25,11 +26,6 @@ class Activations(NamedTuple):
     queries: list[Tensor]
     keys: list[Tensor]
     block_inputs: list[Tensor]
-
-
-def model_device(model: TransformerLM) -> torch.device:
-    """The device of the model's weights."""
-    return model.embed.weight.device
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ def attention_section(
     runs: Sequence[Any], out_dir: Path, *, sequences: int = 2, multiples: Sequence[int] = MULTIPLES, seed: int = 0
 ) -> Any:
     """A ``ReportSection`` comparing attention entropy and mass beyond L by context length across configurations."""
-    from fope.report import ReportSection
+    from fope.report import ReportSection, render_table
     from fope.runs import load_run
 
     per_label: dict[str, list[dict[str, Any]]] = {}
@@ -51,8 +51,12 @@ def attention_section(
     figure = "attention-context.png"
     compare_behaviour(raw, out_dir / figure)
     averaged = {label: _average(values) for label, values in per_label.items()}
-    header = "| configuration | n | " + " | ".join(f"{m}x" for m in multiples) + " |"
-    rule = "|---|---:|" + "---:|" * len(multiples)
+    header = ["configuration", "n", *(f"{m}x" for m in multiples)]
+
+    def table(key: str) -> str:
+        rows = [[label, str(a["n"]), *(f"{v:.3f}" for v in a[key])] for label, a in averaged.items()]
+        return render_table(header, rows)
+
     lines = [
         "Mean over layers and heads, on the same held-out windows for every run, averaged over a configuration's runs.",
         "Normalized entropy is entropy / ln(number of keys): 1 is uniform attention. Mass beyond L is the share of",
@@ -60,16 +64,10 @@ def attention_section(
         "",
         "**Normalized attention entropy**",
         "",
-        header,
-        rule,
-    ]
-    lines += [
-        f"| {label} | {a['n']} | " + " | ".join(f"{v:.3f}" for v in a["normalized_entropy"]) + " |"
-        for label, a in averaged.items()
-    ]
-    lines += ["", "**Attention mass beyond the training length**", "", header, rule]
-    lines += [
-        f"| {label} | {a['n']} | " + " | ".join(f"{v:.3f}" for v in a["mass_beyond_train_length"]) + " |"
-        for label, a in averaged.items()
+        table("normalized_entropy"),
+        "",
+        "**Attention mass beyond the training length**",
+        "",
+        table("mass_beyond_train_length"),
     ]
     return ReportSection("Attention past the training length", "\n".join(lines), (figure,), {"by_label": averaged})

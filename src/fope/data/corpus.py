@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fope.checkpoint import file_sha256
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,6 @@ MILTON_GROUPS = {
     work: "milton/comus-and-minor-poems"
     for work in ("comus", "lallegro_il_penseroso_comus_and_lycidas", "poetical_works")
 }
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_sdist(sdist: Sdist, directory: str | Path) -> Path:

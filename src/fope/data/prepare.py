@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from fope.checkpoint import file_sha256, publish_directory
 from fope.data import corpus
 from fope.data.corpus import Document
 from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
@@ -171,7 +172,7 @@ def prepare_data(
     try:
         _build(staging, options, origins, train_docs, val_docs)
         try:
-            os.replace(staging, root)
+            publish_directory(staging, root)
         except OSError:
             if not (root / MANIFEST_FILE).is_file():
                 raise
@@ -222,7 +223,7 @@ def _open(root: Path, manifest: dict[str, Any], *, reused: bool) -> PreparedData
     for split, store in stores.items():
         if store.meta["tokens_sha256"] != manifest["files"][f"{split}/{TOKENS_FILE}"]:
             raise TokenStoreError(f"{root / split} is not the store the manifest describes")
-    if corpus.file_sha256(root / TOKENIZER_FILE) != manifest["tokenizer"]["sha256"]:
+    if file_sha256(root / TOKENIZER_FILE) != manifest["tokenizer"]["sha256"]:
         raise ValueError(f"{root / TOKENIZER_FILE} is not the tokenizer the manifest describes")
     return PreparedData(root, Tokenizer.load(root / TOKENIZER_FILE), stores["train"], stores["val"], manifest, reused)
 
@@ -249,7 +250,7 @@ def _build(
     for split, documents in (("train", train_docs), ("val", val_docs)):
         records += _write_split(root / split, split, documents, tokenizer)
     files = {
-        name: corpus.file_sha256(root / name)
+        name: file_sha256(root / name)
         for name in [TOKENIZER_FILE, *(f"{split}/{f}" for split in ("train", "val") for f in STORE_FILES)]
     }
     manifest = {

@@ -7,18 +7,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from fope.checks import check_int
 from fope.data.store import TokenStore
 
 #: ``mixer(rng, n, seq_len)`` -> ``(n, seq_len + 1)`` int64 tokens (e.g. passkey-format examples) laid over ``n``
 #: sampled rows: negative entries keep the row's own corpus tokens, so an example can be packed after real text
 #: like any document in the stream.
 Mixer = Callable[[np.random.Generator, int, int], torch.Tensor]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
 
 
 class WindowSampler:
@@ -38,9 +33,9 @@ class WindowSampler:
         seed: int,
         mixers: Sequence[tuple[float, Mixer]] = (),
     ) -> None:
-        self.seq_len = _check_int("seq_len", seq_len, 1)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.seq_len = check_int("seq_len", seq_len, minimum=1)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
         if store.num_tokens < self.seq_len + 1:
             raise ValueError(
                 f"the store {store.path} has {store.num_tokens} tokens, fewer than seq_len + 1 = {self.seq_len + 1}; "
@@ -54,7 +49,7 @@ class WindowSampler:
 
     def global_batch(self, step: int) -> np.ndarray:
         """The ``(batch_size, seq_len + 1)`` int64 token rows of ``step``."""
-        step = _check_int("step", step, 0)
+        step = check_int("step", step, minimum=0)
         rng = np.random.default_rng([self.seed, step])
         window = self.seq_len + 1
         starts = rng.integers(0, self.store.num_tokens - window + 1, size=self.batch_size)
@@ -74,8 +69,8 @@ class WindowSampler:
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of this rank: int64 ``(batch_size // world_size, seq_len)``, targets shifted by one."""
-        world_size = _check_int("world_size", world_size, 1)
-        rank = _check_int("rank", rank, 0)
+        world_size = check_int("world_size", world_size, minimum=1)
+        rank = check_int("rank", rank, minimum=0)
         if rank >= world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}); got {rank}")
         if self.batch_size % world_size:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fope.data.corpus import file_sha256
+from fope.checkpoint import file_sha256, publish_directory
 from fope.errors import FopeError
 
 FORMAT = "fope-token-store"
@@ -153,7 +152,7 @@ class TokenStore:
                 "names": names,
             }
             (staging / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-            os.replace(staging, path)
+            publish_directory(staging, path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(path)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fope.checks import check_int
+
 
 @dataclass(frozen=True)
 class Span:
@@ -56,19 +58,12 @@ def select_spans(document_lengths: np.ndarray, span_tokens: int, max_spans: int,
     return SpanSelection(spans, cross_document, eligible)
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """``value`` as an int when it is an int >= 1; otherwise an error naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return int(value)
-
-
 def check_lengths(lengths: Sequence[int]) -> list[int]:
     """The evaluation lengths sorted and without repeats; each must be an int >= 1."""
     if isinstance(lengths, (str, bytes)) or not lengths:
         raise ValueError(f"lengths must be a non-empty list of ints >= 1; got {lengths!r}")
     for length in lengths:
-        check_positive_int("each length", length)
+        check_int("each length", length, minimum=1)
     return sorted({int(length) for length in lengths})
 
 

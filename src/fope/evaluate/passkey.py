@@ -1,9 +1,7 @@
 """Passkey retrieval: the protocol behind the paper's figure (see docs/evaluation.md).
 
-Prompt = five lines joined by "\\n": the instruction, a filler prefix, the needle, a filler suffix, the question.
-The filler is a character slice of ``FILLER`` repeated; its total length ``n`` grows in steps of 128 characters,
-the prefix takes a uniform share of it (the needle depth) and the suffix restarts at the string's start. The answer
-is right when the first integer of the greedy continuation equals the key.
+The prompt (instruction, filler prefix, needle, filler suffix, question) is ``fope.data.passkey``'s. The answer is
+right when the first integer of the greedy continuation equals the key.
 """
 
 from __future__ import annotations
@@ -21,96 +19,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fope.checks import check_int
+from fope.data.passkey import KEY_RANGE, PasskeyPrompt, build_passkey_prompt, passkey_text
 from fope.data.tokenizer import Tokenizer
-from fope.evaluate.chunks import check_lengths, check_positive_int
-from fope.evaluate.results import PASSKEY, model_device, run_summary, write_results
+from fope.device import model_device, resolve_device
+from fope.evaluate.chunks import check_lengths
+from fope.evaluate.results import PASSKEY, run_summary, write_results
+from fope.runs import load_run
 
-INSTRUCTION = (
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-    "I will quiz you about the important information there."
-)
-FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-QUESTION = "What is the pass key? The pass key is"
-KEY_RANGE = (1, 50000)
-FILLER_STEP = 128
 DEFAULT_TRIALS = 100
 #: Default lengths stop at this multiple of the training length.
 MAX_LENGTH_MULTIPLE = 16
 _FIRST_INTEGER = re.compile(r"\d+")
-
-
-def needle(key: int) -> str:
-    """The line that hides the key."""
-    return f"The pass key is {key}. Remember it. {key} is the pass key."
-
-
-def filler(num_chars: int) -> str:
-    """The first ``num_chars`` characters of ``FILLER`` repeated."""
-    repeats = num_chars // len(FILLER) + 1
-    return (FILLER * repeats)[:num_chars]
-
-
-@dataclass(frozen=True)
-class PasskeyPrompt:
-    """One trial: the prompt text and its token ids, the key, the needle depth (prefix / filler) and filler size."""
-
-    text: str
-    token_ids: list[int]
-    key: int
-    depth: float
-    filler_chars: int
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.token_ids)
-
-
-def passkey_text(key: int, filler_chars: int, depth: float) -> str:
-    """The five-line prompt: ``filler_chars`` of filler, ``round(depth * filler_chars)`` of them before the needle."""
-    prefix_chars = round(depth * filler_chars)
-    return "\n".join([INSTRUCTION, filler(prefix_chars), needle(key), filler(filler_chars - prefix_chars), QUESTION])
-
-
-def build_passkey_prompt(
-    encode: Callable[[str], list[int]],
-    target_tokens: int,
-    rng: np.random.Generator,
-    *,
-    key: int | None = None,
-    depth: float | None = None,
-) -> PasskeyPrompt:
-    """The longest prompt (filler grown in steps of 128 characters) whose token count is at most ``target_tokens``.
-
-    ``key`` defaults to a uniform draw from [1, 50000] and ``depth`` to a uniform draw from [0, 1], both from ``rng``.
-    Raises ``ValueError`` when even the prompt without filler is longer than ``target_tokens``.
-    """
-    if key is None:
-        key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
-    if depth is None:
-        depth = float(rng.uniform(0.0, 1.0))
-    if not 0.0 <= depth <= 1.0:
-        raise ValueError(f"depth must be in [0, 1]; got {depth}")
-
-    def tokens(steps: int) -> list[int]:
-        return encode(passkey_text(key, steps * FILLER_STEP, depth))
-
-    shortest = tokens(0)
-    if len(shortest) > target_tokens:
-        raise ValueError(
-            f"target_tokens={target_tokens} is shorter than the passkey prompt without filler ({len(shortest)} tokens)"
-        )
-    # Token count grows with the filler; find the last step that fits by doubling then bisecting.
-    low, high = 0, 1
-    while len(tokens(high)) <= target_tokens:
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if len(tokens(middle)) <= target_tokens:
-            low = middle
-        else:
-            high = middle
-    ids = tokens(low)
-    return PasskeyPrompt(passkey_text(key, low * FILLER_STEP, depth), ids, key, depth, low * FILLER_STEP)
 
 
 def first_integer(text: str) -> int | None:
@@ -122,53 +42,6 @@ def first_integer(text: str) -> int | None:
 def score_answer(continuation: str, key: int) -> bool:
     """Right when the first integer of the continuation equals the key (a missing answer is wrong)."""
     return first_integer(continuation) == key
-
-
-def passkey_training_example(
-    encode: Callable[[str], list[int]],
-    max_tokens: int,
-    rng: np.random.Generator,
-    *,
-    min_tokens: int | None = None,
-) -> list[int]:
-    """A passkey prompt followed by its answer (`` {key}.``), at most ``max_tokens`` tokens, for mixing into training.
-
-    The prompt length is drawn uniformly between ``min_tokens`` (default ``max_tokens // 4``) and the longest that
-    still leaves room for the answer, so the model sees the needle at every depth and distance up to ``max_tokens``.
-    """
-    key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
-    depth = float(rng.uniform(0.0, 1.0))
-    answer = encode(f" {key}.")  # what greedy decoding must produce after the prompt's final "is"
-    budget = max_tokens - len(answer)
-    shortest = len(encode(passkey_text(key, 0, depth)))
-    if shortest > budget:
-        raise ValueError(
-            f"max_tokens={max_tokens} cannot hold a passkey example: the prompt without filler and its answer take "
-            f"{shortest + len(answer)} tokens with this tokenizer"
-        )
-    floor = min(max(min_tokens if min_tokens is not None else max_tokens // 4, shortest), budget)
-    target = int(rng.integers(floor, budget + 1))
-    prompt = build_passkey_prompt(encode, target, rng, key=key, depth=depth)
-    return prompt.token_ids + answer
-
-
-def passkey_mixer(
-    encode: Callable[[str], list[int]], eos_id: int, min_tokens: int | None = None
-) -> Callable[[np.random.Generator, int, int], torch.Tensor]:
-    """A ``WindowSampler`` mixer: each row ends with the end-of-document token and one passkey example.
-
-    The example is packed after the row's own corpus text (entries -1 keep it), the way every document follows the
-    previous one in the training stream; evaluation prompts likewise open with the end-of-document token.
-    """
-
-    def mix(rng: np.random.Generator, count: int, seq_len: int) -> torch.Tensor:
-        rows = torch.full((count, seq_len + 1), -1, dtype=torch.int64)
-        for row in range(count):
-            example = [eos_id, *passkey_training_example(encode, seq_len, rng, min_tokens=min_tokens)]
-            rows[row, seq_len + 1 - len(example) :] = torch.tensor(example, dtype=torch.int64)
-        return rows
-
-    return mix
 
 
 @dataclass(frozen=True)
@@ -223,7 +96,7 @@ def min_prompt_tokens(encode: Callable[[str], list[int]]) -> int:
 
 def default_passkey_lengths(encode: Callable[[str], list[int]], train_length: int) -> list[int]:
     """Powers of two from the smallest that holds the prompt without filler up to 16 x ``train_length``."""
-    top = MAX_LENGTH_MULTIPLE * check_positive_int("train_length", train_length)
+    top = MAX_LENGTH_MULTIPLE * check_int("train_length", train_length, minimum=1)
     shortest = min_prompt_tokens(encode)
     length = 1 << (shortest - 1).bit_length()
     if length > top:
@@ -288,9 +161,9 @@ def evaluate_passkey(
     default to powers of two from the smallest that holds the prompt up to 16 x ``train_length`` (default: the
     model's). ``device`` (default: the model's) receives the model.
     """
-    trials = check_positive_int("trials", trials)
-    max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
-    depth_bins = check_positive_int("depth_bins", depth_bins)
+    trials = check_int("trials", trials, minimum=1)
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
+    depth_bins = check_int("depth_bins", depth_bins, minimum=1)
     if train_length is None:
         train_length = model.config.train_length
     shortest = min_prompt_tokens(tokenizer.encode)
@@ -360,8 +233,6 @@ def evaluate_run_passkey(
     write: bool = True,
 ) -> dict[str, Any]:
     """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``."""
-    from fope.runs import load_run  # imported here: fope.train imports this module (passkey_mixer)
-    from fope.train import resolve_device
 
     run = load_run(run_dir, step=step, device=resolve_device(device))
     results = evaluate_passkey(

@@ -21,21 +21,21 @@ from tokenizers import decoders, pre_tokenizers
 from torch import nn
 from tqdm.auto import tqdm
 
+from fope.checks import check_int
 from fope.data.corpus import Document, decode_text, jsonl_documents, text_dir_documents
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
+from fope.device import model_device, resolve_device
 from fope.evaluate.chunks import (
     Span,
     SpanSelection,
     check_lengths,
-    check_positive_int,
     position_buckets,
     select_spans,
     windows,
 )
-from fope.evaluate.results import PERPLEXITY, model_device, results_name, run_summary, write_results
+from fope.evaluate.results import PERPLEXITY, results_name, run_summary, write_results
 from fope.runs import load_run
-from fope.train import resolve_device
 
 #: Default lengths as multiples of the training length.
 LENGTH_MULTIPLES = (1, 2, 4, 8, 16)
@@ -49,7 +49,7 @@ RECORD_KEYS = ("length", "tokens", "loss", "perplexity", "bits_per_byte")
 
 def default_lengths(train_length: int) -> list[int]:
     """``train_length`` times 1, 2, 4, 8 and 16."""
-    check_positive_int("train_length", train_length)
+    check_int("train_length", train_length, minimum=1)
     return [train_length * multiple for multiple in LENGTH_MULTIPLES]
 
 
@@ -210,9 +210,9 @@ def evaluate_perplexity(
     default to ``train_length`` x 1, 2, 4, 8, 16; buckets are ``train_length`` positions wide. Batches hold about
     ``batch_tokens`` tokens. ``device`` (default: the model's) receives the model.
     """
-    train_length = check_positive_int("train_length", train_length)
-    max_spans = check_positive_int("max_spans", max_spans)
-    batch_tokens = check_positive_int("batch_tokens", batch_tokens)
+    train_length = check_int("train_length", train_length, minimum=1)
+    max_spans = check_int("max_spans", max_spans, minimum=1)
+    batch_tokens = check_int("batch_tokens", batch_tokens, minimum=1)
     lengths = default_lengths(train_length) if lengths is None else check_lengths(lengths)
     documents = document_tokens(data, tokenizer)
     span_tokens = lengths[-1] + 1

@@ -1,4 +1,9 @@
-"""Where evaluation results live: ``RUN_DIR/eval/<name>.json``, each with a summary of the run it describes."""
+"""Where evaluation results live: ``RUN_DIR/eval/<name>.json``, each with a summary of the run it describes.
+
+Perplexity results merge by length: evaluating some lengths again (``fope eval RUN --lengths 1024``) adds or updates
+those lengths and keeps the others, as long as the stored results describe the same checkpoint, data and span draw
+(``merge_by_length``); results of another checkpoint or settings are replaced.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
+from fope.device import model_device  # noqa: F401  (importable from here as before)
 
 if TYPE_CHECKING:
     from fope.runs import Run
@@ -31,10 +36,73 @@ def results_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / EVAL_DIR / f"{name}.json"
 
 
+def _same_evaluation(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two perplexity results come from the same checkpoint, data, training length and span draw."""
+    if old.get("evaluation") != PERPLEXITY or new.get("evaluation") != PERPLEXITY:
+        return False
+    if not isinstance(old.get("spans"), dict) or not isinstance(old.get("results"), list):
+        return False
+    run_keys = ("step", "checkpoint")
+    if any((old.get("run") or {}).get(key) != (new.get("run") or {}).get(key) for key in run_keys):
+        return False
+    if any(old.get(key) != new.get(key) for key in ("data", "train_length", "bucket_tokens")):
+        return False
+    return all(old["spans"].get(key) == new["spans"].get(key) for key in ("max_spans", "seed"))
+
+
+def merge_by_length(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s perplexity records, plus ``old``'s at the lengths ``new`` did not evaluate.
+
+    Only when both describe the same evaluation (checkpoint, data, training length, span count and seed); otherwise
+    ``new`` alone. The merged result lists every length; ``spans`` is ``new``'s (cross-document flag and notes of
+    both), and ``merged`` records, for the lengths kept from earlier evaluations, the spans they were read from
+    (spans are ``max(lengths) + 1`` tokens, so an evaluation of other lengths may read other windows).
+    """
+    if old is None or not _same_evaluation(old, new):
+        return new
+    evaluated = {record["length"] for record in new["results"]}
+    kept = [record for record in old["results"] if record["length"] not in evaluated]
+    if not kept:
+        return new
+    earlier = []
+    covered: set[int] = set()
+    for entry in old.get("merged", []):
+        lengths = [length for length in entry["lengths"] if length not in evaluated]
+        covered.update(entry["lengths"])
+        if lengths:
+            earlier.append({**entry, "lengths": lengths})
+    own = [record["length"] for record in kept if record["length"] not in covered]
+    if own:
+        earlier.append({"lengths": own, "spans": old["spans"]})
+    notes = [note for note in (old["spans"].get("note"), new["spans"].get("note")) if note]
+    spans = {
+        **new["spans"],
+        "cross_document": bool(old["spans"].get("cross_document") or new["spans"].get("cross_document")),
+        "note": "; ".join(dict.fromkeys(notes)) or None,
+    }
+    records = sorted([*kept, *new["results"]], key=lambda record: record["length"])
+    return {
+        **new,
+        "lengths": [record["length"] for record in records],
+        "spans": spans,
+        "results": records,
+        "merged": sorted(earlier, key=lambda entry: entry["lengths"][0]),
+    }
+
+
 def write_results(run_dir: str | Path, name: str, results: dict[str, Any]) -> Path:
-    """Write ``results`` as ``RUN_DIR/eval/<name>.json`` (atomically: a reader never sees half a file)."""
+    """Write ``results`` as ``RUN_DIR/eval/<name>.json`` (atomically: a reader never sees half a file).
+
+    Perplexity results are merged by length with what the file holds (``merge_by_length``).
+    """
     path = results_path(run_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if results.get("evaluation") == PERPLEXITY:
+        try:
+            stored = read_results(run_dir, name)
+        except (OSError, ValueError):  # an unreadable file is replaced, never a reason to lose the new results
+            stored = None
+        results = merge_by_length(stored if isinstance(stored, dict) else None, results)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_text(json.dumps(results, indent=1) + "\n")
     os.replace(temporary, path)
@@ -70,9 +138,3 @@ def run_summary(run: Run) -> dict[str, Any]:
         "batch_size": run.config.train.batch_size,
         "max_steps": run.config.train.max_steps,
     }
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")

@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from fope.errors import FopeError
+from fope.integrations.hf_lm import quiet_progress
 from fope.integrations.modeling_fope import CONFIG_KEY, FEATURE_KEYS, FourierFeatures, attention_layers, classes_for
+from fope.integrations.transformers import check_out_dir
 from fope.model import TransformerLM
 from fope.positions import FoPE, RoPE
 
@@ -73,7 +73,7 @@ def export_run(
     """
     from fope.runs import load_run
 
-    target = _check_target(out_dir, overwrite)
+    target = check_out_dir(out_dir, overwrite)
     run = load_run(run_dir, step=step)
     if not isinstance(run.model, TransformerLM):
         raise FopeError(
@@ -108,12 +108,12 @@ def export_model(
     """
     if not isinstance(model, TransformerLM):
         raise TypeError(f"model must be a fope TransformerLM; got {type(model).__name__}")
-    target = _check_target(out_dir, overwrite)
+    target = check_out_dir(out_dir, overwrite)
     hf_model = to_transformers(model, tokenizer, provenance=provenance, max_position_embeddings=max_position_embeddings)
     hf_tokenizer = transformers_tokenizer(tokenizer, model_max_length=hf_model.config.max_position_embeddings)
     if target.exists():
         shutil.rmtree(target) if target.is_dir() else target.unlink()
-    with _quiet_progress():
+    with quiet_progress():
         hf_model.save_pretrained(target)
     hf_tokenizer.save_pretrained(target)
     return target
@@ -227,29 +227,6 @@ def transformers_tokenizer(tokenizer: Tokenizer, *, model_max_length: int | None
     if model_max_length is not None:
         options["model_max_length"] = model_max_length
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, **options)
-
-
-def _check_target(out_dir: str | PathLike[str], overwrite: bool) -> Path:
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False; got {overwrite!r}")
-    target = Path(out_dir)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"out_dir {str(out_dir)!r} exists and is not empty; pass --overwrite to replace it")
-    return target
-
-
-@contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """No "Writing model shards" progress bar from transformers."""
-    from transformers.utils import logging
-
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            logging.enable_progress_bar()
 
 
 def _first(model: TransformerLM) -> nn.Module:

@@ -48,6 +48,7 @@ __all__ = [
     "check_position_options",
     "load_checkpoint",
     "load_for_training",
+    "quiet_progress",
 ]
 
 #: FoPE and its two ablations (options fixed as in ``fope.positions.POSITION_ENCODINGS``), YaRN, or the model's own.
@@ -235,7 +236,7 @@ class HFCausalLM(nn.Module):
 
     def save_pretrained(self, directory: str | PathLike[str]) -> None:
         """Write the model (safetensors; config.json with the FoPE options) and the tokenizer, if any."""
-        with _quiet_progress():
+        with quiet_progress():
             self.model.save_pretrained(directory)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(directory)
@@ -336,7 +337,7 @@ def load_for_training(
         config.rope_parameters = _yarn_parameters(config, options, train_length)
         context = round(config.rope_parameters["factor"] * config.rope_parameters["original_max_position_embeddings"])
         config.max_position_embeddings = max(config.max_position_embeddings, context)
-    with _quiet_progress():
+    with quiet_progress():
         if is_fope:
             model = from_pretrained(directory, **load_options)
         else:
@@ -361,7 +362,7 @@ def load_checkpoint(
 
     directory = check_model_directory(directory)
     load_options = _load_options(dtype, attn_implementation)
-    with _quiet_progress():
+    with quiet_progress():
         if is_converted_directory(directory):
             model = from_pretrained(directory, **load_options)
         else:
@@ -420,8 +421,9 @@ def _yarn_parameters(config: Any, options: Mapping[str, Any], train_length: int)
 
 
 @contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """No transformers progress bars ("Loading weights", "Writing model shards") inside the training loop's bar."""
+def quiet_progress() -> Iterator[None]:
+    """No transformers progress bars ("Loading weights", "Writing model shards"): inside the training loop's bar, in
+    an export."""
     from transformers.utils import logging
 
     enabled = logging.is_progress_bar_enabled()

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fope.checks import check_int
+from fope.device import model_device
 from fope.integrations.modeling_fope import (
     CONFIG_KEY,
     LAYOUTS,
@@ -39,7 +41,6 @@ from fope.integrations.modeling_fope import (
     classes_for,
 )
 from fope.positions import FoPE, RoPE
-from fope.positions._checks import check_int
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_KEY",
     "FROM_MODEL",
+    "check_out_dir",
     "convert",
     "convert_directory",
     "convert_options",
@@ -105,7 +107,7 @@ def convert(
     fopes = [build(seed=seed)] if share_layers else [build(seed=s) for s in _layer_seeds(seed, len(attentions))]
     layout = _probe_attention(model, base, attentions[0], structure, layout)  # the model is unchanged after it
     # Nothing has changed so far: a bad option or an unsupported architecture leaves the model as it was.
-    device = _device_of(attentions[0])
+    device = model_device(attentions[0])
     attach(model, [_features_of(fope).to(device) for fope in fopes], layout=layout, shared=share_layers)
     config_class, model_class = classes_for(type(model).__name__)
     model.__class__, model.config.__class__ = model_class, config_class
@@ -162,8 +164,7 @@ def convert_directory(
         raise FileNotFoundError(f"src_dir must be a model directory with a config.json; got {str(src_dir)!r}")
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"out_dir must differ from src_dir; got {str(out_dir)!r} for both")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"out_dir {str(out_dir)!r} exists and is not empty; pass --overwrite to replace it")
+    check_out_dir(target, overwrite)
     if is_converted_directory(source):
         raise ValueError(
             f"{src_dir} is already a FoPE model: converting again would draw new coefficients over its trained ones. "
@@ -182,6 +183,16 @@ def convert_directory(
         if file.is_file() and not is_weights and not (target / file.name).exists():
             shutil.copy2(file, target / file.name)
     return model
+
+
+def check_out_dir(out_dir: str | PathLike[str], overwrite: bool) -> Path:
+    """``out_dir`` as a Path, if it is absent, empty, or ``overwrite`` allows replacing it; else FileExistsError."""
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False; got {overwrite!r}")
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise FileExistsError(f"out_dir {str(out_dir)!r} exists and is not empty; pass --overwrite to replace it")
+    return target
 
 
 def convert_options() -> list[str]:
@@ -464,7 +475,7 @@ def _probe_attention(
             handle.remove()
         raise TypeError(f"the model's forward never ran its first {type(attention).__name__}")
 
-    device = _device_of(attention)
+    device = model_device(attention)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, base.config.vocab_size, (1, _PROBE_LENGTH), generator=generator).to(device)
     probe = _ModelRoPE(_fresh_rotary(base), structure["head_dim"])
@@ -527,8 +538,3 @@ def _layer_seeds(seed: int | None, num_layers: int) -> list[int | None]:
         return [None] * num_layers
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     return [int(value) for value in torch.randint(0, 2**62, (num_layers,), generator=generator)]
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    tensor = next(module.parameters(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")

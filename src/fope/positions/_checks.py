@@ -1,35 +1,24 @@
-"""Argument checks shared by the position encodings: errors name the argument, the value and what is accepted."""
+"""Shape checks of the position encodings (head and rotary dims, q/k, positions); scalar checks are ``fope.checks``."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from fope.checks import check_choice, check_float, check_int
+
+__all__ = [
+    "LAYOUTS",
+    "check_choice",
+    "check_float",
+    "check_heads",
+    "check_int",
+    "check_qk",
+    "check_rotary_dims",
+    "resolve_positions",
+]
+
 LAYOUTS = ("half", "interleaved")
-
-
-def check_int(name: str, value: object, *, minimum: int) -> int:
-    """An integer (not a bool) that is at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
-    return value
-
-
-def check_float(name: str, value: object, *, minimum: float, strict: bool = False) -> float:
-    """A real number at least (or, with ``strict``, above) ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
-    if value < minimum or (strict and value == minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}; got {value}")
-    return float(value)
-
-
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
-    return value  # type: ignore[return-value]
 
 
 def check_rotary_dims(head_dim: object, rotary_dim: object) -> tuple[int, int]:

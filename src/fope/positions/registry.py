@@ -13,7 +13,7 @@ from fope.positions.fourier import FoPE
 from fope.positions.frequencies import SCALING_SCHEMES, _scheme_options
 from fope.positions.rotary import RoPE
 
-__all__ = ["POSITION_ENCODINGS", "STRUCTURAL_OPTIONS", "build_position_encoding"]
+__all__ = ["POSITION_ENCODINGS", "STRUCTURAL_OPTIONS", "build_position_encoding", "position_options"]
 
 #: Options a model passes to every scheme; a scheme that has no use for one ignores it.
 STRUCTURAL_OPTIONS = ("head_dim", "num_heads", "num_kv_heads", "train_length", "seed")
@@ -46,6 +46,18 @@ POSITION_ENCODINGS: dict[str, Variant] = {
 }
 for _alias, _target in (("rope-pi", "pi"), ("rope-ntk", "ntk"), ("rope-yarn", "yarn")):
     POSITION_ENCODINGS[_alias] = POSITION_ENCODINGS[_target]
+
+
+def position_options(name: str) -> list[str]:
+    """The option names a registered encoding takes besides the structural ones (an extension variant's flat)."""
+    if name not in POSITION_ENCODINGS:
+        raise ValueError(f"unknown position encoding {name!r}; known: {sorted(POSITION_ENCODINGS)}")
+    variant = POSITION_ENCODINGS[name]
+    accepted = set(inspect.signature(variant.cls.__init__).parameters) - {"self", *STRUCTURAL_OPTIONS}
+    if variant.scaling_type is not None:
+        accepted.discard("scaling")
+        accepted |= _scheme_options(SCALING_SCHEMES[variant.scaling_type])[0]
+    return sorted(accepted)
 
 
 def build_position_encoding(name: str, **options: Any) -> PositionEncoding:

@@ -1,0 +1,357 @@
+"""Checkpoints: save, find, verify and load them; the project's one atomic write and one file checksum.
+
+A checkpoint directory ``checkpoints/step_XXXXXXX`` holds ``model.safetensors`` (or, for a transformers model, a
+``save_pretrained`` folder), ``training_state.pt`` and ``meta.json`` (step, model config, the sha256 of every file).
+It is written under a temporary name (``.step_XXXXXXX.tmp-PID``) and renamed into place only when every file is on
+disk, and ``checkpoints/latest`` is replaced atomically after that: a killed run never leaves a half-written
+checkpoint that looks valid, and the temporary folder it leaves is removed by the next save or resume once its
+writer is dead. Loading checks every file against ``meta.json``. Nothing is unpickled: weights are safetensors and
+the training state is read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from fope.errors import FopeError
+
+if TYPE_CHECKING:
+    from fope.config import RunConfig
+    from fope.integrations.hf_lm import HFCausalLM
+    from fope.model import TransformerLM
+
+__all__ = [
+    "CHECKPOINTS",
+    "LATEST",
+    "CheckpointError",
+    "checkpoint_name",
+    "clean_stale_temporaries",
+    "file_sha256",
+    "find_checkpoint",
+    "initialize_from",
+    "latest_checkpoint",
+    "load_checkpoint_model",
+    "load_model_weights",
+    "load_training_state",
+    "publish_directory",
+    "read_checkpoint_meta",
+    "save_checkpoint",
+    "write_atomic",
+]
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+#: What a writer leaves while it works: ``.NAME.tmp-PID`` (being written) or ``.NAME.old-PID`` (being replaced).
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-(\d+)$")
+
+
+class CheckpointError(FopeError):
+    """A checkpoint that is missing, incomplete or corrupt."""
+
+
+# ------------------------------------------------------------------ files
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return path
+
+
+def publish_directory(staging: str | Path, final: str | Path, *, replace: bool = False) -> Path:
+    """Move the finished directory ``staging`` to ``final`` in one rename, its files flushed to disk first.
+
+    An existing non-empty ``final`` raises ``OSError`` (another writer got there first), unless ``replace``: then it
+    is moved aside, and removed once the new one is in place.
+    """
+    staging, final = Path(staging), Path(final)
+    for file in staging.rglob("*"):
+        if file.is_file():
+            _fsync_file(file)
+    if replace and final.exists():
+        aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.rename(final, aside)
+        os.rename(staging, final)
+        shutil.rmtree(aside)
+    else:
+        os.replace(staging, final)
+    return final
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the ``.NAME.tmp-PID`` / ``.NAME.old-PID`` entries in ``directory`` whose writer is no longer alive."""
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for entry in sorted(directory.iterdir()):
+        match = _TEMPORARY.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+# ------------------------------------------------------------------ saving
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model: TransformerLM | HFCausalLM,
+    training_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write ``checkpoints/step_XXXXXXX`` atomically, point ``latest`` at it, keep only the newest ``keep``.
+
+    A ``TransformerLM`` is written to ``model.safetensors``; an ``HFCausalLM`` with ``save_pretrained`` (config.json,
+    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file.
+    """
+    from safetensors.torch import save_model
+
+    from fope.integrations.hf_lm import HFCausalLM
+
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(root)
+    final = root / checkpoint_name(step)
+    temporary = root / f".{final.name}.tmp-{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    if isinstance(model, HFCausalLM):
+        model.save_pretrained(temporary)
+    else:
+        save_model(model, str(temporary / "model.safetensors"))
+    files = sorted(path.name for path in temporary.iterdir())
+    if training_state is not None:
+        torch.save(training_state, temporary / "training_state.pt")
+        files.append("training_state.pt")
+    record = {
+        "step": step,
+        "time": time.time(),
+        "model_config": model.config.to_dict(),
+        **(meta or {}),
+        "files": {name: file_sha256(temporary / name) for name in files},
+    }
+    (temporary / "meta.json").write_text(json.dumps(record, indent=2))
+    publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    write_atomic(root / LATEST, final.name)
+    if keep is not None:
+        for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
+            if old.name != final.name:
+                shutil.rmtree(old)
+    return final
+
+
+# ------------------------------------------------------------------ finding and verifying
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory, or None when the run has none yet."""
+    root = Path(run_dir) / CHECKPOINTS
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    directory = root / pointer.read_text().strip()
+    if not directory.is_dir():
+        raise CheckpointError(f"{pointer} names {directory.name}, which does not exist")
+    return directory
+
+
+def find_checkpoint(run_dir: str | Path, step: int | None = None) -> Path:
+    """The checkpoint of ``step`` (default: the latest); a clear error when there is none."""
+    if step is None:
+        directory = latest_checkpoint(run_dir)
+        if directory is None:
+            raise CheckpointError(f"{run_dir} has no checkpoint yet (no {CHECKPOINTS}/{LATEST})")
+        return directory
+    directory = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
+    if not directory.is_dir():
+        available = sorted(p.name for p in (Path(run_dir) / CHECKPOINTS).glob("step_*"))
+        raise CheckpointError(f"{run_dir} has no checkpoint for step {step}; available: {available}")
+    return directory
+
+
+def read_checkpoint_meta(directory: str | Path, verify: bool = True) -> dict[str, Any]:
+    """``meta.json`` of a checkpoint, with every listed file checked against its checksum."""
+    directory = Path(directory)
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{directory} is not a complete checkpoint: meta.json is missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{meta_path} is corrupt: {error}") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} is corrupt: it holds a {type(meta).__name__}, not a mapping")
+    files = meta.get("files", {})
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{meta_path} is corrupt: step must be an int >= 0; got {step!r}")
+    if not isinstance(meta.get("model_config"), dict):
+        raise CheckpointError(
+            f"{meta_path} is corrupt: model_config must be a mapping; got {meta.get('model_config')!r}"
+        )
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{meta_path} is corrupt: files must map file names to sha256 checksums")
+    if verify:
+        for name, expected in files.items():
+            path = directory / name
+            if not path.is_file():
+                raise CheckpointError(f"{directory} is incomplete: {name} is missing")
+            if file_sha256(path) != expected:
+                raise CheckpointError(f"{path} is corrupt: its checksum does not match meta.json")
+    return meta
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_model_weights(model: TransformerLM, directory: str | Path) -> None:
+    """Load ``model.safetensors`` of a checkpoint into ``model`` (strict)."""
+    from safetensors.torch import load_model
+
+    path = Path(directory) / "model.safetensors"
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except Exception as error:  # safetensors raises its own error types for malformed files
+        raise CheckpointError(f"cannot read {path}: {_one_line(error)}") from error
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+def load_training_state(directory: str | Path) -> dict[str, Any]:
+    """The optimizer / scheduler / RNG / step state of a checkpoint (``torch.load(weights_only=True)``)."""
+    path = Path(directory) / "training_state.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{directory} holds no training state (weights only); it cannot be resumed")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated zip, a foreign pickle: torch raises several types
+        raise CheckpointError(f"cannot read {path}: {_one_line(error)}") from error
+    missing = [
+        key for key in ("optimizer", "scheduler", "rng", "tokens") if not isinstance(state, dict) or key not in state
+    ]
+    if missing:
+        raise CheckpointError(f"{path} is not a training state: it lacks {missing}")
+    return state
+
+
+def initialize_from(model: TransformerLM, source: str | Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Continued pre-training: copy a run's weights into ``model``; position modules whose shapes differ stay fresh.
+
+    Every other weight must exist in the source with the same shape (a different architecture is an error).
+    """
+    directory = Path(source)
+    if (directory / "config.yaml").is_file():
+        directory = find_checkpoint(directory)
+    meta = read_checkpoint_meta(directory)
+    from safetensors.torch import load_file
+
+    source_state = load_file(str(directory / "model.safetensors"))
+    target_state = model.state_dict()
+    kept_fresh = []
+    for name, tensor in target_state.items():
+        if name.startswith("position_modules."):
+            if name in source_state and source_state[name].shape == tensor.shape:
+                tensor.copy_(source_state[name])
+            else:
+                kept_fresh.append(name)
+            continue
+        if name not in source_state and name == "lm_head.weight" and model.config.tie_embeddings:
+            continue
+        if name not in source_state:
+            raise CheckpointError(f"cannot initialize from {directory}: it has no weight {name!r}")
+        if source_state[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"cannot initialize from {directory}: {name} has shape {tuple(source_state[name].shape)} there "
+                f"and {tuple(tensor.shape)} here (the architecture must match; only the position encoding may change)"
+            )
+        tensor.copy_(source_state[name])
+    if kept_fresh:
+        log(f"position encoding differs from the source: {len(kept_fresh)} position tensors freshly initialised")
+    return {"init_from": str(directory), "init_from_step": meta["step"], "fresh_position_tensors": kept_fresh}
+
+
+def load_checkpoint_model(config: RunConfig, directory: Path, meta: dict[str, Any]) -> TransformerLM | HFCausalLM:
+    """The model saved in a checkpoint of a run with this config (on the CPU)."""
+    from fope.integrations.hf_lm import load_checkpoint
+    from fope.model import ModelConfig, TransformerLM
+
+    saved = meta["model_config"]
+    if config.transformers is not None:
+        try:
+            return load_checkpoint(
+                directory,
+                train_length=saved["train_length"],
+                position=saved["position"],
+                dtype=config.transformers.dtype,
+                attn_implementation=config.transformers.attn_implementation,
+            )
+        except (KeyError, OSError, ValueError) as error:
+            raise CheckpointError(f"cannot load the transformers model in {directory}: {_one_line(error)}") from error
+    try:
+        model_config = ModelConfig.from_dict(saved)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{directory / 'meta.json'} holds an invalid model_config: {error}") from error
+    model = TransformerLM(model_config)
+    load_model_weights(model, directory)
+    return model
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,57 @@
+"""Scalar argument checks shared by every layer: errors name the argument, the value and what is accepted.
+
+One home for the int / number / bool / choice checks that models, position encodings, samplers and evaluations used
+to spell out each on their own. A wrong type raises ``ArgumentTypeError`` (both a ``TypeError`` and a ``FopeError``,
+so callers that catch either keep working); a value out of range raises ``ArgumentError`` (a ``FopeError``).
+Shape checks of tensors stay with the code that owns the shapes (``fope.positions._checks``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+from fope.errors import FopeError
+
+__all__ = ["ArgumentError", "ArgumentTypeError", "check_bool", "check_choice", "check_float", "check_int"]
+
+
+class ArgumentError(FopeError):
+    """An argument whose value is not accepted."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of the wrong type."""
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """An integer (not a bool; numpy integers too) that is at least ``minimum``, as an ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ArgumentError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value: object, *, minimum: float, strict: bool = False) -> float:
+    """A finite real number at least (or, with ``strict``, above) ``minimum``, as a ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ArgumentError(f"{name} must be a finite number; got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ArgumentError(f"{name} must be {'>' if strict else '>='} {minimum}; got {value}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ArgumentError(f"{name} must be one of {list(choices)}; got {value!r}")
+    return value  # type: ignore[return-value]

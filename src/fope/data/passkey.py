@@ -1,0 +1,160 @@
+"""The passkey prompt, as text and tokens, and the training mixer that packs passkey examples into batches.
+
+Prompt = five lines joined by "\\n": the instruction, a filler prefix, the needle, a filler suffix, the question.
+The filler is a character slice of ``FILLER`` repeated; its total length ``n`` grows in steps of 128 characters,
+the prefix takes a uniform share of it (the needle depth) and the suffix restarts at the string's start.
+Evaluation (``fope.evaluate.passkey``) asks these prompts; training (``data.passkey_fraction``) learns from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "FILLER",
+    "FILLER_STEP",
+    "INSTRUCTION",
+    "KEY_RANGE",
+    "QUESTION",
+    "PasskeyPrompt",
+    "build_passkey_prompt",
+    "filler",
+    "needle",
+    "passkey_mixer",
+    "passkey_text",
+    "passkey_training_example",
+]
+
+INSTRUCTION = (
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+    "I will quiz you about the important information there."
+)
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+QUESTION = "What is the pass key? The pass key is"
+KEY_RANGE = (1, 50000)
+FILLER_STEP = 128
+
+
+def needle(key: int) -> str:
+    """The line that hides the key."""
+    return f"The pass key is {key}. Remember it. {key} is the pass key."
+
+
+def filler(num_chars: int) -> str:
+    """The first ``num_chars`` characters of ``FILLER`` repeated."""
+    repeats = num_chars // len(FILLER) + 1
+    return (FILLER * repeats)[:num_chars]
+
+
+@dataclass(frozen=True)
+class PasskeyPrompt:
+    """One trial: the prompt text and its token ids, the key, the needle depth (prefix / filler) and filler size."""
+
+    text: str
+    token_ids: list[int]
+    key: int
+    depth: float
+    filler_chars: int
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def passkey_text(key: int, filler_chars: int, depth: float) -> str:
+    """The five-line prompt: ``filler_chars`` of filler, ``round(depth * filler_chars)`` of them before the needle."""
+    prefix_chars = round(depth * filler_chars)
+    return "\n".join([INSTRUCTION, filler(prefix_chars), needle(key), filler(filler_chars - prefix_chars), QUESTION])
+
+
+def build_passkey_prompt(
+    encode: Callable[[str], list[int]],
+    target_tokens: int,
+    rng: np.random.Generator,
+    *,
+    key: int | None = None,
+    depth: float | None = None,
+) -> PasskeyPrompt:
+    """The longest prompt (filler grown in steps of 128 characters) whose token count is at most ``target_tokens``.
+
+    ``key`` defaults to a uniform draw from [1, 50000] and ``depth`` to a uniform draw from [0, 1], both from ``rng``.
+    Raises ``ValueError`` when even the prompt without filler is longer than ``target_tokens``.
+    """
+    if key is None:
+        key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
+    if depth is None:
+        depth = float(rng.uniform(0.0, 1.0))
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1]; got {depth}")
+
+    def tokens(steps: int) -> list[int]:
+        return encode(passkey_text(key, steps * FILLER_STEP, depth))
+
+    shortest = tokens(0)
+    if len(shortest) > target_tokens:
+        raise ValueError(
+            f"target_tokens={target_tokens} is shorter than the passkey prompt without filler ({len(shortest)} tokens)"
+        )
+    # Token count grows with the filler; find the last step that fits by doubling then bisecting.
+    low, high = 0, 1
+    while len(tokens(high)) <= target_tokens:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(tokens(middle)) <= target_tokens:
+            low = middle
+        else:
+            high = middle
+    ids = tokens(low)
+    return PasskeyPrompt(passkey_text(key, low * FILLER_STEP, depth), ids, key, depth, low * FILLER_STEP)
+
+
+def passkey_training_example(
+    encode: Callable[[str], list[int]],
+    max_tokens: int,
+    rng: np.random.Generator,
+    *,
+    min_tokens: int | None = None,
+) -> list[int]:
+    """A passkey prompt followed by its answer (`` {key}.``), at most ``max_tokens`` tokens, for mixing into training.
+
+    The prompt length is drawn uniformly between ``min_tokens`` (default ``max_tokens // 4``) and the longest that
+    still leaves room for the answer, so the model sees the needle at every depth and distance up to ``max_tokens``.
+    """
+    key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
+    depth = float(rng.uniform(0.0, 1.0))
+    answer = encode(f" {key}.")  # what greedy decoding must produce after the prompt's final "is"
+    budget = max_tokens - len(answer)
+    shortest = len(encode(passkey_text(key, 0, depth)))
+    if shortest > budget:
+        raise ValueError(
+            f"max_tokens={max_tokens} cannot hold a passkey example: the prompt without filler and its answer take "
+            f"{shortest + len(answer)} tokens with this tokenizer"
+        )
+    floor = min(max(min_tokens if min_tokens is not None else max_tokens // 4, shortest), budget)
+    target = int(rng.integers(floor, budget + 1))
+    prompt = build_passkey_prompt(encode, target, rng, key=key, depth=depth)
+    return prompt.token_ids + answer
+
+
+def passkey_mixer(
+    encode: Callable[[str], list[int]], eos_id: int, min_tokens: int | None = None
+) -> Callable[[np.random.Generator, int, int], torch.Tensor]:
+    """A ``WindowSampler`` mixer: each row ends with the end-of-document token and one passkey example.
+
+    The example is packed after the row's own corpus text (entries -1 keep it), the way every document follows the
+    previous one in the training stream; evaluation prompts likewise open with the end-of-document token.
+    """
+
+    def mix(rng: np.random.Generator, count: int, seq_len: int) -> torch.Tensor:
+        rows = torch.full((count, seq_len + 1), -1, dtype=torch.int64)
+        for row in range(count):
+            example = [eos_id, *passkey_training_example(encode, seq_len, rng, min_tokens=min_tokens)]
+            rows[row, seq_len + 1 - len(example) :] = torch.tensor(example, dtype=torch.int64)
+        return rows
+
+    return mix

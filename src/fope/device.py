@@ -1,0 +1,71 @@
+"""Where tensors live: the device a config or command line names, this process's place in a data-parallel job,
+and the device a model's weights are on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fope.errors import ConfigError
+
+__all__ = ["Distributed", "init_distributed", "model_device", "resolve_device"]
+
+
+def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
+    """``auto`` is CUDA (this process's local GPU) when available, else CPU; a device that is not there is an error."""
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(name)
+        except RuntimeError as error:
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {name!r}") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(device)!r} asks for CUDA, which is not available here; use cpu or auto")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} asks for MPS, which is not available here; use cpu or auto")
+    return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@dataclass
+class Distributed:
+    """This process's place in a (possibly single-process) data-parallel job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def init_distributed(device_type: str) -> Distributed:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,0 +1,71 @@
+"""A run's ``metrics.jsonl``: one JSON record per log or evaluation step, written by rank 0, read back by step."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fope.checkpoint import write_atomic
+
+__all__ = ["METRICS_FILE", "MetricsLog", "iterate_losses", "read_metrics"]
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (a line cut short by a crash is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                records.append(record)
+    return records
+
+
+def iterate_losses(run_dir: str | Path) -> Iterator[tuple[int, float]]:
+    """(step, training loss) records of a run's ``metrics.jsonl``."""
+    for record in read_metrics(run_dir):
+        if "loss" in record:
+            yield record["step"], record["loss"]
+
+
+class MetricsLog:
+    """Appends JSON records to ``metrics.jsonl`` (and TensorBoard scalars when ``tensorboard`` is installed).
+
+    ``resume_step``: the step a resumed run restarts from; records after it (logged by the interrupted run after its
+    last checkpoint, and about to be logged again) are dropped first, so every step is in the file once.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None) -> None:
+        self.path = run_dir / METRICS_FILE
+        self.enabled = enabled
+        self.writer = None
+        if enabled and resume_step is not None and self.path.is_file():
+            kept = [record for record in read_metrics(run_dir) if record["step"] <= resume_step]
+            write_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
+        if enabled:
+            with contextlib.suppress(ImportError):
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,142 @@
+"""Reading a run's evaluation results for a report: what exists, what is stale, what is missing. Nothing is computed.
+
+A report never runs an evaluation. ``load_results`` reads ``RUN_DIR/eval/*.json``; a missing result is None and listed
+in ``RunResults.missing``, a stale one (computed on another checkpoint than the run's latest) is used with a note.
+``pending_evaluations`` says which evaluations a run still needs, so that a caller (``fope compare``, a campaign) can
+run them before reporting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fope.errors import FopeError
+from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
+
+
+class ReportError(FopeError):
+    """A report that cannot be written as asked (no runs, a path that is not a run, an output path that is a file)."""
+
+
+@dataclass
+class RunResults:
+    """One run's evaluation results (None where missing) and what the report must say about them.
+
+    ``missing`` names the evaluations (``perplexity``, ``passkey``) that have no result file; ``notes`` says what is
+    stale.
+    """
+
+    path: Path
+    label: str
+    summary: dict[str, Any]
+    perplexity: dict[str, Any] | None
+    passkey: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    data: str | None = None
+
+    @property
+    def seed(self) -> int | None:
+        return self.summary.get("seed")
+
+    def missing_note(self, evaluation: str) -> str:
+        """What is missing, and the command that computes it."""
+        name = results_name(PERPLEXITY, self.data) if evaluation == PERPLEXITY else PASSKEY
+        command = f"fope eval {self.path}" + (f" --data {self.data}" if self.data else "")
+        if evaluation == PASSKEY:
+            command = f"fope passkey {self.path}"
+        return f"{self.path} has no eval/{name}.json (run `{command}`); it is left out of the {evaluation} numbers"
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra part of a report: Markdown text, figure files inside the report folder, numbers for results.json."""
+
+    title: str
+    markdown: str
+    figures: tuple[str, ...] = ()
+    results: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Builds an extra section from the loaded runs, drawing its figures into the given report folder.
+SectionBuilder = Callable[[Sequence[RunResults], Path], ReportSection]
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a path, or a ``ReportError`` when it holds no run (no ``config.yaml``)."""
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file():
+        raise ReportError(f"{path} is not a run directory (no config.yaml)")
+    return path
+
+
+def unique_run_dirs(run_dirs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """The run directories with repeats (same resolved path) dropped, and a note for each repeat.
+
+    A run given twice would otherwise count as two seeds (n=2 with spread 0).
+    """
+    seen: dict[Path, Path] = {}
+    notes = []
+    for run_dir in run_dirs:
+        path = Path(run_dir)
+        resolved = path.resolve()
+        if resolved in seen:
+            notes.append(f"{path} was given more than once (as {seen[resolved]}); it is counted once")
+            continue
+        seen[resolved] = path
+    return list(seen.values()), notes
+
+
+def _run_config_summary(path: Path) -> dict[str, Any]:
+    from fope.config import RunConfig, from_dict, load_yaml
+
+    config = from_dict(RunConfig, load_yaml(path / "config.yaml"))
+    return {"path": str(path), "label": config.name or path.name, "seed": config.train.seed}
+
+
+def latest_step(run_dir: str | Path) -> int:
+    """The step of the run's latest checkpoint."""
+    from fope.checkpoint import find_checkpoint, read_checkpoint_meta
+
+    return int(read_checkpoint_meta(find_checkpoint(run_dir), verify=False)["step"])
+
+
+def pending_evaluations(run_dir: str | Path, data: str | Path | None = None) -> list[str]:
+    """The evaluations (``perplexity``, ``passkey``) whose results are missing or stale for the latest checkpoint."""
+    path = check_run_dir(run_dir)
+    latest = latest_step(path)
+    pending = []
+    for evaluation, name in ((PERPLEXITY, results_name(PERPLEXITY, data)), (PASSKEY, PASSKEY)):
+        results = read_results(path, name)
+        if results is None or results["run"]["step"] != latest:
+            pending.append(evaluation)
+    return pending
+
+
+def load_results(run_dir: str | Path, *, data: str | Path | None = None) -> RunResults:
+    """A run's ``eval/perplexity.json`` (``perplexity-<data name>.json`` with ``data``) and ``eval/passkey.json``.
+
+    Nothing is computed: a missing result is None and named in ``missing`` (the report then shows it as missing and
+    says which command computes it), a stale one (another checkpoint than the run's latest) is used with a note.
+    """
+    path = check_run_dir(run_dir)
+    latest = latest_step(path)
+    notes: list[str] = []
+    missing: list[str] = []
+
+    def read(evaluation: str, name: str) -> dict[str, Any] | None:
+        results = read_results(path, name)
+        if results is None:
+            missing.append(evaluation)
+        elif results["run"]["step"] != latest:
+            notes.append(f"eval/{name}.json was computed at step {results['run']['step']}; the latest is {latest}")
+        return results
+
+    perplexity = read(PERPLEXITY, results_name(PERPLEXITY, data))
+    passkey = read(PASSKEY, PASSKEY)
+    summary = next((r["run"] for r in (perplexity, passkey) if r is not None), None) or _run_config_summary(path)
+    described = None if data is None else str(data)
+    return RunResults(path, summary["label"], summary, perplexity, passkey, notes, missing, described)

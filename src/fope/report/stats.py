@@ -1,0 +1,296 @@
+"""The numbers of a report (pure, from results already computed): mean, sample std, n, min and max over the runs of
+one configuration; contrasts between configurations with standard errors, unpaired and paired by seed."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results
+from fope.report.load import RunResults
+
+#: Keys of a run summary that may differ between runs of one configuration.
+PER_RUN_KEYS = {"path", "label", "seed", "step", "checkpoint"}
+
+
+def mean_spread(values: Sequence[float]) -> dict[str, Any]:
+    """``n``, mean, sample standard deviation (None for one value), min and max."""
+    array = np.asarray(values, dtype=float)
+    return {
+        "n": int(array.size),
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if array.size > 1 else None,
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def group_by_label(runs: Sequence[RunResults]) -> dict[str, list[RunResults]]:
+    """Runs grouped by label, in order of first appearance."""
+    groups: dict[str, list[RunResults]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def _reference_length(results: dict[str, Any]) -> int:
+    """The in-length (1x) length of a perplexity result: the training length, else the shortest length."""
+    lengths = [record["length"] for record in results["results"]]
+    return results["train_length"] if results["train_length"] in lengths else min(lengths)
+
+
+def _seed(result: Mapping[str, Any]) -> int | None:
+    return (result.get("run") or {}).get("seed")
+
+
+def aggregate_perplexity(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per length, mean and spread over runs of loss, perplexity, bits per byte, ratio to 1x; buckets at the longest.
+
+    Each length also keeps every run's loss with its seed (``per_run``), for contrasts paired by seed.
+    """
+    if not results:
+        return None
+    by_length: dict[int, dict[str, list[float]]] = {}
+    per_run: dict[int, list[dict[str, Any]]] = {}
+    for result in results:
+        records = {record["length"]: record for record in result["results"]}
+        reference = records[_reference_length(result)]["perplexity"]
+        for length, record in records.items():
+            values = by_length.setdefault(length, {"loss": [], "perplexity": [], "bits_per_byte": [], "ratio": []})
+            values["loss"].append(record["loss"])
+            values["perplexity"].append(record["perplexity"])
+            if record["bits_per_byte"] is not None:
+                values["bits_per_byte"].append(record["bits_per_byte"])
+            values["ratio"].append(record["perplexity"] / reference)
+            per_run.setdefault(length, []).append({"seed": _seed(result), "loss": record["loss"]})
+    train_lengths = sorted({result["train_length"] for result in results})
+    rows = []
+    for length in sorted(by_length):
+        values = by_length[length]
+        rows.append(
+            {
+                "length": length,
+                "multiple": length / train_lengths[0],
+                **{key: mean_spread(v) if v else None for key, v in values.items()},
+                "per_run": per_run[length],
+            }
+        )
+    longest = max(by_length)
+    bucket_losses: dict[tuple[int, int], list[float]] = {}
+    for result in results:
+        for record in result["results"]:
+            if record["length"] == longest:
+                for bucket in record["position_buckets"]:
+                    bucket_losses.setdefault((bucket["start"], bucket["end"]), []).append(bucket["loss"])
+    return {
+        "n": len(results),
+        "train_lengths": train_lengths,
+        "reference_lengths": sorted({_reference_length(result) for result in results}),
+        "by_length": rows,
+        "position_buckets": {
+            "length": longest,
+            "buckets": [
+                {"start": start, "end": end, "loss": mean_spread(losses)}
+                for (start, end), losses in sorted(bucket_losses.items())
+            ],
+        },
+        "cross_document": any(result["spans"]["cross_document"] for result in results),
+        "span_notes": sorted({result["spans"]["note"] for result in results if result["spans"]["note"]}),
+    }
+
+
+def aggregate_passkey(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean and spread over runs of passkey accuracy per length; the depth x length grid averaged over runs."""
+    if not results:
+        return None
+    accuracy: dict[int, list[float]] = {}
+    for result in results:
+        for row in result["by_length"]:
+            accuracy.setdefault(row["length"], []).append(row["accuracy"])
+    lengths = sorted(accuracy)
+    depth_bins = results[0]["depth_bins"]
+    cells = np.full((len(results), len(depth_bins), len(lengths)), np.nan)
+    for index, result in enumerate(results):
+        if result["depth_bins"] != depth_bins:
+            raise ValueError(f"passkey results use different depth bins: {depth_bins} and {result['depth_bins']}")
+        for column, length in enumerate(result["grid_lengths"]):
+            for row, value in enumerate(result["grid_accuracy"]):
+                if value[column] is not None:
+                    cells[index, row, lengths.index(length)] = value[column]
+    counts = (~np.isnan(cells)).sum(axis=0)
+    grid = np.where(counts > 0, np.nansum(np.nan_to_num(cells, nan=0.0), axis=0) / np.maximum(counts, 1), np.nan)
+    return {
+        "n": len(results),
+        "train_lengths": sorted({result["train_length"] for result in results}),
+        "trials_per_length": sorted({result["trials_per_length"] for result in results}),
+        "by_length": [{"length": length, "accuracy": mean_spread(accuracy[length])} for length in lengths],
+        "depth_bins": depth_bins,
+        "grid_lengths": lengths,
+        "grid_accuracy": [[None if math.isnan(v) else float(v) for v in row] for row in grid],
+    }
+
+
+def _configuration_differences(runs: Sequence[RunResults]) -> list[str]:
+    keys = sorted({key for run in runs for key in run.summary} - PER_RUN_KEYS)
+    return [key for key in keys if len({json.dumps(run.summary.get(key), sort_keys=True) for run in runs}) > 1]
+
+
+def evaluation_settings(run: RunResults) -> dict[str, Any]:
+    """What must match between runs for their numbers to be comparable: data, spans, lengths, passkey trials."""
+    settings: dict[str, Any] = {}
+    if run.perplexity is not None:
+        spans = run.perplexity["spans"]
+        settings["perplexity"] = {
+            "data": run.perplexity.get("data"),
+            "lengths": run.perplexity["lengths"],
+            "span_tokens": spans["span_tokens"],
+            "max_spans": spans["max_spans"],
+            "seed": spans["seed"],
+        }
+    if run.passkey is not None:
+        keys = ("lengths", "trials_per_length", "seed", "max_new_tokens")
+        settings["passkey"] = {key: run.passkey[key] for key in keys}
+    return settings
+
+
+def settings_notes(runs: Sequence[RunResults]) -> list[str]:
+    """A note for each evaluation whose settings differ between runs (their numbers are then not comparable)."""
+    notes = []
+    for evaluation in (PERPLEXITY, PASSKEY):
+        seen: dict[str, list[str]] = {}
+        for run in runs:
+            settings = evaluation_settings(run).get(evaluation)
+            if settings is not None:
+                seen.setdefault(json.dumps(settings, sort_keys=True), []).append(str(run.path))
+        if len(seen) > 1:
+            described = "; ".join(f"{settings} for {', '.join(paths)}" for settings, paths in seen.items())
+            notes.append(f"{evaluation} was evaluated with different settings: {described}")
+    return notes
+
+
+def aggregate(runs: Sequence[RunResults]) -> dict[str, Any]:
+    """Numbers per configuration (label): its runs and seeds, perplexity and passkey aggregated over them.
+
+    A run without a result of an evaluation that other runs of the report have is left out of that evaluation's
+    numbers (each section has its own ``n``), listed in the group's ``missing`` and named in its notes; a
+    configuration where every run lacks it has None there (shown as "missing" cells).
+    """
+    evaluated = {kind: any(getattr(run, kind) is not None for run in runs) for kind in (PERPLEXITY, PASSKEY)}
+    groups = {}
+    for label, members in group_by_label(runs).items():
+        differences = _configuration_differences(members)
+        notes = [note for run in members for note in run.notes]
+        if differences:
+            notes.append(f"runs labeled {label!r} differ in {', '.join(differences)}; they are aggregated anyway")
+        missing = {
+            kind: [str(run.path) for run in members if getattr(run, kind) is None]
+            for kind in (PERPLEXITY, PASSKEY)
+            if evaluated[kind]
+        }
+        notes += [run.missing_note(kind) for kind in missing for run in members if getattr(run, kind) is None]
+        groups[label] = {
+            "n": len(members),
+            "runs": [
+                {"path": str(run.path), "seed": run.seed, "step": run.summary.get("step"), "summary": run.summary}
+                for run in members
+            ],
+            "perplexity": aggregate_perplexity([run.perplexity for run in members if run.perplexity is not None]),
+            "passkey": aggregate_passkey([run.passkey for run in members if run.passkey is not None]),
+            "missing": {kind: paths for kind, paths in missing.items() if paths},
+            "notes": notes,
+        }
+    return groups
+
+
+# ------------------------------------------------------------------ summaries of aggregated groups
+
+
+def by_length(group: Mapping[str, Any], length: int) -> dict[str, Any] | None:
+    """The aggregated perplexity record of a group at ``length`` (None when it was not evaluated there)."""
+    numbers = group.get("perplexity")
+    if numbers is None:
+        return None
+    return next((row for row in numbers["by_length"] if row["length"] == length), None)
+
+
+def passkey_spreads(group: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Per-run passkey accuracy averaged over lengths <= and > the training length, as spreads over the runs."""
+    inside, beyond = [], []
+    for run in group["runs"]:
+        results = read_results(run["path"], PASSKEY)
+        if results is None:
+            continue
+        train_length = results["train_length"]
+        rows = results["by_length"]
+        short = [row["accuracy"] for row in rows if row["length"] <= train_length]
+        long = [row["accuracy"] for row in rows if row["length"] > train_length]
+        if short:
+            inside.append(sum(short) / len(short))
+        if long:
+            beyond.append(sum(long) / len(long))
+    return (mean_spread(inside) if inside else None, mean_spread(beyond) if beyond else None)
+
+
+def paired_difference(row_a: Mapping[str, Any], row_b: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Loss of b minus loss of a, paired by seed: mean over the shared seeds and its standard error ``s_d / sqrt(k)``.
+
+    None with fewer than two shared seeds, or when a side has no per-run losses or a seed twice.
+    """
+    sides = []
+    for row in (row_a, row_b):
+        runs = row.get("per_run") or []
+        seeds = {run["seed"]: run["loss"] for run in runs}
+        if None in seeds or len(seeds) != len(runs):
+            return None
+        sides.append(seeds)
+    shared = sorted(set(sides[0]) & set(sides[1]))
+    if len(shared) < 2:
+        return None
+    differences = np.array([sides[1][seed] - sides[0][seed] for seed in shared])
+    return {
+        "n": len(shared),
+        "seeds": shared,
+        "difference": float(differences.mean()),
+        "standard_error": float(differences.std(ddof=1) / math.sqrt(len(shared))),
+    }
+
+
+def contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> dict[str, Any] | None:
+    """``b`` against ``a`` at ``length``: both perplexities, and the difference of mean log-perplexity (nats per
+    token) with its standard error ``sqrt(s_a^2/n_a + s_b^2/n_b)``; None when either was not evaluated there.
+
+    ``paired`` is the same difference paired by seed (``paired_difference``) where both sides share two or more
+    seeds; the verdict rests on the unpaired standard error."""
+    rows = [by_length(groups[label], length) if label in groups else None for label in (a, b)]
+    if any(row is None for row in rows):
+        return None
+    (loss_a, loss_b), (ppl_a, ppl_b) = ([row[key] for row in rows] for key in ("loss", "perplexity"))
+    difference = loss_b["mean"] - loss_a["mean"]
+    error = None
+    if loss_a["std"] is not None and loss_b["std"] is not None:
+        error = (loss_a["std"] ** 2 / loss_a["n"] + loss_b["std"] ** 2 / loss_b["n"]) ** 0.5
+    return {
+        "a": a,
+        "b": b,
+        "length": length,
+        "multiple": rows[0]["multiple"],
+        "perplexity_a": ppl_a,
+        "perplexity_b": ppl_b,
+        "log_perplexity_difference": difference,
+        "standard_error": error,
+        "paired": paired_difference(rows[0], rows[1]),
+        "verdict": _verdict(difference, error, a, b),
+    }
+
+
+def _verdict(difference: float, error: float | None, a: str, b: str) -> str:
+    if error is None:
+        return "one run on a side: no spread, no conclusion"
+    if abs(difference) <= 2 * error:
+        return "within 2 standard errors: no clear difference"
+    better = a if difference > 0 else b
+    return f"{better} is lower ({abs(difference) / max(error, 1e-12):.1f} standard errors)"

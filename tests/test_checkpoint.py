@@ -1,0 +1,133 @@
+"""fope.checkpoint: atomic writes, stale temporary folders, corrupt checkpoints as one-line errors; resumed metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fope.checkpoint import (
+    CheckpointError,
+    clean_stale_temporaries,
+    file_sha256,
+    read_checkpoint_meta,
+    save_checkpoint,
+    write_atomic,
+)
+from fope.config import load_config
+from fope.metrics import read_metrics
+from fope.runs import load_run
+from fope.train import train
+from tests.conftest import tiny_run_config
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def run_dir(tiny_corpus, tmp_path):
+    directory = tmp_path / "run"
+    train(load_config(base=tiny_run_config(tiny_corpus, max_steps=4)), directory, progress=False)
+    return directory
+
+
+def test_write_atomic_and_file_sha256(tmp_path):
+    path = write_atomic(tmp_path / "a" / "b.txt", "hello")
+    assert path.read_text() == "hello" and [p.name for p in path.parent.iterdir()] == ["b.txt"]
+    assert file_sha256(path) == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(run_dir):
+    root = run_dir / "checkpoints"
+    dead, alive = dead_pid(), subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (root / f".step_0000009.tmp-{dead}").mkdir()
+        (root / f".latest.tmp-{dead}").write_text("x")
+        (root / f".step_0000009.tmp-{alive.pid}").mkdir()
+        removed = clean_stale_temporaries(root)
+        assert sorted(p.name for p in removed) == sorted([f".step_0000009.tmp-{dead}", f".latest.tmp-{dead}"])
+        assert (root / f".step_0000009.tmp-{alive.pid}").is_dir()  # its writer may still be at work
+    finally:
+        alive.kill()
+        alive.wait()
+    (root / f".step_0000003.tmp-{dead}").mkdir()
+    save_checkpoint(run_dir, 5, load_run(run_dir).model, keep=2)  # every save cleans up
+    assert not (root / f".step_0000003.tmp-{dead}").exists()
+
+
+def test_resume_cleans_up_after_a_killed_writer(tiny_corpus, run_dir):
+    stale = run_dir / "checkpoints" / f".step_0000006.tmp-{dead_pid()}"
+    stale.mkdir()
+    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=4))
+    train(config, run_dir, resume=True, progress=False)
+    assert not stale.exists()
+
+
+def test_a_resume_logs_every_step_once(tiny_corpus, tmp_path):
+    """A run killed after logging steps past its last checkpoint logs them again on resume: the old records go."""
+    config = load_config(base=tiny_run_config(tiny_corpus))  # 8 steps, checkpoints at 4 and 8, logs every step
+    train(config, tmp_path / "full", progress=False)
+    train(config, tmp_path / "killed", progress=False)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    (checkpoints / "latest").write_text("step_0000004")  # as if killed while writing step 8's checkpoint
+    train(config, tmp_path / "killed", resume=True, progress=False)
+    full, killed = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "killed")
+    steps = [record["step"] for record in killed if "loss" in record]
+    assert steps == list(range(1, 9))
+    drop_time = [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in full]
+    assert drop_time == [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in killed]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "holds a list, not a mapping"),
+        ('{"step": 4', "meta.json is corrupt"),
+        ('{"step": "four", "model_config": {}, "files": {}}', "step must be an int >= 0; got 'four'"),
+        ('{"step": 4, "model_config": [], "files": {}}', "model_config must be a mapping"),
+        ('{"step": 4, "model_config": {}, "files": ["model.safetensors"]}', "files must map file names"),
+    ],
+)
+def test_a_corrupt_meta_json_is_one_line(run_dir, content, message):
+    (run_dir / "checkpoints" / "step_0000004" / "meta.json").write_text(content)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_run(run_dir)
+    assert "\n" not in str(error.value)
+
+
+def test_an_invalid_model_config_in_meta_is_one_line(run_dir):
+    path = run_dir / "checkpoints" / "step_0000004" / "meta.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "model_config": {**meta["model_config"], "d_model": -1}}))
+    with pytest.raises(CheckpointError, match="invalid model_config: d_model must be an int >= 1; got -1"):
+        load_run(run_dir)
+
+
+def test_garbage_tokenizer_and_data_json_are_one_line(run_dir):
+    (run_dir / "tokenizer.json").write_text("not a tokenizer")
+    with pytest.raises(CheckpointError, match="cannot read the run's tokenizer") as error:
+        load_run(run_dir)
+    assert "\n" not in str(error.value)
+    (run_dir / "data.json").write_text("[]")
+    with pytest.raises(CheckpointError, match=r"data.json is corrupt"):
+        load_run(run_dir)
+
+
+def test_a_truncated_training_state_is_one_line(tiny_corpus, run_dir):
+    directory = run_dir / "checkpoints" / "step_0000004"
+    state = directory / "training_state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    meta = json.loads((directory / "meta.json").read_text())
+    meta["files"]["training_state.pt"] = file_sha256(state)  # checksums match: the file itself is unreadable
+    (directory / "meta.json").write_text(json.dumps(meta))
+    assert read_checkpoint_meta(directory)["step"] == 4
+    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=6))
+    with pytest.raises(CheckpointError, match=r"cannot read .*training_state.pt") as error:
+        train(config, run_dir, resume=True, progress=False)
+    assert "\n" not in str(error.value)

@@ -1,0 +1,84 @@
+"""The data flow, checked on the source: no import cycles among fope modules, and evaluation never reaches training."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def fope_imports() -> dict[str, set[str]]:
+    """Module -> the fope modules it imports (anywhere in the file, lazy imports included; TYPE_CHECKING excluded)."""
+    modules = {module_name(path): path for path in (SRC / "fope").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        type_only = {
+            id(node)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for stmt in block.body
+            for node in ast.walk(stmt)
+        }
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, up ``level - 1`` packages
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                targets.update(
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+                )
+        graph[name] = {target for target in targets if target in modules and target != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (a list of modules, first == last), or None. A package's ``__init__`` importing its own
+    submodules is not an edge back: ``fope.data`` -> ``fope.data.store`` is how packages are built."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if node.startswith(target + "."):  # a submodule importing its parent package's __init__
+                continue
+            if state.get(target) == 1:
+                return [*stack[stack.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(fope_imports())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_evaluation_and_reports_never_import_training():
+    forbidden = ("fope.train", "fope.experiments", "fope.campaign")
+    for name, targets in fope_imports().items():
+        if name.startswith(("fope.evaluate", "fope.report")):
+            bad = sorted(t for t in targets if t.startswith(forbidden))
+            assert not bad, f"{name} imports {bad}"

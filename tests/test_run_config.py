@@ -1,0 +1,71 @@
+"""Run configs fail at load, in one line naming the key, the value and what is accepted; devices likewise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fope.config import ConfigError, load_config
+from fope.device import model_device, resolve_device
+from tests.conftest import tiny_run_config
+
+
+def load(corpus, *overrides, position="fope"):
+    return load_config(base=tiny_run_config(corpus, position), overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.position_options.sigmaa=1", r"model.position_options.sigmaa=1: position 'fope' takes no option"),
+        ("model.position_options.sigma=-1", r"model.position_options.sigma: sigma must be >= 0.0; got -1"),
+        ("model.position_options.sigma=.nan", r"model.position_options.sigma must be a finite number; got nan"),
+        ("model.head_dim=7", r"model \(position 'fope'\): head_dim must be even"),
+        ("model.d_model=abc", r"model.d_model must be an integer; got 'abc'"),
+        ("model.mlp_ratio=.inf", r"model.mlp_ratio must be a finite number; got inf"),
+        ("optim.lr=.nan", r"optim.lr must be a finite number; got nan"),
+        ("optim.betas=[0.9, .inf]", r"optim.betas\[1\] must be a finite number; got inf"),
+        ("model.position_options.scaling={type: yarn, factor: .nan}", r"scaling.factor must be a finite number"),
+    ],
+)
+def test_bad_model_and_numbers_fail_at_load(tiny_corpus, override, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load(tiny_corpus, override)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_option_names_what_is_accepted(tiny_corpus):
+    with pytest.raises(ConfigError, match=r"accepted: \[.*'sigma'.*\]"):
+        load(tiny_corpus, "model.position_options.sigmaa=1")
+    with pytest.raises(ConfigError, match=r"accepted: \[.*'factor'.*'original_max_position'.*\]"):
+        load(tiny_corpus, "model.position=yarn", "model.position_options.sigma=1")
+    with pytest.raises(ConfigError, match="'fope-no-fs' fixes fourier=False"):
+        load(tiny_corpus, "model.position=fope-no-fs", "model.position_options.fourier=true")
+
+
+def test_valid_options_load_and_leave_the_global_rng_alone(tiny_corpus):
+    state = torch.get_rng_state()
+    config = load(tiny_corpus, "model.position_options.sigma=0.5", "model.position_seed=null")
+    assert torch.equal(state, torch.get_rng_state())
+    assert config.model_config(300).position_options == {"sigma": 0.5}
+    yarn = load(tiny_corpus, "model.position=yarn", "model.position_options={factor: 2, original_max_position: 32}")
+    assert yarn.model["position"] == "yarn"
+
+
+def test_devices(tiny_corpus):
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="asks for CUDA, which is not available here"):
+            resolve_device("cuda")
+    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu") and model_device(torch.nn.ReLU()).type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_device_cuda_without_cuda_is_one_line(tiny_runs, capsys):
+    from fope.cli import main
+
+    assert main(["eval", str(tiny_runs["rope"]), "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "asks for CUDA, which is not available here" in err and err.count("\n") == 1
