@@ -159,3 +159,23 @@ def olmo_fourier_frequencies(config: dict) -> tuple[list[float], int, int]:
         inv_freq = [w for w in inv_freq if w != 0.0]
         return inv_freq, len(inv_freq), min(len(inv_freq), head_dim // 4)
     return inv_freq, dim // 2, head_dim // 2
+
+
+def cope_inv_freq(inv_freq: torch.Tensor, clip_low_n: int, *, hard: bool = False) -> torch.Tensor:
+    """The CoPE / HardClip frequencies, transcribed from the released modeling_cope.py (hrlics/CoPE).
+
+    ``clip = min(clip_low_n, freq_dim)``; the last ``clip`` entries of ``inv_freq`` (the lowest frequencies) are
+    multiplied by ``0.5 * (1 + cos(linspace(0, pi, clip)))`` computed in float32 (CoPE), or set to 0 (HardClip).
+    """
+    freq_dim = inv_freq.numel()
+    clip = min(clip_low_n, freq_dim)
+    inv_freq = inv_freq.clone()
+    if clip > 0:
+        start_idx = freq_dim - clip
+        if hard:
+            inv_freq[start_idx:] = 0.0
+        else:
+            theta = torch.linspace(0.0, torch.pi, steps=clip, dtype=torch.float32)
+            smooth_mask = 0.5 * (1.0 + torch.cos(theta))
+            inv_freq[start_idx:] = inv_freq[start_idx:] * smooth_mask.to(inv_freq.dtype)
+    return inv_freq

@@ -139,6 +139,51 @@ def floor_scaling(base: Tensor, *, theta: float, rotary_dim: int, train_length: 
     return frequencies, 1.0
 
 
+def _num_clipped(base: Tensor, train_length: int, num_clipped: int | None) -> int:
+    """``num_clipped`` if given, else the number of frequencies below the floor ``2*pi / train_length``."""
+    if isinstance(train_length, bool) or not isinstance(train_length, int) or train_length < 1:
+        raise ValueError(f"train_length must be an int >= 1; got {train_length!r}")
+    if num_clipped is None:
+        return int((base < floor_frequency(train_length)).sum())
+    if isinstance(num_clipped, bool) or not isinstance(num_clipped, int) or num_clipped < 0:
+        raise ValueError(f"num_clipped must be an int >= 0 (None: those below the floor); got {num_clipped!r}")
+    return min(num_clipped, base.shape[0])
+
+
+def cope_scaling(
+    base: Tensor, *, theta: float, rotary_dim: int, train_length: int, num_clipped: int | None = None
+) -> tuple[Tensor, float]:
+    """CoPE, "clipped RoPE" (Li et al. 2026, arXiv 2602.05258): the lowest ``n`` frequencies softly clipped.
+
+    As the authors' released code: ``w[D/2 - n:] *= 0.5 * (1 + cos(linspace(0, pi, n)))``, a raised-cosine taper from
+    1 (the first clipped frequency is kept) to 0 (the lowest becomes the zero frequency); ``n = 1`` changes nothing.
+    They clip ``n = 20`` of Llama-3's 64; the default here is the number of frequencies below FoPE's floor
+    ``2*pi / train_length`` (29 of 64 for Llama-3-8B at 8k), so that CoPE, HardClip and FoPE act on the same
+    under-trained band at any scale. The taper is computed in float64 (the released code: float32).
+    """
+    n = _num_clipped(base, train_length, num_clipped)
+    frequencies = base.clone()
+    if n:
+        taper = 0.5 * (1.0 + torch.cos(torch.linspace(0.0, math.pi, n, dtype=torch.float64)))
+        frequencies[base.shape[0] - n :] *= taper.to(frequencies.dtype)
+    return frequencies, 1.0
+
+
+def hardclip_scaling(
+    base: Tensor, *, theta: float, rotary_dim: int, train_length: int, num_clipped: int | None = None
+) -> tuple[Tensor, float]:
+    """HardClip (CoPE's baseline): the lowest ``n`` frequencies set to zero (default ``n``: those below the floor).
+
+    With the default ``n`` it is the floor scheme ("hope", FoPE without the Fourier series); CoPE's argument is that
+    this hard cut causes spectral leakage, ringing in the attention scores over distance.
+    """
+    n = _num_clipped(base, train_length, num_clipped)
+    frequencies = base.clone()
+    if n:
+        frequencies[base.shape[0] - n :] = 0.0
+    return frequencies, 1.0
+
+
 SCALING_SCHEMES: dict[str, Callable[..., tuple[Tensor, float]]] = {
     "linear": linear_scaling,
     "pi": linear_scaling,
@@ -146,6 +191,8 @@ SCALING_SCHEMES: dict[str, Callable[..., tuple[Tensor, float]]] = {
     "yarn": yarn_scaling,
     "p-rope": p_rope_scaling,
     "floor": floor_scaling,
+    "cope": cope_scaling,
+    "hardclip": hardclip_scaling,
 }
 
 

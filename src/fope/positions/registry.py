@@ -36,6 +36,8 @@ POSITION_ENCODINGS: dict[str, Variant] = {
     "yarn": Variant(RoPE, "RoPE with YaRN (needs factor, original_max_position)", scaling_type="yarn"),
     "p-rope": Variant(RoPE, "p-RoPE: lowest frequencies dropped (needs drop_fraction)", scaling_type="p-rope"),
     "hope": Variant(RoPE, "HoPE-style: frequencies below 2*pi/train_length made position-free", scaling_type="floor"),
+    "cope": Variant(RoPE, "CoPE (Li et al.): lowest frequencies softly clipped (cosine taper)", scaling_type="cope"),
+    "hardclip": Variant(RoPE, "HardClip: lowest frequencies set to zero (CoPE's baseline)", scaling_type="hardclip"),
     "fope": Variant(FoPE, "FoPE (Hua et al.): Fourier series + floor clipping"),
     "fope-no-fs": Variant(FoPE, "FoPE ablation without the Fourier series (floor clipping only)", {"fourier": False}),
     "fope-no-cf": Variant(FoPE, "FoPE ablation without floor clipping", {"clip_floor": False}),
