@@ -3,7 +3,7 @@
 Every encoding trains the same model shape on the same batches. Steps are interleaved round-robin (one step of each
 encoding in turn), so machine-load drift hits all encodings alike and the ratio to RoPE is measured in one run.
 
-    python benchmarks/bench_training.py [--steps 40] [--threads 2] [--config configs/tiny/rope.yaml]
+    python benchmarks/bench_training.py [--steps 40] [--threads 2] [--preset tiny/rope]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from fope.build import build_optimizer
 from fope.config import load_config
 from fope.model import TransformerLM
+from fope.presets import load_preset
 
-ROOT = Path(__file__).resolve().parents[1]
 ENCODINGS = {
     "rope": {},
     "fope": {"sigma": 0.3},
@@ -32,7 +32,7 @@ ENCODINGS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(ROOT / "configs/tiny/rope.yaml"))
+    parser.add_argument("--preset", default="tiny/rope", help="a shipped preset (fope.presets)")
     parser.add_argument("--steps", type=int, default=40, help="measured steps per encoding")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = load_config(args.config)
+    config = load_preset(args.preset)
     seq_len, batch = config.train.seq_len, config.train.batch_size
     runs = {}
     for name, options in ENCODINGS.items():

@@ -1,4 +1,4 @@
-"""Campaigns: --set assignments, run folder states (reuse, resume, extend, conflict), job ordering, summaries."""
+"""Campaigns: run folder states (reuse, resume, extend, conflict), job ordering, dry-run config lines, summaries."""
 
 from __future__ import annotations
 
@@ -7,24 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fope.campaign import (
-    Campaign,
-    CampaignError,
-    Job,
-    ReportSpec,
-    RunSpec,
-    assignment,
-    contrast,
-    format_contrast,
-    run_jobs,
-    run_state,
-    text_table,
-    train_runs,
-)
 from fope.config import load_config, parse_yaml, save_config
+from fope.experiments.campaign import Campaign, Report, Run, assignment, preset_changes, train_runs
+from fope.experiments.jobs import CampaignError, Job, run_jobs
+from fope.experiments.state import run_state
+from fope.presets import load_preset
+from fope.report import contrast, format_contrast, text_table
 from tests.conftest import tiny_run_config
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize(
@@ -36,13 +25,17 @@ def test_assignment_parses_back_to_the_value(value):
     assert key == "model.position_options" and parse_yaml(text) == value
 
 
-def _spec(tmp_path: Path, corpus: Path, name: str = "rope-s0", *overrides: str) -> RunSpec:
+def _base(tmp_path: Path, corpus: Path) -> Path:
     path = tmp_path / "base.yaml"
     if not path.is_file():
         import yaml
 
         path.write_text(yaml.safe_dump(tiny_run_config(corpus)))
-    return RunSpec(name, path, tuple(overrides))
+    return path
+
+
+def _run(tmp_path: Path, corpus: Path, name: str = "rope-s0") -> Run:
+    return Run(name, load_config(_base(tmp_path, corpus)))
 
 
 def _fake_run(run_dir: Path, config, step: int) -> None:
@@ -53,46 +46,54 @@ def _fake_run(run_dir: Path, config, step: int) -> None:
 
 
 def test_run_state_new_done_resume_extend_conflict(tmp_path, tiny_corpus):
-    spec = _spec(tmp_path, tiny_corpus)
-    config = spec.resolve()
+    base = _base(tmp_path, tiny_corpus)
+    config = load_config(base)
     assert run_state(config, tmp_path / "free").status == "new"
     _fake_run(tmp_path / "done", config, 8)
     assert run_state(config, tmp_path / "done").status == "done"
     _fake_run(tmp_path / "half", config, 4)
     assert run_state(config, tmp_path / "half").status == "resume"
-    shorter = load_config(spec.config, ["train.max_steps=4"])
+    shorter = load_config(base, ["train.max_steps=4"])
     _fake_run(tmp_path / "short", shorter, 4)
     state = run_state(config, tmp_path / "short")
     assert state.status == "extend" and "trained for 4 steps; extending to 8" in state.reason
-    _fake_run(tmp_path / "long", load_config(spec.config, ["train.max_steps=16"]), 16)
+    _fake_run(tmp_path / "long", load_config(base, ["train.max_steps=16"]), 16)
     assert run_state(config, tmp_path / "long").status == "conflict"
-    _fake_run(tmp_path / "other", load_config(spec.config, ["train.seed=1", "model.position=fope"]), 8)
+    _fake_run(tmp_path / "other", load_config(base, ["train.seed=1", "model.position=fope"]), 8)
     state = run_state(config, tmp_path / "other")
     assert state.status == "conflict"
     assert "model.position: 'fope' there, 'rope' here" in state.reason and "train.seed: 1 there, 0 here" in state.reason
 
 
 def test_a_folder_with_other_settings_stops_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
-    spec = _spec(tmp_path, tiny_corpus)
+    run = _run(tmp_path, tiny_corpus)
     out = tmp_path / "out"
-    _fake_run(out / "runs" / "rope-s0", load_config(spec.config, ["optim.lr=0.1"]), 8)
+    _fake_run(out / "runs" / "rope-s0", load_config(_base(tmp_path, tiny_corpus), ["optim.lr=0.1"]), 8)
 
     def no_jobs(*args, **kwargs):
         raise AssertionError("nothing should start")
 
-    monkeypatch.setattr("fope.campaign.run_jobs", no_jobs)
+    monkeypatch.setattr("fope.experiments.campaign.run_jobs", no_jobs)
     with pytest.raises(CampaignError, match=r"rope-s0: optim.lr: 0.1 there, 0.003 here"):
-        train_runs(Campaign((spec,)), out, log=lambda _: None)
+        train_runs(Campaign((run,)), out, log=lambda _: None)
 
 
-def test_campaign_checks_names_dependencies_and_reports(tmp_path):
-    base = tmp_path / "x.yaml"
+def test_campaign_checks_names_dependencies_and_reports():
+    config = load_preset("tiny/rope")
     with pytest.raises(CampaignError, match="unique"):
-        Campaign((RunSpec("a", base), RunSpec("a", base)))
+        Campaign((Run("a", config), Run("a", config)))
     with pytest.raises(CampaignError, match="starts from \\['b'\\], which are not earlier runs"):
-        Campaign((RunSpec("a", base, after=("b",)), RunSpec("b", base)))
+        Campaign((Run("a", config, after=("b",)), Run("b", config)))
     with pytest.raises(CampaignError, match="unknown runs \\['c'\\]"):
-        Campaign((RunSpec("a", base),), (ReportSpec("report", "t", ("c",)),))
+        Campaign((Run("a", config),), (Report("report", "t", ("c",)),))
+
+
+def test_the_dry_run_names_what_a_run_changes_in_its_preset():
+    config = load_preset("tiny/fope", ["train.seed=2", "model.position_options={sigma: 0.5}"])
+    assert preset_changes(Run("fope-s2", config, "tiny/fope")) == (
+        "tiny/fope + model.position_options={sigma: 0.5}, train.seed=2"
+    )
+    assert preset_changes(Run("fope-s0", load_preset("tiny/fope"), "tiny/fope")) == "tiny/fope"
 
 
 def test_run_jobs_waits_for_dependencies(tmp_path):

@@ -110,10 +110,12 @@ def test_an_invalid_model_config_in_meta_is_one_line(run_dir):
 
 
 def test_garbage_tokenizer_and_data_json_are_one_line(run_dir):
+    from fope.data.tokenizer import TokenizerFileError
+
     (run_dir / "tokenizer.json").write_text("not a tokenizer")
-    with pytest.raises(CheckpointError, match="cannot read the run's tokenizer") as error:
+    with pytest.raises(TokenizerFileError, match=r"tokenizer\.json") as error:
         load_run(run_dir)
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and str(error.value).count("tokenizer.json") == 1
     (run_dir / "data.json").write_text("[]")
     with pytest.raises(CheckpointError, match=r"data.json is corrupt"):
         load_run(run_dir)

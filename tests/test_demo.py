@@ -1,22 +1,26 @@
-"""The demo is a campaign: its run names, overrides, commands and report are the ones `fope demo` always had."""
+"""The demo is a campaign: its run names, configs, worker commands and report are the ones `fope demo` always had."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from fope.campaign import evaluation_commands, train_command
-from fope.demo import CONFIG_DIR, DemoPlan
+from fope.config import to_dict
+from fope.experiments import plan_experiment
+from fope.experiments.campaign import evaluation_command
+from fope.experiments.jobs import worker_command
+from fope.presets import load_preset
 
 
 def test_demo_campaign_keeps_the_demo_layout_and_commands():
-    campaign = DemoPlan.make(seeds=[0, 1]).campaign()
-    assert [spec.name for spec in campaign.specs] == [
+    campaign = plan_experiment("demo", "demo-output", seeds=[0, 1]).campaign
+    assert [run.name for run in campaign.runs] == [
         f"{encoding}-s{seed}" for seed in (0, 1) for encoding in ("rope", "fope", "alibi", "nope")
     ]
-    spec = campaign.specs[0]
+    run = campaign.runs[0]
     overrides = [
         "train.max_steps=600",
         "train.seed=0",
@@ -25,27 +29,24 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
         "train.eval_every=600",
         "data.passkey_fraction=0.25",
     ]
-    assert spec.config == CONFIG_DIR / "rope.yaml" and list(spec.overrides) == overrides
+    assert run.preset == "tiny/rope" and to_dict(run.config) == to_dict(load_preset("tiny/rope", overrides))
     run_dir = Path("demo-output/runs/rope-s0")
-    command = [sys.executable, "-m", "fope", "train", "--config", str(spec.config), "--out", str(run_dir)]
-    assert train_command(campaign, spec, run_dir) == [
-        *command,
-        "--no-progress",
-        *(f for o in overrides for f in ("--set", o)),
-    ]
-    assert train_command(campaign, spec, run_dir, resume=True)[-1] == "--resume"
-    fope = [sys.executable, "-m", "fope"]
-    assert evaluation_commands(campaign, "rope-s0", run_dir) == [
-        [*fope, "eval", str(run_dir), "--max-spans", "24", "--no-progress"],
-        [*fope, "passkey", str(run_dir), "--trials", "20", "--no-progress"],
-    ]
+    worker = [sys.executable, "-m", "fope.experiments.worker"]
+    assert worker_command("train", str(run_dir)) == [*worker, "train", str(run_dir)]
+    command = evaluation_command(campaign, "rope-s0", run_dir)
+    assert command[:-1] == [*worker, "evaluate", str(run_dir)]
+    assert json.loads(command[-1]) == {"perplexity": [None], "max_spans": 24, "trials": 20}
     (report,) = campaign.reports
     assert report.folder == "report" and report.attention and len(report.runs) == 8
 
 
 def test_quick_demo_and_unknown_encodings():
-    quick = DemoPlan.make(quick=True).campaign()
-    assert [spec.name for spec in quick.specs] == ["rope-s0", "fope-s0", "alibi-s0", "nope-s0"]
-    assert quick.max_spans == 4 and quick.passkey_trials == 4 and "train.max_steps=60" in quick.specs[0].overrides
+    plan = plan_experiment("demo", "out", quick=True)
+    quick = plan.campaign
+    assert [run.name for run in quick.runs] == ["rope-s0", "fope-s0", "alibi-s0", "nope-s0"]
+    assert quick.max_spans == 4 and quick.passkey_trials == 4 and quick.runs[0].config.train.max_steps == 60
+    assert plan.root == Path("out") and plan.command == "fope demo"
     with pytest.raises(ValueError, match="no tiny preset for \\['sine'\\]"):
-        DemoPlan.make(encodings=["rope", "sine"])
+        plan_experiment("demo", "out", encodings=["rope", "sine"])
+    with pytest.raises(ValueError, match=r"experiment 'demo' has no option \['scale'\]"):
+        plan_experiment("demo", "out", scale="paper")

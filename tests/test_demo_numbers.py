@@ -1,10 +1,13 @@
-"""`fope demo --quick` gives the same numbers as before the upper half was restructured (same seeds, same machine).
+"""`pip install fope` then `fope demo --quick`, from an unrelated folder, gives the numbers it gave before.
 
-tests/data/demo_quick_baseline.json was written from a `fope demo --quick` run of commit a484a4e (before the
-restructuring of issue 12): per run, every training log line (loss, grad norm, lr, tokens, validation), the held-out
-loss at every evaluation length, and every passkey continuation. Bit-identical on one machine: CPU kernels are
-deterministic for one thread per worker, which is what the demo runs. Regenerate it only for a deliberate change of
-numerics, and say so in the commit.
+One demo run checks two things. The package as a wheel: built from this repository, installed into a fresh virtual
+environment (its dependencies, torch and the rest, lent by this environment's site-packages through a ``.pth`` file,
+so nothing is downloaded; this checkout's editable install is not visible there), run from a temporary folder, so the
+presets must come from the wheel's package data. And the numbers: tests/data/demo_quick_baseline.json was written
+from a `fope demo --quick` run of commit a484a4e (before the restructuring of issue 12): per run, every training log
+line (loss, grad norm, lr, tokens, validation), the held-out loss at every evaluation length, and every passkey
+continuation. Bit-identical on one machine: CPU kernels are deterministic for one thread per worker, which is what
+the demo runs. Regenerate it only for a deliberate change of numerics, and say so in the commit.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 BASELINE = Path(__file__).parent / "data" / "demo_quick_baseline.json"
 VOLATILE = ("tokens_per_s", "seconds", "elapsed")
 
@@ -37,18 +42,38 @@ def demo_numbers(out: Path) -> dict[str, dict]:
     return numbers
 
 
+def run(command: list[str], **keywords) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, **keywords)
+    assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def fresh_install(tmp_path: Path) -> Path:
+    """A new virtual environment with the wheel of this repository installed; its Python."""
+    wheels = tmp_path / "wheels"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)])
+    (wheel,) = wheels.glob("fope-*.whl")
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = venv / "bin" / "python"
+    site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
+    (site / "lent-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)])
+    return python
+
+
 @pytest.mark.slow
-def test_quick_demo_gives_the_numbers_it_gave_before(tmp_path):
-    out = tmp_path / "demo"
+def test_installed_quick_demo_gives_the_numbers_it_gave_before(tmp_path):
+    python = fresh_install(tmp_path)
+    where = tmp_path / "elsewhere"
+    where.mkdir()
+    located = run([str(python), "-c", "import fope, fope.presets; print(fope.__file__)"], cwd=where).stdout.strip()
+    assert Path(located).is_relative_to(python.parent.parent), located  # the wheel's fope, not this checkout's
+    out = where / "demo"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "fope", "demo", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    env.pop("PYTHONPATH", None)
+    run([str(python.parent / "fope"), "demo", "--quick", "--out", str(out)], cwd=where, env=env)
+    assert (out / "report" / "report.md").is_file() and (out / "summary.md").is_file()
     expected = json.loads(BASELINE.read_text())
     actual = demo_numbers(out)
     assert sorted(actual) == sorted(expected)

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from fope.campaign import _flatten, non_embedding_parameters
 from fope.cli import main
-from fope.config import RunConfig, load_config, to_dict
-from fope.demo import DemoPlan
-from fope.experiments import ABLATION_ARMS, BASELINE_ARMS, plan_experiment, run_experiment
+from fope.config import RunConfig, to_dict
+from fope.experiments import plan_experiment, run_experiment
+from fope.experiments.ablation import ARMS as ABLATION_ARMS
+from fope.experiments.baselines import ARMS as BASELINE_ARMS
+from fope.experiments.campaign import non_embedding_parameters
+from fope.experiments.state import flatten
 from fope.positions import FoPE
+from fope.presets import load_preset
 from fope.runs import load_run
 
-PRESET = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny" / "fope.yaml")
+PRESET = load_preset("tiny/fope")
 L, BATCH = PRESET.train.seq_len, PRESET.train.batch_size  # the tiny presets' training length and batch
 KEPT = FoPE(head_dim=32, num_heads=4, train_length=L).num_kept  # frequencies the tiny FoPE keeps at L
 
@@ -41,11 +44,11 @@ def tiny_overrides(corpus: Path) -> list[str]:
 
 
 def resolved(plan) -> dict[str, RunConfig]:
-    return {spec.name: spec.resolve() for spec in plan.campaign.specs}
+    return {run.name: run.config for run in plan.campaign.runs}
 
 
 def flat(config: RunConfig) -> dict:
-    return _flatten(to_dict(config))
+    return flatten(to_dict(config))
 
 
 def differing(a: RunConfig, b: RunConfig) -> set[str]:
@@ -84,7 +87,7 @@ def test_ablation_sizes_keep_head_dim_and_label_by_size(tmp_path):
 
 def test_demo_runs_are_reused_by_the_recipes(tmp_path):
     """Same name and same resolved config: an experiment pointed at a demo folder does not retrain rope or fope."""
-    demo = {spec.name: spec.resolve() for spec in DemoPlan.make(seeds=[0, 1]).campaign().specs}
+    demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1]))
     for experiment in ("ablation", "baselines", "extension", "sweep"):
         configs = resolved(plan_experiment(experiment, tmp_path, seeds=[0, 1]))
         for name in ("rope-s0", "fope-s1") if experiment != "sweep" else ("fope-s0", "fope-s1"):
@@ -127,7 +130,7 @@ def test_sweep_plan_values_reference_and_shapes_at_one_budget(tmp_path):
 def test_extension_arms_have_equal_token_budgets_and_start_from_the_base_runs(tmp_path):
     plan = plan_experiment("extension", tmp_path, seeds=[0, 1])
     configs = resolved(plan)
-    extended = {spec.name: spec for spec in plan.campaign.specs if spec.after}
+    extended = {run.name: run for run in plan.campaign.runs if run.after}
     assert sorted(extended) == sorted(
         f"{start}-to-{method}-s{seed}" for seed in (0, 1) for start in ("rope", "fope") for method in ("yarn", "fope")
     )
@@ -155,7 +158,7 @@ def test_cross_domain_trains_on_shakespeare_and_evaluates_on_exported_bible(tmp_
     assert list(configs) == ["rope-shakespeare-s0", "fope-shakespeare-s0", "alibi-shakespeare-s0"]
     assert all(config.data.sources == ["shakespeare"] for config in configs.values())
     bible = str((tmp_path / "eval-data" / "bible").resolve())
-    assert plan.export == ("bible", tmp_path / "eval-data" / "bible")
+    assert plan.prepare is not None and any(str(tmp_path / "eval-data" / "bible") in note for note in plan.notes)
     assert [(r.folder, r.data) for r in plan.campaign.reports] == [("report-in-domain", None), ("report-bible", bible)]
     assert plan.campaign.passkey_trials is None
     with pytest.raises(ValueError, match="needs --eval-data"):
@@ -175,12 +178,14 @@ def test_paper_scale_dry_run_lists_the_paper_presets(capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "10 runs, 1 at a time" in printed and "rope-60m-s0" in printed and "fope-180m" in printed
-    assert "configs/paper/60m.yaml --out experiments/runs/rope-60m-s0" in printed
-    assert "--set 'model.position_options={sigma: 0.4, theta: 10000.0}'" in printed  # 180M's sigma
+    assert "rope-60m-s0: paper/60m + model.position=rope, model.position_options={theta: 10000.0}" in printed
+    assert "fope-180m-s0: paper/180m\n" in printed  # FoPE at 180M is the preset itself (sigma 0.4)
+    assert "fope-no-cf-180m-s0: paper/180m + model.position=fope-no-cf, name=fope-no-cf-180m" in printed
+    assert "-m fope.experiments.worker train experiments/runs/rope-60m-s0" in printed
     assert "9,999,745,024" in printed and "33,563,136" in printed  # 10B tokens, 60M non-embedding parameters
     assert main(["experiment", "extension", "--scale", "paper", "--gpus", "4", "--seeds", "0", "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    assert "torch.distributed.run --nproc_per_node 4 -m fope train" in printed
+    assert "torch.distributed.run --nproc_per_node 4 -m fope.experiments.worker train" in printed
     assert "factor: 16.0, original_max_position: 512" in printed and "1,048,576,000" in printed
 
 
@@ -233,7 +238,7 @@ def test_recipe_end_to_end_then_reused(tmp_path, tiny_corpus, monkeypatch):
     def no_subprocess(*args, **kwargs):
         raise AssertionError("finished runs and evaluations must be reused")
 
-    monkeypatch.setattr("fope.campaign.subprocess.Popen", no_subprocess)
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_subprocess)
     again = run_experiment(plan_experiment("baselines", tmp_path, **options), log=printed.append)
     assert again["summary"] == outcome["summary"]
     assert any("reusing 4 finished run(s)" in line for line in printed)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fope import FoPE, ModelConfig, TransformerLM
-from fope.model import KVCache, sample_next_token
+from fope.generation import decode
+from fope.model import KVCache, LayerInputs, sample_next_token
 from fope.positions import build_position_encoding
 
 VOCAB = 97
@@ -286,6 +287,51 @@ def test_generation_stops_at_eos_and_pads_finished_rows() -> None:
     assert torch.equal(out[1], greedy[1])
     single = model.generate(prompt[:1], 10, eos_id=eos)
     assert torch.equal(single[0], greedy[0, : first_eos + 1])  # stops as soon as its only row is done
+
+
+def test_decode_feeds_the_prompt_then_one_token_per_step() -> None:
+    seen: list[torch.Tensor] = []
+
+    def step(new_tokens: torch.Tensor, cache: object) -> tuple[torch.Tensor, int]:
+        seen.append(new_tokens)
+        logits = torch.full((new_tokens.shape[0], 5), -1.0)
+        logits[:, (int(new_tokens[0, -1]) + 1) % 5] = 1.0  # greedy: the last token + 1
+        return logits, (0 if cache is None else cache + 1)
+
+    prompt = torch.tensor([[3, 0]])
+    assert decode(step, prompt, 4).tolist() == [[3, 0, 1, 2, 3, 4]]
+    assert [t.tolist() for t in seen] == [[[3, 0]], [[1]], [[2]], [[3]]]
+    assert decode(step, prompt, 4, eos_id=2).tolist() == [[3, 0, 1, 2]]
+    assert torch.equal(decode(step, prompt, 0), prompt)
+
+
+def test_generate_checks_its_arguments() -> None:
+    model = tiny_model()
+    prompt = random_tokens(1, 3)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            model.generate(prompt, bad)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(prompt, 2, temperature=-1.0)
+    with pytest.raises(TypeError, match="top_n"):
+        model.generate(prompt, 2, top_n=3)
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_attention_qkv_is_what_forward_attends_with(qk_norm: bool) -> None:
+    model = tiny_model(qk_norm=qk_norm, num_kv_heads=2)
+    attention = model.layers[0].attention
+    x = torch.randn(2, 7, 64)
+    q, k, v = attention.qkv(x)
+    assert (q.shape, k.shape, v.shape) == ((2, 4, 7, 16), (2, 2, 7, 16), (2, 2, 7, 16))
+    position, positions = model.position_encodings()[0], torch.arange(7)
+    rotated_q, rotated_k = position(q, k, positions)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    expected = sdpa(rotated_q, rotated_k, v, is_causal=True, enable_gqa=True)
+    out = attention(x, LayerInputs(position, positions, positions))
+    torch.testing.assert_close(out, attention.out_proj(expected.transpose(1, 2).reshape(2, 7, 64)))
+    for batched, unbatched in zip((q, k, v), attention.qkv(x[0]), strict=True):  # (T, d_model) -> (H, T, D)
+        torch.testing.assert_close(unbatched, batched[0])
 
 
 # Attention semantics

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fope.checks import check_bool, check_float, check_int
+from fope.generation import KVCache, decode, sample_next_token
 from fope.positions import (
     POSITION_ENCODINGS,
     STRUCTURAL_OPTIONS,
@@ -26,7 +27,7 @@ from fope.positions import (
     resolve_positions,
 )
 
-__all__ = ["KVCache", "LMOutput", "ModelConfig", "TransformerLM", "sample_next_token"]
+__all__ = ["KVCache", "LMOutput", "LayerInputs", "ModelConfig", "TransformerLM", "sample_next_token"]
 
 
 @dataclass
@@ -147,61 +148,6 @@ def build_layer_positions(config: ModelConfig) -> nn.ModuleList:
     )
 
 
-class KVCache:
-    """Keys, values and positions of the tokens seen so far, for every layer, preallocated for ``max_length`` tokens.
-
-    Pass the same cache to successive ``TransformerLM.forward`` calls: each call appends its tokens. Key/value storage
-    takes the batch size, dtype and device of the first keys written.
-    """
-
-    def __init__(self, num_layers: int, max_length: int) -> None:
-        check_int("num_layers", num_layers, minimum=1)
-        check_int("max_length", max_length, minimum=1)
-        self.max_length = max_length
-        self.length = 0
-        self.keys: list[Tensor | None] = [None] * num_layers
-        self.values: list[Tensor | None] = [None] * num_layers
-        self.positions: Tensor | None = None
-
-    def extend(self, positions: Tensor) -> Tensor:
-        """Reserve room for ``positions`` (``(T,)`` or ``(B, T)``) and return the positions of all keys so far."""
-        new_length = self.length + positions.shape[-1]
-        if new_length > self.max_length:
-            raise ValueError(
-                f"KV cache holds at most max_length={self.max_length} tokens; "
-                f"{self.length} cached + {positions.shape[-1]} new = {new_length}"
-            )
-        rows = positions if positions.dim() == 2 else positions.unsqueeze(0)
-        if self.positions is None:
-            self.positions = torch.zeros(rows.shape[0], self.max_length, dtype=torch.long, device=rows.device)
-        elif rows.shape[0] != self.positions.shape[0]:
-            if self.positions.shape[0] != 1 and rows.shape[0] != 1:
-                raise ValueError(
-                    f"KV cache holds positions for batch size {self.positions.shape[0]}; "
-                    f"got positions of shape {tuple(positions.shape)}"
-                )
-            if self.positions.shape[0] == 1:
-                self.positions = self.positions.expand(rows.shape[0], -1).clone()
-        self.positions[:, self.length : new_length] = rows
-        self.length = new_length
-        key_positions = self.positions[:, :new_length]
-        return key_positions[0] if key_positions.shape[0] == 1 else key_positions
-
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store this layer's new keys/values ``(B, Hkv, T, D)`` (after ``extend``) and return all of them."""
-        if self.keys[layer] is None:
-            batch, heads, _, dim = k.shape
-            self.keys[layer] = k.new_zeros(batch, heads, self.max_length, dim)
-            self.values[layer] = v.new_zeros(batch, heads, self.max_length, v.shape[-1])
-        keys, values = self.keys[layer], self.values[layer]
-        if k.shape[0] != keys.shape[0]:
-            raise ValueError(f"KV cache was filled with batch size {keys.shape[0]}; got keys of shape {tuple(k.shape)}")
-        start = self.length - k.shape[2]
-        keys[:, :, start : self.length] = k
-        values[:, :, start : self.length] = v
-        return keys[:, :, : self.length], values[:, :, : self.length]
-
-
 def causal_mask(num_queries: int, num_keys: int, device: torch.device) -> Tensor:
     """Boolean ``(Tq, Tk)``, True where visible: the queries are the last ``Tq`` of the ``Tk`` tokens."""
     query_index = torch.arange(num_keys - num_queries, num_keys, device=device)
@@ -259,6 +205,16 @@ def _repeat_kv(k: Tensor, v: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
     return k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
 
 
+class LayerInputs(NamedTuple):
+    """What a layer's attention takes besides its input: the layer's position encoding, the positions of the new
+    tokens ``(T,)`` or ``(B, T)``, those of all keys (cached ones first), and the cache, if any."""
+
+    position: PositionEncoding
+    positions: Tensor
+    key_positions: Tensor
+    cache: KVCache | None = None
+
+
 class Attention(nn.Module):
     """Multi-head / grouped-query attention: fused q/k/v projection, optional QK-norm, position encoding, SDPA."""
 
@@ -273,26 +229,25 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps) if config.qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps) if config.qk_norm else None
 
-    def forward(
-        self,
-        x: Tensor,
-        position: PositionEncoding,
-        positions: Tensor,
-        key_positions: Tensor,
-        cache: KVCache | None = None,
-    ) -> Tensor:
-        batch, length, _ = x.shape
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries ``(..., Hq, T, D)``, keys and values ``(..., Hkv, T, D)`` of ``x`` ``(..., T, d_model)``: the fused
+        projection split into heads, QK-norm applied, before the position encoding."""
         sizes = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim)
         q, k, v = self.qkv_proj(x).split(sizes, dim=-1)
-        q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = q.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+        k = k.unflatten(-1, (self.num_kv_heads, self.head_dim)).transpose(-3, -2)
+        v = v.unflatten(-1, (self.num_kv_heads, self.head_dim)).transpose(-3, -2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = position(q, k, positions)
-        if cache is not None:
-            k, v = cache.update(self.layer_index, k, v)
-        out = attend(q, k, v, position, positions, key_positions, self.max_bias_bytes)
+        return q, k, v
+
+    def forward(self, x: Tensor, inputs: LayerInputs) -> Tensor:
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x)
+        q, k = inputs.position(q, k, inputs.positions)
+        if inputs.cache is not None:
+            k, v = inputs.cache.update(self.layer_index, k, v)
+        out = attend(q, k, v, inputs.position, inputs.positions, inputs.key_positions, self.max_bias_bytes)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
 
@@ -319,15 +274,8 @@ class Block(nn.Module):
         self.mlp_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.mlp = SwiGLU(config.d_model, config.mlp_hidden_dim)
 
-    def forward(
-        self,
-        x: Tensor,
-        position: PositionEncoding,
-        positions: Tensor,
-        key_positions: Tensor,
-        cache: KVCache | None = None,
-    ) -> Tensor:
-        x = x + self.attention(self.attention_norm(x), position, positions, key_positions, cache)
+    def forward(self, x: Tensor, inputs: LayerInputs) -> Tensor:
+        x = x + self.attention(self.attention_norm(x), inputs)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -410,7 +358,7 @@ class TransformerLM(nn.Module):
         key_positions = positions if cache is None else cache.extend(positions)
         x = self.embed(input_ids)
         for block, position in zip(self.layers, self.position_encodings(), strict=True):
-            x = block(x, position, positions, key_positions, cache)
+            x = block(x, LayerInputs(position, positions, key_positions, cache))
         return self.norm(x)
 
     def forward(
@@ -434,45 +382,20 @@ class TransformerLM(nn.Module):
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
         return LMOutput(logits, loss)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: Tensor,
-        max_new_tokens: int,
-        *,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_id: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def generate(self, input_ids: Tensor, max_new_tokens: int, **options: Any) -> Tensor:
         """Continue each row of ``input_ids`` ``(B, T)``; returns prompt and new tokens ``(B, T + n)``.
 
-        One prefill pass fills a KV cache, then one token per step. ``temperature=0`` is greedy; otherwise tokens are
-        sampled (after ``top_k`` / ``top_p`` filtering) with ``generator``. With ``eos_id``, rows that produced it are
-        padded with it and generation stops early once every row has.
+        One prefill pass fills a KV cache, then one token per step: ``fope.generation.decode``, whose keyword
+        ``options`` these are (``temperature=0.0`` greedy, else sampled after ``top_k`` / ``top_p`` filtering with
+        ``generator``; ``eos_id`` pads the rows that produced it and stops once every row has).
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0; got {max_new_tokens!r}")
-        tokens = input_ids
-        if max_new_tokens == 0:
-            return tokens
-        cache = KVCache(self.config.num_layers, input_ids.shape[-1] + max_new_tokens)
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        step_input = input_ids
-        for _ in range(max_new_tokens):
-            logits = self.lm_head(self.hidden_states(step_input, cache=cache)[:, -1])
-            next_token = sample_next_token(
-                logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )
-            if eos_id is not None:
-                next_token = next_token.masked_fill(finished, eos_id)
-                finished |= next_token == eos_id
-            tokens = torch.cat((tokens, next_token.unsqueeze(-1)), dim=-1)
-            if eos_id is not None and bool(finished.all()):
-                break
-            step_input = next_token.unsqueeze(-1)
-        return tokens
+
+        def step(new_tokens: Tensor, cache: KVCache | None) -> tuple[Tensor, KVCache]:
+            if cache is None:
+                cache = KVCache(self.config.num_layers, input_ids.shape[-1] + max_new_tokens)
+            return self.lm_head(self.hidden_states(new_tokens, cache=cache)[:, -1]), cache
+
+        return decode(step, input_ids, max_new_tokens, **options)
 
     def replace_position_encoding(
         self,
@@ -501,34 +424,3 @@ class TransformerLM(nn.Module):
         config = dataclasses.replace(self.config, **changes)
         self.position_modules = build_layer_positions(config).to(self.embed.weight.device)
         self.config = config
-
-
-def sample_next_token(
-    logits: Tensor,
-    *,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Next token ids ``(B,)`` from logits ``(B, vocab)``: argmax at ``temperature=0``, else a filtered sample."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1; got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be None or a number in (0, 1]; got {top_p!r}")
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None:
-        kth_largest = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
-    if top_p is not None:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # Drop a token once the more likely ones already hold top_p of the mass; the most likely one always stays.
-        outside = probs.cumsum(dim=-1) - probs >= top_p
-        logits = logits.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)

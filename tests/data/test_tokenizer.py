@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from fope.data.tokenizer import EOS_TOKEN, Tokenizer, train_bpe
+from fope.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerFileError, train_bpe
+from fope.errors import FopeError
 from tests.data import fakes
 
 TEXTS = [fakes.english_like(seed, num_words=2000) for seed in range(4)]
@@ -77,6 +78,18 @@ def test_load_errors(tokenizer, tmp_path):
     path = tokenizer.save(tmp_path / "tokenizer.json")
     with pytest.raises(ValueError, match="no token '</s>'"):
         Tokenizer.load(path, eos_token="</s>")
+
+
+@pytest.mark.parametrize("text", ["this is not a tokenizer {", '{"not": "a tokenizer"}', ""])
+def test_a_file_that_does_not_parse_is_one_line_naming_it(tmp_path, text):
+    garbage = tmp_path / "folder" / "tokenizer.json"
+    garbage.parent.mkdir()
+    garbage.write_text(text)
+    for source in (garbage, garbage.parent):
+        with pytest.raises(TokenizerFileError, match="cannot read the tokenizer file") as caught:
+            Tokenizer.load(source)
+        assert isinstance(caught.value, FopeError) and str(garbage) in str(caught.value)
+        assert "\n" not in str(caught.value)
 
 
 def test_load_transformers_folder(tokenizer, tmp_path):

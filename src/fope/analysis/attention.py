@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from fope.analysis.capture import Activations, capture_activations
+from fope.evaluate.chunks import LENGTH_MULTIPLES
 from fope.model import TransformerLM, causal_mask
 from fope.positions import PositionEncoding
 
@@ -146,7 +147,7 @@ def context_behaviour(
     token_ids: Tensor,
     *,
     train_length: int,
-    multiples: Sequence[int] = (1, 2, 4, 8, 16),
+    multiples: Sequence[int] = LENGTH_MULTIPLES,
     max_block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> dict[str, Any]:
     """Attention statistics per layer and head at contexts ``multiple * train_length`` (prefixes of ``token_ids``).

@@ -1,7 +1,7 @@
 """What the diagnostics read from a model: per-layer queries and keys before the position encoding, block inputs.
 
-Queries and keys are taken from each attention layer's fused ``qkv_proj`` output with a forward hook, split and
-reshaped as the attention does, and passed through the optional QK-norm; the position encoding is not applied
+Queries and keys are ``Attention.qkv`` of each attention layer's input, taken with a forward pre-hook: split into
+heads and passed through the optional QK-norm as the attention does, before the position encoding
 (``position(q, k, positions)`` gives the rotated ones). Rotary pairs are read as complex numbers ``a + ib``: the
 pair map ``(a, b) -> (a*c - b*s, b*c + a*s)`` is the product ``(a + ib)(c + is)``.
 """
@@ -40,19 +40,10 @@ def capture_activations(
     inputs: list[Tensor] = []
     handles = []
 
-    def keep_qk(attention: torch.nn.Module):
-        def hook(module: torch.nn.Module, args: tuple, output: Tensor) -> None:
-            batch, length, _ = output.shape
-            heads, kv_heads, dim = attention.num_heads, attention.num_kv_heads, attention.head_dim
-            q, k, _ = output.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=-1)
-            q = q.view(batch, length, heads, dim).transpose(1, 2)
-            k = k.view(batch, length, kv_heads, dim).transpose(1, 2)
-            if attention.q_norm is not None:
-                q, k = attention.q_norm(q), attention.k_norm(k)
-            queries.append(q.float())
-            keys.append(k.float())
-
-        return hook
+    def keep_qk(attention: torch.nn.Module, args: tuple) -> None:
+        q, k, _ = attention.qkv(args[0])
+        queries.append(q.float())
+        keys.append(k.float())
 
     def keep_input(module: torch.nn.Module, args: tuple) -> None:
         inputs.append(args[0].float())
@@ -61,7 +52,7 @@ def capture_activations(
     try:
         model.eval()
         for block in model.layers:
-            handles.append(block.attention.qkv_proj.register_forward_hook(keep_qk(block.attention)))
+            handles.append(block.attention.register_forward_pre_hook(keep_qk))
             if block_inputs:
                 handles.append(block.register_forward_pre_hook(keep_input))
         model.hidden_states(input_ids.to(model_device(model)), positions)

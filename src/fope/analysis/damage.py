@@ -161,18 +161,14 @@ def tone_probe(
 def block_stages(block: nn.Module) -> dict[str, Callable[[Tensor], Tensor]]:
     """Per-position maps of a ``fope.model.Block`` from its residual input, to probe with ``tone_probe``.
 
-    ``"qk"``: attention norm, the query/key rows of ``qkv_proj``, QK-norm (the un-rotated queries and keys);
+    ``"qk"``: attention norm, then ``Attention.qkv``'s queries and keys (un-rotated, QK-normed), heads concatenated;
     ``"mlp_activation"``: MLP norm, ``up_gate_proj``, ``silu(gate) * up``; ``"mlp"``: the whole MLP branch.
     """
-    attention, mlp = block.attention, block.mlp
-    heads, kv_heads, dim = attention.num_heads, attention.num_kv_heads, attention.head_dim
+    mlp = block.mlp
 
     def qk(x: Tensor) -> Tensor:
-        q, k, _ = attention.qkv_proj(block.attention_norm(x)).split((heads * dim, kv_heads * dim, kv_heads * dim), -1)
-        q, k = q.unflatten(-1, (heads, dim)), k.unflatten(-1, (kv_heads, dim))
-        if attention.q_norm is not None:
-            q, k = attention.q_norm(q), attention.k_norm(k)
-        return torch.cat((q.flatten(-2), k.flatten(-2)), dim=-1)
+        q, k, _ = block.attention.qkv(block.attention_norm(x))
+        return torch.cat((q.transpose(-3, -2).flatten(-2), k.transpose(-3, -2).flatten(-2)), dim=-1)
 
     def mlp_activation(x: Tensor) -> Tensor:
         up, gate = mlp.up_gate_proj(block.mlp_norm(x)).chunk(2, dim=-1)

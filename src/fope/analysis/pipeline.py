@@ -28,7 +28,7 @@ from fope.analysis.damage import block_stages, position_leakage, position_power_
 from fope.analysis.frequencies import coefficient_mixing, frequency_map, rotary_basis
 from fope.analysis.magnitudes import pair_magnitudes
 from fope.analysis.spectrum import pair_products, stationary_scores, stationary_spectrum
-from fope.evaluate.chunks import select_spans
+from fope.evaluate.chunks import LENGTH_MULTIPLES, select_spans
 from fope.model import TransformerLM
 from fope.positions import FoPE
 
@@ -77,7 +77,7 @@ def analyze(
     *,
     train_length: int,
     out_dir: str | Path,
-    context_multiples: Sequence[float] = (1, 2, 4, 8, 16),
+    context_multiples: Sequence[float] = LENGTH_MULTIPLES,
     spectrum_multiple: float = 4,
     num_sequences: int = 2,
     probe_tones: int = 64,

@@ -15,8 +15,7 @@ import torch
 
 from fope.analysis.attention import context_behaviour
 from fope.analysis.pipeline import compare_behaviour, token_windows
-
-MULTIPLES = (1, 2, 4, 8, 16)
+from fope.evaluate.chunks import LENGTH_MULTIPLES
 
 
 def _average(behaviours: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -31,7 +30,12 @@ def _average(behaviours: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def attention_section(
-    runs: Sequence[Any], out_dir: Path, *, sequences: int = 2, multiples: Sequence[int] = MULTIPLES, seed: int = 0
+    runs: Sequence[Any],
+    out_dir: Path,
+    *,
+    sequences: int = 2,
+    multiples: Sequence[int] = LENGTH_MULTIPLES,
+    seed: int = 0,
 ) -> Any:
     """A ``ReportSection`` comparing attention entropy and mass beyond L by context length across configurations."""
     from fope.report import ReportSection, render_table

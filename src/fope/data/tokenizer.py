@@ -8,10 +8,16 @@ from pathlib import Path
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from fope.errors import FopeError
+
 #: The end-of-document token: the token store puts one after every document.
 EOS_TOKEN = "<|endoftext|>"
 #: Every byte plus EOS: the smallest vocabulary ``train_bpe`` can make (pure byte-level tokens, no merges).
 MIN_VOCAB_SIZE = 256 + 1
+
+
+class TokenizerFileError(FopeError):
+    """A tokenizer file that the ``tokenizers`` library cannot read, in one line naming the file."""
 
 
 class Tokenizer:
@@ -56,6 +62,7 @@ class Tokenizer:
 
         A folder with a ``tokenizer_config.json`` is read with ``transformers.AutoTokenizer`` (fast tokenizers only);
         its EOS is the tokenizer's own ``eos_token`` unless ``eos_token`` is given. Otherwise EOS is ``<|endoftext|>``.
+        A ``tokenizer.json`` that does not parse raises ``TokenizerFileError``.
         """
         path = Path(path)
         if path.is_dir() and (path / "tokenizer_config.json").is_file():
@@ -66,7 +73,12 @@ class Tokenizer:
                 f"tokenizer path must be a tokenizer.json file, a folder with one, or a transformers tokenizer folder; "
                 f"got {str(path)!r}"
             )
-        return cls(tokenizers.Tokenizer.from_file(str(file)), eos_token or EOS_TOKEN)
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(file))
+        except Exception as error:  # the library raises a bare Exception for a file that does not parse
+            message = " ".join(str(error).split())[:300]
+            raise TokenizerFileError(f"cannot read the tokenizer file {str(file)!r}: {message}") from error
+        return cls(backend, eos_token or EOS_TOKEN)
 
 
 def _load_transformers(path: Path, eos_token: str | None) -> Tokenizer:

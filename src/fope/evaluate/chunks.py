@@ -13,6 +13,9 @@ import numpy as np
 
 from fope.checks import check_int
 
+#: Default lengths as multiples of the training length: evaluation (``fope eval``) and the analysis contexts.
+LENGTH_MULTIPLES = (1, 2, 4, 8, 16)
+
 
 @dataclass(frozen=True)
 class Span:

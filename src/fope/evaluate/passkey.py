@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from fope.checks import check_int
 from fope.data.passkey import KEY_RANGE, PasskeyPrompt, build_passkey_prompt, passkey_text
 from fope.data.tokenizer import Tokenizer
-from fope.device import model_device, resolve_device
+from fope.device import model_device
 from fope.evaluate.chunks import check_lengths
-from fope.evaluate.results import PASSKEY, run_summary, write_results
-from fope.runs import load_run
+from fope.evaluate.results import PASSKEY, evaluate_run
+from fope.runs import Run
 
 DEFAULT_TRIALS = 100
 #: Default lengths stop at this multiple of the training length.
@@ -234,22 +234,20 @@ def evaluate_run_passkey(
 ) -> dict[str, Any]:
     """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``."""
 
-    run = load_run(run_dir, step=step, device=resolve_device(device))
-    results = evaluate_passkey(
-        run.model,
-        run.tokenizer,
-        lengths=lengths,
-        train_length=run.train_length,
-        trials=trials,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        depth_bins=depth_bins,
-        progress=progress,
-    )
-    results = {"run": run_summary(run), **results}
-    if write:
-        write_results(run.path, PASSKEY, results)
-    return results
+    def evaluate(run: Run) -> dict[str, Any]:
+        return evaluate_passkey(
+            run.model,
+            run.tokenizer,
+            lengths=lengths,
+            train_length=run.train_length,
+            trials=trials,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            depth_bins=depth_bins,
+            progress=progress,
+        )
+
+    return evaluate_run(run_dir, PASSKEY, evaluate, step=step, device=device, write=write)
 
 
 def format_passkey(results: dict[str, Any]) -> str:

@@ -25,8 +25,9 @@ from fope.checks import check_int
 from fope.data.corpus import Document, decode_text, jsonl_documents, text_dir_documents
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
-from fope.device import model_device, resolve_device
+from fope.device import model_device
 from fope.evaluate.chunks import (
+    LENGTH_MULTIPLES,
     Span,
     SpanSelection,
     check_lengths,
@@ -34,11 +35,9 @@ from fope.evaluate.chunks import (
     select_spans,
     windows,
 )
-from fope.evaluate.results import PERPLEXITY, results_name, run_summary, write_results
-from fope.runs import load_run
+from fope.evaluate.results import PERPLEXITY, evaluate_run, results_name
+from fope.runs import Run
 
-#: Default lengths as multiples of the training length.
-LENGTH_MULTIPLES = (1, 2, 4, 8, 16)
 DEFAULT_MAX_SPANS = 32
 DEFAULT_BATCH_TOKENS = 16384
 #: Logits computed at once when scoring (elements): 16 MiB of float32 (and as much for their log-softmax).
@@ -48,7 +47,7 @@ RECORD_KEYS = ("length", "tokens", "loss", "perplexity", "bits_per_byte")
 
 
 def default_lengths(train_length: int) -> list[int]:
-    """``train_length`` times 1, 2, 4, 8 and 16."""
+    """``train_length`` times each of ``LENGTH_MULTIPLES``."""
     check_int("train_length", train_length, minimum=1)
     return [train_length * multiple for multiple in LENGTH_MULTIPLES]
 
@@ -207,8 +206,8 @@ def evaluate_perplexity(
     """Loss, perplexity and bits per byte at each length on the same spans, plus loss by position bucket.
 
     ``data`` is a token store (the run's held-out split) or documents to tokenize with ``tokenizer``. ``lengths``
-    default to ``train_length`` x 1, 2, 4, 8, 16; buckets are ``train_length`` positions wide. Batches hold about
-    ``batch_tokens`` tokens. ``device`` (default: the model's) receives the model.
+    default to ``train_length`` x ``LENGTH_MULTIPLES``; buckets are ``train_length`` positions wide. Batches hold
+    about ``batch_tokens`` tokens. ``device`` (default: the model's) receives the model.
     """
     train_length = check_int("train_length", train_length, minimum=1)
     max_spans = check_int("max_spans", max_spans, minimum=1)
@@ -278,28 +277,28 @@ def evaluate_run_perplexity(
 
     The results go to ``RUN_DIR/eval/perplexity.json``, or ``perplexity-<data name>.json`` for other text.
     """
-    run = load_run(run_dir, step=step, device=resolve_device(device))
-    source = run.val_store() if data is None else read_documents(data, text_field)
-    results = evaluate_perplexity(
-        run.model,
-        source,
-        run.tokenizer,
-        lengths=lengths,
-        train_length=run.train_length,
-        max_spans=max_spans,
-        seed=seed,
-        batch_tokens=batch_tokens,
-        progress=progress,
-    )
-    where = (
-        {"data": "held-out split", "data_path": str(source.path)}
-        if data is None
-        else {"data": str(Path(data).resolve())}
-    )
-    results = {"run": run_summary(run), **where, **results}
-    if write:
-        write_results(run.path, results_name(PERPLEXITY, data), results)
-    return results
+
+    def evaluate(run: Run) -> dict[str, Any]:
+        source = run.val_store() if data is None else read_documents(data, text_field)
+        results = evaluate_perplexity(
+            run.model,
+            source,
+            run.tokenizer,
+            lengths=lengths,
+            train_length=run.train_length,
+            max_spans=max_spans,
+            seed=seed,
+            batch_tokens=batch_tokens,
+            progress=progress,
+        )
+        where = (
+            {"data": "held-out split", "data_path": str(source.path)}
+            if data is None
+            else {"data": str(Path(data).resolve())}
+        )
+        return {**where, **results}
+
+    return evaluate_run(run_dir, results_name(PERPLEXITY, data), evaluate, step=step, device=device, write=write)
 
 
 def format_perplexity(results: dict[str, Any]) -> str:

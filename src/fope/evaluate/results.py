@@ -8,12 +8,12 @@ those lengths and keeps the others, as long as the stored results describe the s
 from __future__ import annotations
 
 import json
-import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fope.device import model_device  # noqa: F401  (importable from here as before)
+from fope.checkpoint import write_atomic
 
 if TYPE_CHECKING:
     from fope.runs import Run
@@ -95,24 +95,40 @@ def write_results(run_dir: str | Path, name: str, results: dict[str, Any]) -> Pa
 
     Perplexity results are merged by length with what the file holds (``merge_by_length``).
     """
-    path = results_path(run_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if results.get("evaluation") == PERPLEXITY:
         try:
             stored = read_results(run_dir, name)
         except (OSError, ValueError):  # an unreadable file is replaced, never a reason to lose the new results
             stored = None
         results = merge_by_length(stored if isinstance(stored, dict) else None, results)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_atomic(results_path(run_dir, name), json.dumps(results, indent=1) + "\n")
 
 
 def read_results(run_dir: str | Path, name: str) -> dict[str, Any] | None:
     """The results stored as ``RUN_DIR/eval/<name>.json``, or None when there are none."""
     path = results_path(run_dir, name)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    name: str,
+    evaluate: Callable[[Run], dict[str, Any]],
+    *,
+    step: int | None = None,
+    device: str = "auto",
+    write: bool = True,
+) -> dict[str, Any]:
+    """``evaluate(run)`` on the run at ``run_dir`` (checkpoint ``step``, default the latest, on ``device``) after the
+    run's summary (``run_summary``); written as ``RUN_DIR/eval/<name>.json`` when ``write``."""
+    from fope.device import resolve_device
+    from fope.runs import load_run
+
+    run = load_run(run_dir, step=step, device=resolve_device(device))
+    results = {"run": run_summary(run), **evaluate(run)}
+    if write:
+        write_results(run.path, name, results)
+    return results
 
 
 def run_summary(run: Run) -> dict[str, Any]:

@@ -1,2 +1,3 @@
 """Bridges to other code: ``transformers`` models (``fope.integrations.transformers``) and FoPE checkpoints written by
-the authors' OLMo fork and the Intern stack (``fope.integrations.checkpoints``). Import the submodule you need."""
+the authors' OLMo fork and the Intern stack (``fope.integrations.checkpoints``, gathering ``olmo_fork``, ``intern`` and
+``weights``). Import the submodule you need."""

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fope.generation import decode
 from fope.integrations.transformers import (
     CONFIG_KEY,
     convert,
@@ -32,7 +33,7 @@ from fope.integrations.transformers import (
     is_converted_directory,
     model_rope,
 )
-from fope.model import LMOutput, sample_next_token
+from fope.model import LMOutput
 from fope.positions import POSITION_ENCODINGS, PositionEncoding, resolve_positions
 
 if TYPE_CHECKING:
@@ -178,44 +179,20 @@ class HFCausalLM(nn.Module):
         self._check_plain_logits()
         return self.model.get_output_embeddings()
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: Tensor,
-        max_new_tokens: int,
-        *,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_id: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def generate(self, input_ids: Tensor, max_new_tokens: int, **options: Any) -> Tensor:
         """``TransformerLM.generate``'s contract on transformers' KV cache: prompt and new tokens ``(B, T + n)``.
 
-        One prefill pass, then one token per step, chosen by ``fope.model.sample_next_token`` (greedy at
-        ``temperature=0``). The model's ``generation_config`` plays no part, so its sampling defaults cannot leak in.
+        One prefill pass, then one token per step: ``fope.generation.decode`` with its keyword ``options`` (greedy at
+        ``temperature=0.0``). The model's ``generation_config`` plays no part, so its sampling defaults cannot leak in.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0; got {max_new_tokens!r}")
-        tokens = input_ids
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        step_input, cache = input_ids, None
         # transformers 5.24 renamed the cache argument and output past_key_values -> cache (the old name warns)
         name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        for _ in range(max_new_tokens):
-            output = self.model(input_ids=step_input, use_cache=True, logits_to_keep=1, **{name: cache})
-            cache = getattr(output, name)
-            next_token = sample_next_token(
-                output.logits[:, -1], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )
-            if eos_id is not None:
-                next_token = next_token.masked_fill(finished, eos_id)
-                finished |= next_token == eos_id
-            tokens = torch.cat((tokens, next_token.unsqueeze(-1)), dim=-1)
-            if eos_id is not None and bool(finished.all()):
-                break
-            step_input = next_token.unsqueeze(-1)
-        return tokens
+
+        def step(new_tokens: Tensor, cache: Any) -> tuple[Tensor, Any]:
+            output = self.model(input_ids=new_tokens, use_cache=True, logits_to_keep=1, **{name: cache})
+            return output.logits[:, -1], getattr(output, name)
+
+        return decode(step, input_ids, max_new_tokens, **options)
 
     def position_encodings(self) -> list[PositionEncoding]:
         """Each layer's position encoding: the FoPE modules, or a ``fope.RoPE`` equal to the model's RoPE (a copy)."""

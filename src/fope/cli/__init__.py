@@ -1,0 +1,58 @@
+"""fope: Fourier Position Embedding (FoPE) and its baselines in a small-LM lab.
+
+Prepare a corpus, train tiny or paper-scale models that differ only in position encoding, evaluate perplexity and
+passkey retrieval past the training length, and compare runs in reports whose numbers carry their spread over seeds.
+Run ``fope COMMAND --help`` for a command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fope.cli import evaluation, experiments, models, training
+
+#: Errors that are the user's mistake in every command (a missing or existing path); ``fope.errors.FopeError`` too.
+USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, NotADirectoryError)
+#: The command groups, one module each, in the order ``fope --help`` lists their commands.
+GROUPS = (training, evaluation, experiments, models)
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fope")
+    except PackageNotFoundError:
+        import fope
+
+        return getattr(fope, "__version__", "unknown")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fope", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's mistake is one line on stderr, ``fope COMMAND: error: MESSAGE``, and exit code 2.
+
+    User mistakes are every ``fope.errors.FopeError`` (ConfigError, CheckpointError, CampaignError, TokenStoreError,
+    ReportError, ...), a missing or existing path (``USER_ERRORS``), and what a command declares for its lower half
+    (``user_errors``: e.g. the ``ValueError`` of a bad option value). Anything else is a bug and stays a traceback.
+    """
+    args = build_parser().parse_args(argv)
+    from fope.errors import FopeError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (FopeError, *USER_ERRORS, *getattr(args, "user_errors", ())) as error:
+        message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the library's message
+        print(f"fope {args.command}: error: {message}", file=sys.stderr)
+        return 2

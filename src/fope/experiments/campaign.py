@@ -1,0 +1,315 @@
+"""Campaigns: training runs that differ in a few settings, trained by parallel workers, evaluated and compared.
+
+A campaign is a list of ``Run`` (a run folder name and the run's whole resolved ``RunConfig``), the evaluations every
+run gets, and the reports (``fope compare``) to write. ``fope demo`` and every ``fope experiment`` are campaigns.
+
+Runs live in ``OUT/runs/<name>``. A run already trained there with the same settings is reused, an unfinished one is
+resumed, one trained for fewer steps is extended (resumed with the longer schedule), and one trained with other
+settings is an error: never silently retrained or mixed into a comparison. Evaluations already done on the run's
+latest checkpoint with the same settings are reused too. The campaign writes each run's config to
+``OUT/runs/<name>/config.yaml``; worker processes (``fope.experiments.worker``) train from it and evaluate, ``jobs`` at
+a time with one torch thread each: on a 2-core machine two single-thread workers get more tokens per second than one
+process with two threads (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from fope.config import RunConfig, save_config, to_dict
+from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
+from fope.experiments.jobs import CampaignError, Job, run_jobs, worker_command
+from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
+from fope.model import ModelConfig, TransformerLM
+from fope.report import compare_runs, text_table
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: its folder name under ``OUT/runs``, its resolved config, the preset it starts from (for the dry run)
+    and ``after``: runs it starts from (trained first)."""
+
+    name: str
+    config: RunConfig
+    preset: str | None = None
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A ``fope compare`` report over some of the runs: a folder, a title; ``data``: perplexity on that text."""
+
+    folder: str
+    title: str
+    runs: tuple[str, ...]
+    data: str | None = None
+    attention: bool = False
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """Runs to train, how to evaluate them (spans per length, passkey trials or None), the reports to write, how many
+    workers at a time and GPUs (processes) per training run."""
+
+    runs: tuple[Run, ...]
+    reports: tuple[Report, ...] = ()
+    max_spans: int = 24
+    passkey_trials: int | None = 20
+    jobs: int = 2
+    gpus: int = 1
+
+    def __post_init__(self) -> None:
+        names = [run.name for run in self.runs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise CampaignError(f"run names must be unique; {repeated} appear more than once")
+        for run in self.runs:
+            unknown = [name for name in run.after if name not in names[: names.index(run.name)]]
+            if unknown:
+                raise CampaignError(f"run {run.name!r} starts from {unknown}, which are not earlier runs")
+        for report in self.reports:
+            unknown = [name for name in report.runs if name not in names]
+            if unknown:
+                raise CampaignError(f"report {report.folder!r} names unknown runs {unknown}")
+        if self.jobs < 1:
+            raise CampaignError(f"jobs must be >= 1; got {self.jobs}")
+
+    def evaluations(self, name: str) -> list[str | None]:
+        """The perplexity evaluations run ``name`` gets: None for its held-out split, else a text path."""
+        return list(dict.fromkeys(report.data for report in self.reports if name in report.runs))
+
+    def reported(self) -> list[str]:
+        """The runs some report compares (the ones evaluated)."""
+        return list(dict.fromkeys(name for report in self.reports for name in report.runs))
+
+
+# ------------------------------------------------------------------ run folders and evaluations
+
+
+def run_states(campaign: Campaign, out: Path) -> dict[str, RunState]:
+    """Every run's state in ``out/runs``."""
+    return {run.name: run_state(run.config, out / "runs" / run.name) for run in campaign.runs}
+
+
+def checked_states(campaign: Campaign, out: Path) -> dict[str, RunState]:
+    """``run_states``, or a ``CampaignError`` naming every run folder that holds a run with other settings."""
+    states = run_states(campaign, out)
+    conflicts = [
+        f"  {out / 'runs' / name}: {state.reason}" for name, state in states.items() if state.status == "conflict"
+    ]
+    if conflicts:
+        raise CampaignError(
+            "these run folders hold runs trained with other settings (choose another --out, or delete them):\n"
+            + "\n".join(conflicts)
+        )
+    return states
+
+
+def _current(results: dict[str, Any] | None, step: int, key: tuple[str, ...], value: Any) -> bool:
+    """Results computed on checkpoint ``step`` with ``results[key...] == value``."""
+    if results is None or results["run"]["step"] != step:
+        return False
+    for part in key:
+        results = results.get(part) if isinstance(results, dict) else None
+    return results == value
+
+
+def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
+    """What the worker's ``evaluate`` still has to do for a run (everything with ``pending_only=False``), or None."""
+    step = completed_step(run_dir)
+    texts = []
+    for data in campaign.evaluations(name):
+        results = read_results(run_dir, results_name(PERPLEXITY, data)) if pending_only else None
+        if not _current(results, step, ("spans", "max_spans"), campaign.max_spans):
+            texts.append(None if data is None else str(data))
+    trials = None
+    if campaign.passkey_trials is not None and campaign.evaluations(name):
+        results = read_results(run_dir, PASSKEY) if pending_only else None
+        if not _current(results, step, ("trials_per_length",), campaign.passkey_trials):
+            trials = campaign.passkey_trials
+    if not texts and trials is None:
+        return None
+    return {"perplexity": texts, "max_spans": campaign.max_spans, "trials": trials}
+
+
+def evaluation_command(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> list[str] | None:
+    """The worker command that runs a run's pending evaluations (all of them with ``pending_only=False``)."""
+    evaluations = pending_evaluations(campaign, name, run_dir, pending_only=pending_only)
+    if evaluations is None:
+        return None
+    return worker_command("evaluate", str(run_dir), json.dumps(evaluations))
+
+
+# ------------------------------------------------------------------ the campaign
+
+
+def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print) -> None:
+    """Prepare each distinct training data once, before parallel workers would each try to."""
+    from fope.build import prepare_run_data
+
+    seen = set()
+    for run in campaign.runs:
+        config = run.config
+        key = json.dumps(to_dict(config.data), sort_keys=True)
+        if key in seen or config.transformers is not None:
+            continue
+        seen.add(key)
+        prepared = prepare_run_data(config)
+        subset = f", sources {config.data.sources}" if config.data.sources else ""
+        log(
+            f"data: {prepared.train.num_tokens:,} training and {prepared.val.num_tokens:,} held-out tokens{subset} "
+            f"({'cached' if prepared.reused else 'prepared'} in {prepared.root})"
+        )
+
+
+def train_runs(campaign: Campaign, out: Path, log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Train every run ``campaign.jobs`` at a time; finished runs are reused, unfinished ones resumed or extended."""
+    states = checked_states(campaign, out)
+    run_dirs = {run.name: out / "runs" / run.name for run in campaign.runs}
+    jobs = []
+    for run in campaign.runs:
+        state = states[run.name]
+        if state.status == "done":
+            continue
+        if state.status == "extend":
+            log(f"{run.name}: {state.reason} (the cosine schedule is recomputed for the new length)")
+        save_config(run.config, run_dirs[run.name] / "config.yaml")  # what the worker trains
+        command = worker_command("train", str(run_dirs[run.name]), gpus=campaign.gpus)
+        jobs.append(Job(run.name, tuple(command), out / "logs" / f"{run.name}.train.log", run.after))
+    reused = len(campaign.runs) - len(jobs)
+    if reused:
+        log(f"reusing {reused} finished run(s) in {out / 'runs'}")
+    steps = {run.name: run.config.train.max_steps for run in campaign.runs}
+
+    def progress() -> int:
+        return sum(min(max(logged_step(run_dirs[n]), completed_step(run_dirs[n])), s) for n, s in steps.items())
+
+    run_jobs(jobs, campaign.jobs, progress, sum(steps.values()), "training")
+    return run_dirs
+
+
+def evaluate_runs(campaign: Campaign, run_dirs: Mapping[str, Path], out: Path) -> None:
+    """Perplexity (held-out and other text) and passkey for every run in a report, skipping what is already done."""
+    jobs = []
+    for name, run_dir in run_dirs.items():
+        command = evaluation_command(campaign, name, run_dir)
+        if command is not None:
+            jobs.append(Job(name, tuple(command), out / "logs" / f"{name}.eval.log"))
+    names = [job.name for job in jobs]
+
+    def progress() -> int:
+        return sum(pending_evaluations(campaign, name, run_dirs[name]) is None for name in names)
+
+    run_jobs(jobs, campaign.jobs, progress, len(jobs), "evaluating", unit="run")
+
+
+def write_reports(campaign: Campaign, run_dirs: Mapping[str, Path], root: Path) -> dict[str, dict[str, Any]]:
+    """Each report (``fope compare`` over its runs) in ``root/<folder>``; the results by folder."""
+    results = {}
+    for report in campaign.reports:
+        sections = []
+        if report.attention:
+            from fope.analysis.report_section import attention_section
+
+            sections.append(attention_section)
+        results[report.folder] = compare_runs(
+            [run_dirs[name] for name in report.runs],
+            root / report.folder,
+            title=report.title,
+            data=report.data,
+            extra_sections=sections,
+        )
+    return results
+
+
+def run_campaign(
+    campaign: Campaign, out: str | Path, report_root: str | Path | None = None, log: Callable[[str], None] = print
+) -> dict[str, dict[str, Any]]:
+    """Prepare the data, train, evaluate and write the reports (into ``report_root``, default ``out``)."""
+    out = Path(out)
+    checked_states(campaign, out)  # before any work
+    out.mkdir(parents=True, exist_ok=True)
+    prepare_campaign_data(campaign, log)
+    run_dirs = train_runs(campaign, out, log)
+    evaluate_runs(campaign, {name: run_dirs[name] for name in campaign.reported()}, out)
+    return write_reports(campaign, run_dirs, Path(report_root) if report_root is not None else out)
+
+
+# ------------------------------------------------------------------ the dry run
+
+
+def planned_model(config: RunConfig) -> ModelConfig:
+    """The run's ``ModelConfig`` before any data exists: the vocabulary is ``data.vocab_size`` unless set."""
+    return config.model_config(vocab_size=config.model.get("vocab_size") or config.data.vocab_size)
+
+
+def non_embedding_parameters(config: RunConfig) -> int | None:
+    """Parameters of the run's model without the vocabulary matrices (built on the meta device: no memory)."""
+    if config.transformers is not None:
+        return None
+    with torch.device("meta"):
+        model = TransformerLM(planned_model(config))
+    return model.num_parameters(exclude_embeddings=True)
+
+
+def assignment(key: str, value: Any) -> str:
+    """``key=value`` with the value written as YAML (flow style), as ``--set`` would take it."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+    return f"{key}={text.removesuffix('...').strip()}"  # a bare scalar ends with YAML's end-of-document marker
+
+
+def preset_changes(run: Run) -> str:
+    """``PRESET + key=value, ...``: how the run's config differs from the preset it starts from."""
+    if run.preset is None:
+        return "(no preset)"
+    from fope.presets import load_preset
+
+    there, here = flatten(to_dict(load_preset(run.preset))), flatten(to_dict(run.config))
+    keys = [*here, *(key for key in there if key not in here)]
+    changes = [assignment(key, here.get(key)) for key in keys if here.get(key) != there.get(key)]
+    return run.preset + ("" if not changes else " + " + ", ".join(changes))
+
+
+def format_plan(campaign: Campaign, out: str | Path) -> str:
+    """The dry run: every run with its status, length, tokens and parameters, its config, the worker commands and
+    the reports."""
+    out = Path(out)
+    states = run_states(campaign, out)
+    table = []
+    for run in campaign.runs:
+        state, train = states[run.name], run.config.train
+        parameters = non_embedding_parameters(run.config)
+        table.append(
+            {
+                "run": run.name,
+                "label": run.config.name or run.name,
+                "status": state.status + (f" @{state.completed_step}" if state.status in ("resume", "extend") else ""),
+                "steps": str(train.max_steps),
+                "seq x batch": f"{train.seq_len} x {train.batch_size}",
+                "tokens": f"{train.max_steps * train.batch_size * train.seq_len:,}",
+                "non-emb params": "-" if parameters is None else f"{parameters:,}",
+            }
+        )
+    lines = [f"{len(campaign.runs)} runs, {campaign.jobs} at a time, in {out / 'runs'}", "", text_table(table), ""]
+    lines += [f"{name}: {state.reason}" for name, state in states.items() if state.reason]
+    lines += ["configs (written to RUN_DIR/config.yaml before training):"]
+    lines += [f"  {run.name}: {preset_changes(run)}" for run in campaign.runs]
+    lines += ["commands:"]
+    for run in campaign.runs:
+        if states[run.name].status != "done":
+            lines.append("  " + shlex.join(worker_command("train", str(out / "runs" / run.name), gpus=campaign.gpus)))
+    for name in campaign.reported():
+        command = evaluation_command(campaign, name, out / "runs" / name, pending_only=False)
+        if command is not None:
+            lines.append("  " + shlex.join(command))
+    lines += ["", "reports:"]
+    lines += [f"  {report.folder}: {report.title} ({len(report.runs)} runs)" for report in campaign.reports]
+    return "\n".join(lines)

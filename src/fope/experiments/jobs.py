@@ -1,0 +1,83 @@
+"""Worker processes: each job a command with a log file, started ``workers`` at a time in dependency order."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from fope.errors import FopeError
+
+#: How a worker is started: this Python on ``fope.experiments.worker``.
+WORKER = (sys.executable, "-m", "fope.experiments.worker")
+
+
+class CampaignError(FopeError):
+    """A campaign that cannot run as asked (a run folder holding other settings, an unknown run name, ...)."""
+
+
+def worker_command(action: str, *arguments: str, gpus: int = 1) -> list[str]:
+    """The worker's command line; ``train`` over ``gpus`` processes runs under ``torch.distributed.run``."""
+    if action == "train" and gpus > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus)]
+        return [*launcher, "-m", "fope.experiments.worker", action, *arguments]
+    return [*WORKER, action, *arguments]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A command to run as a worker, its log file, and the jobs that must finish first."""
+
+    name: str
+    command: tuple[str, ...]
+    log: Path
+    after: tuple[str, ...] = ()
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    workers: int,
+    progress: Callable[[], int],
+    total: int,
+    description: str,
+    unit: str = "step",
+    poll: float = 0.5,
+) -> None:
+    """Run ``jobs`` ``workers`` at a time (one torch thread each) in dependency order, with a progress bar of
+    ``progress()`` out of ``total`` ``unit``s."""
+    pending = list(jobs)
+    running: list[tuple[Job, subprocess.Popen]] = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    bar = tqdm(total=total, initial=progress(), desc=description, unit=unit)
+    try:
+        while pending or running:
+            waiting = {job.name for job in pending} | {job.name for job, _ in running}
+            while len(running) < workers:
+                ready = next((job for job in pending if not waiting.intersection(job.after)), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                ready.log.parent.mkdir(parents=True, exist_ok=True)
+                with open(ready.log, "ab") as log:
+                    process = subprocess.Popen(ready.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running.append((ready, process))
+            if not running:
+                raise CampaignError(f"jobs {[job.name for job in pending]} wait on each other; nothing can start")
+            time.sleep(poll)
+            for job, process in running:
+                code = process.poll()
+                if code not in (None, 0):
+                    raise RuntimeError(f"{description} of {job.name} failed (exit {code}); see {job.log}")
+            running = [(job, process) for job, process in running if process.poll() is None]
+            bar.n = progress()
+            bar.refresh()
+    finally:
+        for _, process in running:
+            process.terminate()
+        bar.close()
