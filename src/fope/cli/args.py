@@ -12,6 +12,19 @@ from typing import Any
 from fope.errors import FopeError
 
 
+def command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    description: str,
+    **defaults: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help, its description, and its defaults (``handler``, ``user_errors``, ...)."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(**defaults)
+    return parser
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -6,16 +6,20 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fope.cli.args import add_run_options, ints, multiples, run_keywords
+from fope.cli.args import add_run_options, command, ints, multiples, run_keywords
+from fope.evaluate.chunks import LENGTH_MULTIPLES
 
 
 def _add_eval(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "eval",
         help="perplexity against length (1x..16x the training length) of a trained run",
         description="Loss, perplexity and bits per byte at each length on the same held-out spans; results go to "
         "RUN_DIR/eval/perplexity.json (perplexity-<data name>.json with --data), merged by length with what it holds "
         "for the same checkpoint and span settings: other lengths are kept.",
+        handler=_run_eval,
+        user_errors=(ValueError,),
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--data", default=None, help="evaluate on this text: a folder of .txt, a .txt or a .jsonl file")
@@ -26,7 +30,6 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-spans", type=int, default=None, help="spans of max(lengths)+1 tokens (default 32)")
     parser.add_argument("--batch-tokens", type=int, default=None, help="tokens per forward batch (default 16384)")
     add_run_options(parser, "the span draw", "per-length records")
-    parser.set_defaults(handler=_run_eval, user_errors=(ValueError,))
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -55,11 +58,14 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "passkey",
         help="passkey retrieval accuracy against prompt length of a trained run",
         description="Greedy passkey retrieval at each length (seeded keys and depths); results go to "
         "RUN_DIR/eval/passkey.json.",
+        handler=_run_passkey,
+        user_errors=(ValueError,),
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument(
@@ -70,7 +76,6 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--trials", type=int, default=None, help="trials per length (default 100)")
     add_run_options(parser, "keys and depths", "per-length accuracies")
-    parser.set_defaults(handler=_run_passkey, user_errors=(ValueError,))
 
 
 def _run_passkey(args: argparse.Namespace) -> int:
@@ -93,12 +98,15 @@ def _run_passkey(args: argparse.Namespace) -> int:
 
 
 def _add_compare(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "compare",
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
         description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
         "report.md, results.json and PNG plots to --out. A run given twice counts once.",
+        handler=_run_compare,
+        user_errors=(ValueError,),
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     parser.add_argument("--out", required=True, help="report folder")
@@ -114,7 +122,6 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=_run_compare, user_errors=(ValueError,))
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -156,23 +163,25 @@ def _evaluate_pending(run_dirs: Sequence[Path], data: str | None, device: str, p
 
 
 def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "analyze",
         help="spectrum diagnostics of a trained run (JSON summary and PNG plots)",
         description="Frequency map, spectrum damage and attention behaviour (entropy, mass beyond the training "
         "length) of a trained run at several multiples of its training length; writes analysis.json and PNG plots.",
+        handler=_run_analyze,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
+    default = ",".join(map(str, LENGTH_MULTIPLES))
     parser.add_argument(
-        "--multiples", default="1,2,4,8,16", help="contexts as multiples of the training length (default 1,2,4,8,16)"
+        "--multiples", default=default, help=f"contexts as multiples of the training length (default {default})"
     )
     parser.add_argument("--sequences", type=int, default=2, help="validation windows to read (default 2)")
     parser.add_argument("--train-length", type=int, default=None, help="override the model's train_length")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--no-plots", action="store_true", help="write analysis.json only")
-    parser.set_defaults(handler=_run_analyze)
 
 
 def _run_analyze(args: argparse.Namespace) -> int:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from fope.cli.args import positive_int
+from fope.cli.args import command, positive_int
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "bench",
         help="benchmark position-encoding application (forward + backward)",
         description="Time applying each position encoding to queries and keys, forward and backward, on the CPU or a "
         "GPU; prints a table (and writes JSON with --json).",
+        handler=_run_bench,
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each scheme (fullgraph)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
-    parser.set_defaults(handler=_run_bench)
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -30,11 +31,14 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "convert",
         help="switch a local transformers model directory (Llama family) from RoPE to FoPE",
         description="Write a copy of a save_pretrained model directory whose attention uses FoPE instead of RoPE "
         "(the modeling file ships with the weights; load it with trust_remote_code=True).",
+        handler=_run_convert,
+        user_errors=(TypeError, ValueError, OSError),  # an unsupported model or a bad option: one line
     )
     parser.add_argument("src_dir", help="model directory written by save_pretrained (config.json + weights)")
     parser.add_argument("out_dir", help="where to write the converted model (other files of SRC_DIR are copied)")
@@ -49,8 +53,6 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--zero-pad", default="official", choices=["official", "identity"], help="zero-frequency pairs")
     parser.add_argument("--learnable", action="store_true", help="train the coefficients too")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
-    # an unsupported model or a bad option: one line, no traceback
-    parser.set_defaults(handler=_run_convert, user_errors=(TypeError, ValueError, OSError))
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -70,17 +72,19 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "export",
         help="write a trained run as a transformers model folder (load it with trust_remote_code=True)",
         description="Write a run's checkpoint (default: the latest) as a transformers model directory: config.json, "
         "weights, tokenizer and the FoPE modeling file; the run's name, encoding and step are recorded in config.json.",
+        handler=_run_export,
+        user_errors=(ValueError,),
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("out_dir", metavar="OUT", help="output folder")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
-    parser.set_defaults(handler=_run_export, user_errors=(ValueError,))
 
 
 def _run_export(args: argparse.Namespace) -> int:

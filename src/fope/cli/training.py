@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from fope.cli.args import names
+from fope.cli.args import command, names
 
 
 def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "prepare",
         help="split, tokenize and store a corpus for training (cached)",
         description="Split a corpus into training and held-out documents, train (or load) a BPE tokenizer and store "
         "the token ids; the same source and settings reuse the stored data.",
+        handler=_run_prepare,
+        user_errors=(ValueError,),
     )
     parser.add_argument(
         "--source",
@@ -33,7 +36,6 @@ def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated: keep only documents of these sources (default: all; e.g. shakespeare,milton)",
     )
-    parser.set_defaults(handler=_run_prepare, user_errors=(ValueError,))
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
@@ -56,11 +58,13 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = command(
+        subparsers,
         "train",
         help="train a model (one process, or many under torchrun)",
         description="Train from a shipped preset (--preset tiny/fope) or a YAML config file into a run directory; "
         "--resume continues (or extends) it from its saved config.",
+        handler=_run_train,
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -88,7 +92,6 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
