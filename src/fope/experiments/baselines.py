@@ -13,7 +13,7 @@ from fope.experiments.common import Plan, Settings, make_run, names, option
 from fope.experiments.summaries import contrast_lines, groups_of, header, summary
 
 NAME = "baselines"
-ARMS = ("rope", "fope", "p-rope", "hope", "alibi", "nope")
+ARMS = ("rope", "fope", "p-rope", "hope", "cope", "alibi", "nope")
 SIZE_HELP = "model size (default tiny; paper scale 60m)"
 
 
@@ -24,7 +24,8 @@ class Options:
 
 
 def build(settings: Settings, options: Options, out: Path) -> Plan:
-    """RoPE and FoPE next to p-RoPE (lowest 25% of frequencies dropped), HoPE-style clipping, NoPE and ALiBi."""
+    """RoPE and FoPE next to p-RoPE (lowest 25% of frequencies dropped), HoPE-style clipping (= HardClip of the
+    frequencies below the floor), CoPE's soft clipping of the same band, NoPE and ALiBi."""
     size = settings.size(options.size)
     arms = tuple(options.encodings or ARMS)
     runs = [make_run(settings, size, arm, seed) for seed in settings.seeds for arm in arms]
@@ -44,6 +45,6 @@ def summarize(results: Mapping[str, Any], *, root: Path, labels: Mapping[str, st
         body += ["NoPE trains slowly at small budgets: read its in-length (1x) perplexity before its flat ratio.", ""]
     fope = labels.get("fope")
     body += contrast_lines(
-        groups, [(fope, labels.get(arm), f"{arm} vs fope") for arm in ("rope", "p-rope", "hope", "alibi")]
+        groups, [(fope, labels.get(arm), f"{arm} vs fope") for arm in ("rope", "p-rope", "hope", "cope", "alibi")]
     )
     return summary("Related baselines", body)
