@@ -228,7 +228,7 @@ def attach(model: nn.Module, modules: list[FourierFeatures], *, layout: str, sha
             handle.remove()
         base.rotary_emb = rope
         for attention in attentions:
-            if "fope" in attention._modules:
+            if isinstance(getattr(attention, "fope", None), nn.Module):
                 del attention.fope
             attention._fope_features = None
 
