@@ -14,8 +14,8 @@ import torch
 
 from fope.checkpoint import initialize_from, load_checkpoint_model, load_model_weights
 from fope.config import ConfigError, RunConfig
-from fope.data.passkey import passkey_mixer
 from fope.data.prepare import PreparedData, prepare_data
+from fope.data.retrieval import retrieval_mixer
 from fope.data.sampler import WindowSampler
 from fope.integrations.hf_lm import HFCausalLM, load_for_training
 from fope.model import TransformerLM
@@ -56,11 +56,13 @@ def prepare_run_data(config: RunConfig) -> PreparedData:
 
 
 def build_sampler(config: RunConfig, prepared: PreparedData) -> WindowSampler:
-    """Training windows, with ``data.passkey_fraction`` of them passkey examples (no longer than ``seq_len``)."""
+    """Training windows, with ``data.passkey_fraction`` of them ending with an example of one of
+    ``data.retrieval_tasks`` (drawn uniformly per row; no longer than ``seq_len``)."""
+    data, tokenizer = config.data, prepared.tokenizer
     mixers = []
-    if config.data.passkey_fraction > 0:
+    if data.passkey_fraction > 0:
         mixers.append(
-            (config.data.passkey_fraction, passkey_mixer(prepared.tokenizer.encode, prepared.tokenizer.eos_id))
+            (data.passkey_fraction, retrieval_mixer(data.retrieval_tasks, tokenizer.encode, tokenizer.eos_id))
         )
     return WindowSampler(prepared.train, config.train.seq_len, config.train.batch_size, config.train.seed, mixers)
 

@@ -25,6 +25,7 @@ import yaml
 
 from fope.checkpoint import write_atomic
 from fope.data.corpus import check_sources
+from fope.data.retrieval import check_retrieval_tasks
 from fope.errors import ConfigError
 from fope.integrations.hf_lm import check_model_directory, check_position_options
 from fope.model import ModelConfig, build_position
@@ -246,6 +247,8 @@ class DataConfig:
     """Where the training text comes from and how it is tokenized (see ``fope.data.prepare_data``).
 
     ``sources`` keeps only the documents of those sources (e.g. ``[shakespeare]`` of the default corpus); None: all.
+    ``passkey_fraction`` of the training rows end with a retrieval example, each of a task drawn uniformly from
+    ``retrieval_tasks`` (``fope.data.retrieval.TASK_NAMES``).
     """
 
     source: str = "default"
@@ -257,10 +260,12 @@ class DataConfig:
     root: str | None = None
     passkey_fraction: float = 0.0
     sources: list[str] | None = None
+    retrieval_tasks: list[str] = field(default_factory=lambda: ["passkey"])
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.passkey_fraction < 1.0:
             raise ValueError(f"passkey_fraction must be in [0, 1); got {self.passkey_fraction}")
+        check_retrieval_tasks(self.retrieval_tasks)
         if self.sources is not None:
             check_sources(self.sources)
 

@@ -9,9 +9,11 @@ import torch
 from fope.data.passkey import (
     FILLER,
     INSTRUCTION,
+    KEY_RANGE,
     QUESTION,
     build_passkey_prompt,
     filler,
+    needle,
     passkey_mixer,
     passkey_text,
     passkey_training_example,
@@ -33,7 +35,7 @@ def test_prompt_has_the_five_lines_of_the_protocol():
     lines = text.split("\n")
     assert len(lines) == 5
     assert lines[0] == INSTRUCTION
-    assert lines[2] == "The pass key is 4321. Remember it. 4321 is the pass key."
+    assert lines[2] == needle(4321) and "4321" in lines[2]
     assert lines[4] == QUESTION
     assert len(lines[1]) == 75 and len(lines[3]) == 225  # prefix = round(depth * n), suffix = the rest
     assert lines[1] == FILLER[:75] and lines[3].startswith(FILLER)  # the suffix restarts at the string's start
@@ -62,15 +64,15 @@ def test_keys_and_depths_are_seeded_and_in_range():
     assert [(p.key, p.depth) for p in a] == [(p.key, p.depth) for p in b]
     keys = np.array([p.key for p in a])
     depths = np.array([p.depth for p in a])
-    assert keys.min() >= 1 and keys.max() <= 50000 and len(set(keys)) > 190
+    assert keys.min() >= KEY_RANGE[0] and keys.max() <= KEY_RANGE[1] and len(set(keys)) > 190
     assert depths.min() < 0.1 and depths.max() > 0.9
     fixed = build_passkey_prompt(byte_encode, 600, np.random.default_rng(0), key=7, depth=1.0)
-    assert fixed.text.split("\n")[3] == "" and "The pass key is 7." in fixed.text
+    assert fixed.text.split("\n")[3] == "" and needle(7) in fixed.text
 
 
 def test_target_too_short_is_an_error():
-    with pytest.raises(ValueError, match="target_tokens=50 is shorter than the passkey prompt"):
-        build_passkey_prompt(byte_encode, 50, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="target_tokens=20 is shorter than the passkey prompt"):
+        build_passkey_prompt(byte_encode, 20, np.random.default_rng(0))
     with pytest.raises(ValueError, match="depth must be in"):
         build_passkey_prompt(byte_encode, 500, np.random.default_rng(0), depth=1.5)
 
@@ -104,19 +106,20 @@ def test_training_examples_fit_and_end_with_the_answer():
         assert len(ids) <= 400
         key = int(text.split("The pass key is ")[1].split(".")[0])
         assert text.endswith(f"{QUESTION} {key}.")
-    with pytest.raises(ValueError, match="max_tokens=100 cannot hold a passkey example"):
-        passkey_training_example(byte_encode, 100, rng)
+    with pytest.raises(ValueError, match="max_tokens=20 cannot hold a passkey example"):
+        passkey_training_example(byte_encode, 20, rng)
 
 
 def test_summary_by_length_and_depth():
     trials = [
-        PasskeyTrial(256, 250, 1, 0.05, " 1", 1, True),
-        PasskeyTrial(256, 250, 2, 0.95, " 3", 3, False),
-        PasskeyTrial(512, 500, 3, 0.5, " 3", 3, True),
-        PasskeyTrial(512, 500, 4, 1.0, "", None, False),
+        PasskeyTrial(256, 250, 1, 0.05, " 1", 1, True, 0),
+        PasskeyTrial(256, 250, 2, 0.95, " 3", 3, False, 128),
+        PasskeyTrial(512, 500, 3, 0.5, " 3", 3, True, 512),
+        PasskeyTrial(512, 500, 4, 1.0, "", None, False, 256),
     ]
     summary = summarize_trials(trials, depth_bins=2)
     assert [row["accuracy"] for row in summary["by_length"]] == [0.5, 0.5]
+    assert [row["mean_filler_chars"] for row in summary["by_length"]] == [64, 384]
     assert summary["grid_lengths"] == [256, 512]
     assert summary["grid_accuracy"] == [[1.0, None], [0.0, 0.5]]
     assert summary["grid_trials"] == [[1, 0], [1, 2]]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from fope.data.passkey import KEY_RANGE, passkey_text
 from fope.evaluate.passkey import (
     build_passkey_prompt,
     default_passkey_lengths,
@@ -48,16 +49,20 @@ class AnsweringModel(nn.Module):
     def generate(self, input_ids, max_new_tokens, *, temperature=0.0, eos_id=None):
         self.calls.append(
             {
+                "rows": input_ids.shape[0],
                 "tokens": input_ids.shape[1],
                 "max_new_tokens": max_new_tokens,
                 "temperature": temperature,
-                "first": int(input_ids[0, 0]),
+                "first": set(input_ids[:, 0].tolist()),
             }
         )
-        key = int(re.search(r"The pass key is (\d+)\.", ByteTokenizer().decode(input_ids[0].tolist())).group(1))
-        answer = {"right": f" {key}. Remember", "wrong": f" {key + 1}.", "silent": " no idea"}[self.mode]
-        new = [*ByteTokenizer().encode(answer)[: max_new_tokens - 1], eos_id]
-        return torch.cat([input_ids, torch.tensor([new])], dim=1)
+        rows = []
+        for row in input_ids:
+            key = int(re.search(r"The pass key is (\d+)\.", ByteTokenizer().decode(row.tolist())).group(1))
+            answer = {"right": f" {key}. Remember", "wrong": f" {key + 1}.", "silent": " no idea"}[self.mode]
+            new = [*ByteTokenizer().encode(answer)[: max_new_tokens - 1], eos_id]
+            rows.append(new + [eos_id] * (max_new_tokens - len(new)))  # finished rows are padded with EOS
+        return torch.cat([input_ids, torch.tensor(rows)], dim=1)
 
 
 @pytest.mark.parametrize(("mode", "accuracy"), [("right", 1.0), ("wrong", 0.0), ("silent", 0.0)])
@@ -65,7 +70,7 @@ def test_accuracy_of_right_wrong_and_missing_answers(mode, accuracy):
     model = AnsweringModel(mode)
     results = evaluate_passkey(model, ByteTokenizer(), lengths=[300, 600], trials=6, depth_bins=3, progress=False)
     assert [row["accuracy"] for row in results["by_length"]] == [accuracy, accuracy]
-    assert {call["first"] for call in model.calls} == {ByteTokenizer().eos_id}  # every prompt opens a document
+    assert set().union(*(call["first"] for call in model.calls)) == {ByteTokenizer().eos_id}  # each opens a document
     assert [row["trials"] for row in results["by_length"]] == [6, 6]
     assert len(results["trials"]) == 12 and all(t["correct"] is (accuracy == 1.0) for t in results["trials"])
     assert {call["temperature"] for call in model.calls} == {0.0} and {c["max_new_tokens"] for c in model.calls} == {10}
@@ -107,15 +112,18 @@ def test_trials_are_seeded_and_ask_the_same_questions_at_every_length():
 def test_default_lengths_double_from_the_smallest_power_of_two_that_holds_the_prompt():
     tokenizer = ByteTokenizer()
     shortest = min_prompt_tokens(tokenizer.encode)
-    assert 128 < shortest <= 256  # about 250 bytes without filler
-    assert default_passkey_lengths(tokenizer.encode, train_length=32) == [256, 512]
-    assert default_passkey_lengths(tokenizer.encode, train_length=128) == [256, 512, 1024, 2048]
-    results = evaluate_passkey(AnsweringModel("right", train_length=20), tokenizer, trials=1, progress=False)
-    assert results["lengths"] == [256] and results["train_length"] == 20
-    with pytest.raises(ValueError, match=r"more than 16 x train_length=8"):
-        default_passkey_lengths(tokenizer.encode, train_length=8)
-    with pytest.raises(ValueError, match=r"passkey lengths \[128, 200\] cannot hold the prompt without filler"):
-        evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[128, 200, 512], trials=1, progress=False)
+    assert shortest == 1 + len(tokenizer.encode(passkey_text(KEY_RANGE[1], 0, 0.0)))  # every key has five digits
+    first = 1 << (shortest - 1).bit_length()  # the smallest power of two that holds it
+    assert first // 2 < shortest <= first
+    assert default_passkey_lengths(tokenizer.encode, train_length=first // 4) == [first, 2 * first, 4 * first]
+    assert default_passkey_lengths(tokenizer.encode, train_length=first // 16) == [first]
+    results = evaluate_passkey(AnsweringModel("right", train_length=first // 16), tokenizer, trials=1, progress=False)
+    assert results["lengths"] == [first] and results["train_length"] == first // 16
+    with pytest.raises(ValueError, match=rf"more than 16 x train_length={first // 32}"):
+        default_passkey_lengths(tokenizer.encode, train_length=first // 32)
+    too_short = [shortest // 2, shortest - 1]
+    with pytest.raises(ValueError, match=rf"passkey lengths \[{too_short[0]}, {too_short[1]}\] cannot hold the prompt"):
+        evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[*too_short, 512], trials=1, progress=False)
     with pytest.raises(ValueError, match="trials must be an int >= 1; got 0"):
         evaluate_passkey(AnsweringModel("right"), tokenizer, lengths=[512], trials=0, progress=False)
 
@@ -135,15 +143,19 @@ def test_a_real_run_and_the_cli(tiny_runs, tmp_path, capsys):
     from fope.cli import main
 
     run_dir = shutil.copytree(tiny_runs["alibi"], tmp_path / "run")
-    assert main(["passkey", str(run_dir), "--trials", "2", "--no-progress", "--json"]) == 0
+    lengths = default_passkey_lengths(load_run(run_dir).tokenizer.encode, train_length=32)
+    assert main(["passkey", str(run_dir), "--trials", "2", "--batch-size", "2", "--no-progress", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert [row["length"] for row in printed] == [256, 512] and all(row["trials"] == 2 for row in printed)
+    assert [row["length"] for row in printed] == lengths and all(row["trials"] == 2 for row in printed)
     saved = json.loads((run_dir / "eval" / "passkey.json").read_text())
     assert saved["run"]["position"] == "alibi" and saved["trials_per_length"] == 2
-    assert len(saved["trials"]) == 4 and all(row["seconds"] > 0 for row in saved["by_length"])
+    assert saved["evaluation"] == "passkey" and saved["task"] == "passkey" and saved["batch_size"] == 2
+    assert len(saved["trials"]) == 2 * len(lengths) and all(row["seconds"] > 0 for row in saved["by_length"])
     fields = {"target_tokens", "num_tokens", "key", "depth", "continuation", "answer", "correct", "filler_chars"}
     assert set(saved["trials"][0]) == fields
-    assert saved["by_length"][0]["mean_filler_chars"] == 0  # 256 tokens hold no filler at this vocabulary
-    assert saved["by_length"][1]["mean_filler_chars"] > 0
-    assert main(["passkey", str(run_dir), "--lengths", "64", "--no-progress"]) == 2
+    assert saved["by_length"][-1]["mean_filler_chars"] > 0
+    assert main(["passkey", str(run_dir), "--lengths", "16", "--no-progress"]) == 2
     assert "cannot hold the prompt without filler" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["passkey", str(run_dir), "--batch-size", "0"])
+    assert "--batch-size: must be an int >= 1; got '0'" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``fope eval``, ``fope passkey``, ``fope compare`` and ``fope analyze``: what a trained run does past its length."""
+"""``fope eval``, ``fope passkey``, ``fope retrieval``, ``fope compare`` and ``fope analyze``: what a trained run does
+past its length."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fope.cli.args import add_run_options, command, ints, multiples, run_keywords
+from fope.cli.args import add_run_options, command, ints, multiples, positive_int, run_keywords
 from fope.evaluate.chunks import LENGTH_MULTIPLES
 
 
@@ -74,27 +75,77 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated prompt lengths (default: powers of two from the smallest that holds the prompt to 16x)",
     )
-    parser.add_argument("--trials", type=int, default=None, help="trials per length (default 100)")
+    _add_trial_options(parser)
     add_run_options(parser, "keys and depths", "per-length accuracies")
 
 
-def _run_passkey(args: argparse.Namespace) -> int:
+def _add_trial_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trials", type=int, default=None, help="trials per length (default 100)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="trials of one prompt length decoded together (default: as many as hold 16384 tokens); results do "
+        "not depend on it",
+    )
+
+
+def _trial_keywords(args: argparse.Namespace) -> dict:
+    given = {"trials": args.trials, "batch_size": args.batch_size}
+    return run_keywords(args) | {key: value for key, value in given.items() if value is not None}
+
+
+def _print_retrieval(args: argparse.Namespace, results: dict, name: str) -> int:
     import json
 
-    from fope.evaluate.passkey import evaluate_run_passkey, format_passkey
-    from fope.evaluate.results import PASSKEY, results_path
+    from fope.evaluate.results import results_path
+    from fope.evaluate.retrieval import format_retrieval
 
-    results = evaluate_run_passkey(
-        args.run_dir,
-        **run_keywords(args),
-        **({} if args.trials is None else {"trials": args.trials}),
-    )
     if args.json:
         print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
         return 0
-    print(format_passkey(results))
-    print(f"saved {results_path(args.run_dir, PASSKEY)}")
+    print(format_retrieval(results))
+    print(f"saved {results_path(args.run_dir, name)}")
     return 0
+
+
+def _run_passkey(args: argparse.Namespace) -> int:
+    from fope.evaluate.passkey import evaluate_run_passkey
+    from fope.evaluate.results import PASSKEY
+
+    return _print_retrieval(args, evaluate_run_passkey(args.run_dir, **_trial_keywords(args)), PASSKEY)
+
+
+def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
+    from fope.data.retrieval import TASK_NAMES
+
+    parser = command(
+        subparsers,
+        "retrieval",
+        help="accuracy of a retrieval task (multi-key, multi-value, variable-tracking, passkey) against prompt length",
+        description="Greedy retrieval at each length (seeded prompts, accuracy by length and needle depth); results "
+        "go to RUN_DIR/eval/retrieval-<task>.json. The tasks and their prompts are described in docs/evaluation.md.",
+        handler=_run_retrieval,
+        user_errors=(ValueError,),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    parser.add_argument("--task", required=True, metavar="TASK", help=f"one of {', '.join(TASK_NAMES)}")
+    parser.add_argument(
+        "--lengths",
+        type=ints,
+        default=None,
+        help="comma-separated prompt lengths (default: powers of two from the smallest that holds the prompt to 16x)",
+    )
+    _add_trial_options(parser)
+    add_run_options(parser, "the prompts", "per-length accuracies")
+
+
+def _run_retrieval(args: argparse.Namespace) -> int:
+    from fope.evaluate.results import retrieval_name
+    from fope.evaluate.retrieval import evaluate_run_retrieval
+
+    results = evaluate_run_retrieval(args.run_dir, args.task, **_trial_keywords(args))
+    return _print_retrieval(args, results, retrieval_name(args.task))
 
 
 def _add_compare(subparsers: argparse._SubParsersAction) -> None:
@@ -209,5 +260,5 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
-    for add_command in (_add_eval, _add_passkey, _add_compare, _add_analyze):
+    for add_command in (_add_eval, _add_passkey, _add_retrieval, _add_compare, _add_analyze):
         add_command(subparsers)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 EVAL_DIR = "eval"
 PERPLEXITY = "perplexity"
 PASSKEY = "passkey"
+RETRIEVAL = "retrieval"
 
 
 def results_name(kind: str, data: str | Path | None = None) -> str:
@@ -29,6 +30,11 @@ def results_name(kind: str, data: str | Path | None = None) -> str:
         return kind
     stem = Path(data).name.split(".")[0] or "data"
     return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]+', '_', stem)}"
+
+
+def retrieval_name(task: str) -> str:
+    """``retrieval-<task>``: the results of ``fope retrieval --task <task>`` (``fope.data.retrieval.TASK_NAMES``)."""
+    return f"{RETRIEVAL}-{task}"
 
 
 def results_path(run_dir: str | Path, name: str) -> Path:
@@ -151,6 +157,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "parameters": run.model.num_parameters(),
         "data_source": run.config.data.source,
         "passkey_fraction": run.config.data.passkey_fraction,
+        "retrieval_tasks": list(run.config.data.retrieval_tasks),
         "batch_size": run.config.train.batch_size,
         "max_steps": run.config.train.max_steps,
     }
