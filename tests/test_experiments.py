@@ -241,7 +241,7 @@ def test_recipe_end_to_end_then_reused(tmp_path, tiny_corpus, monkeypatch):
     monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_subprocess)
     again = run_experiment(plan_experiment("baselines", tmp_path, **options), log=printed.append)
     assert again["summary"] == outcome["summary"]
-    assert any("reusing 4 finished run(s)" in line for line in printed)
+    assert any("using the stored results of 4 run(s)" in line for line in printed)
 
 
 @pytest.mark.slow

@@ -11,29 +11,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fope.cli import evaluation, experiments, models, training
+from fope.cli import evaluation, experiments, models, report, training
+from fope.provenance import fope_version
 
 #: Errors that are the user's mistake in every command (a missing or existing path); ``fope.errors.FopeError`` too.
 USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, NotADirectoryError)
 #: The command groups, one module each, in the order ``fope --help`` lists their commands.
-GROUPS = (training, evaluation, experiments, models)
-
-
-def _version() -> str:
-    """The installed distribution's version, else the package's ``__version__``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("fope")
-    except PackageNotFoundError:
-        import fope
-
-        return getattr(fope, "__version__", "unknown")
+GROUPS = (training, evaluation, experiments, report, models)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fope", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fope_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add(subparsers)

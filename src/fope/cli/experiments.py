@@ -18,6 +18,14 @@ def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
     module = recipe(name)
     add_dataclass_arguments(parser, Settings, only=setting_names(module), help=getattr(module, "HELP", None))
     add_dataclass_arguments(parser, module.Options)
+    parser.add_argument(
+        "--results",
+        metavar="DIR",
+        default=None,
+        help="results folder: each run's evaluations are stored there as JSON when they finish, and a run whose stored "
+        "results match is neither trained nor evaluated (default OUT/results; docs/results in a checkout to commit "
+        "them for fope report)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, their status and commands; run nothing")
     # a failed worker (RuntimeError) names its log file
     parser.set_defaults(handler=_run_recipe, experiment=name, user_errors=(ValueError, RuntimeError))
@@ -29,7 +37,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
 
     module = recipe(args.experiment)
     given = dataclass_values(args, Settings, setting_names(module)) | dataclass_values(args, module.Options)
-    plan = plan_experiment(args.experiment, args.out, **given)
+    plan = plan_experiment(args.experiment, args.out, args.results, **given)
     if args.dry_run:
         print(format_experiment(plan))
     else:

@@ -6,7 +6,10 @@ Each recipe is a module with an ``Options`` dataclass (its own settings; the CLI
 ``summarize(results, ...)`` (``summary.md``, with the spread over seeds of every number a conclusion rests on).
 ``Settings`` (``fope.experiments.common``) holds what every recipe shares. Runs live in ``OUT/runs/<label>-s<seed>``,
 shared by every recipe and with ``fope demo`` (a run with the same name and settings is trained once); each recipe
-writes its reports, ``summary.md`` and ``experiment.json`` to ``OUT/<recipe>/`` (the demo to ``OUT``).
+writes its reports, ``summary.md`` and ``experiment.json`` to ``OUT/<recipe>/`` (the demo to ``OUT``). Every
+evaluation is also stored as a small JSON file in a results folder (``OUT/results``, or ``results=DIR``: e.g. a
+checkout's ``docs/results``), and a run whose stored results match is not trained or evaluated again
+(``fope.experiments.stored``); ``fope report`` rebuilds ``docs/results.md`` from that folder alone.
 
 - ``ablation``: RoPE, FoPE, FoPE without the Fourier series, FoPE without the floor clipping (two forms), per size.
 - ``sweep``: FoPE's sigma, output dimension and number of kept frequencies; head_dim vs heads vs layers at one budget.
@@ -55,9 +58,12 @@ def _plain(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
-def plan_experiment(experiment: str, out: str | Path = "experiments", **given: Any) -> Any:
+def plan_experiment(
+    experiment: str, out: str | Path = "experiments", results: str | Path | None = None, **given: Any
+) -> Any:
     """The ``Plan`` of recipe ``experiment`` (or ``demo``): ``Settings`` fields (``seeds``, ``steps``, ``quick``,
-    ``scale``, ...) and the recipe's ``Options`` fields (``sizes``, ``encodings``, ...); None means the default."""
+    ``scale``, ...) and the recipe's ``Options`` fields (``sizes``, ``encodings``, ...); None means the default.
+    Its campaign stores evaluations in and reuses the results folder ``results`` (default ``OUT/results``)."""
     from fope.experiments.common import Settings
 
     module = recipe(experiment)
@@ -69,7 +75,24 @@ def plan_experiment(experiment: str, out: str | Path = "experiments", **given: A
     values = {key: _plain(value) for key, value in given.items() if value is not None}
     settings = {**getattr(module, "DEFAULTS", {}), **{k: v for k, v in values.items() if k in settings_keys}}
     options = module.Options(**{key: value for key, value in values.items() if key in option_keys})
-    return module.build(Settings(**settings), options, Path(out))
+    plan = module.build(Settings(**settings), options, Path(out))
+    folder = Path(out) / "results" if results is None else Path(results)
+    plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, results=folder, name=experiment))
+    return plan if plan.prepare is None else dataclasses.replace(plan, prepare=_unless_stored(plan, plan.prepare))
+
+
+def _unless_stored(plan: Any, prepare: Callable[[], str]) -> Callable[[], str]:
+    """``prepare`` (e.g. exporting evaluation text), skipped when every run of the plan comes from stored results."""
+
+    def prepare_unless_stored() -> str:
+        from fope.experiments.stored import from_store, stored_states
+
+        campaign = plan.campaign
+        if len(from_store(campaign, stored_states(campaign, plan.out))) == len(campaign.runs):
+            return "every run comes from stored results: nothing to prepare"
+        return prepare()
+
+    return prepare_unless_stored
 
 
 def format_experiment(plan: Any) -> str:

@@ -21,7 +21,13 @@ CONTRASTS = (
     ("fope", "fope-no-cf", "floor clipping (FoPE vs no clipping)"),
     ("fope", "fope-no-cf-square", "floor clipping (FoPE vs no clipping, every pair rotating)"),
     ("rope", "fope-no-fs", "clipping alone (RoPE vs clipping only)"),
+    ("rope", "fope", "FoPE as a whole (RoPE vs FoPE)"),
 )
+
+
+def pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """``CONTRASTS`` between the labels of one size's arms (those of arms it runs)."""
+    return tuple((labels[a], labels[b], what) for a, b, what in CONTRASTS if a in labels and b in labels)
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         sized = [make_run(settings, size, arm, seed) for seed in settings.seeds for arm in arms]
         runs += sized
         labels[size] = {arm: settings.label(size, arm) for arm in arms}
-        reports.append(Report(f"report-{size}", f"Ablation of FoPE's parts, size {size}", names(sized)))
+        title = f"Ablation of FoPE's parts, size {size}"
+        reports.append(Report(f"report-{size}", title, names(sized), contrasts=pairs(labels[size])))
     root = out / NAME
     record = {"sizes": list(sizes), "encodings": list(arms)}
     campaign = settings.campaign(runs, reports)
@@ -54,8 +61,7 @@ def summarize(results: Mapping[str, Any], *, root: Path, sizes: Mapping[str, Map
         folder = f"report-{size}"
         groups = groups_of(results[folder])
         body += header(f"size {size}", results[folder], root / folder)
-        pairs = [(labels[a], labels[b], what) for a, b, what in CONTRASTS if a in labels and b in labels]
-        body += [*contrast_lines(groups, pairs), ""]
+        body += [*contrast_lines(groups, pairs(labels)), ""]
         _, longest = lengths(groups)
         for a, b, what in CONTRASTS[:2]:  # the two parts: the Fourier series, the floor clipping
             if a not in labels or b not in labels or longest is None:

@@ -15,6 +15,8 @@ from fope.experiments.summaries import contrast_lines, groups_of, header, summar
 NAME = "baselines"
 ARMS = ("rope", "fope", "p-rope", "hope", "cope", "alibi", "nope")
 SIZE_HELP = "model size (default tiny; paper scale 60m)"
+#: The arms compared with FoPE, each as "<arm> vs fope".
+AGAINST_FOPE = ("rope", "p-rope", "hope", "cope", "alibi")
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,20 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     size = settings.size(options.size)
     arms = tuple(options.encodings or ARMS)
     runs = [make_run(settings, size, arm, seed) for seed in settings.seeds for arm in arms]
-    report = Report("report", "Position encodings that remove low frequencies, and baselines", names(runs))
+    labels = {arm: settings.label(size, arm) for arm in arms}
+    title = "Position encodings that remove low frequencies, and baselines"
+    report = Report("report", title, names(runs), contrasts=pairs(labels))
     root = out / NAME
     record = {"size": size, "encodings": list(arms)}
     campaign = settings.campaign(runs, [report])
-    summarize_plan = functools.partial(summarize, root=root, labels={arm: settings.label(size, arm) for arm in arms})
+    summarize_plan = functools.partial(summarize, root=root, labels=labels)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan)
+
+
+def pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """Each baseline against FoPE (those the campaign runs)."""
+    fope = labels.get("fope")
+    return tuple((fope, labels[arm], f"{arm} vs fope") for arm in AGAINST_FOPE if fope and arm in labels)
 
 
 def summarize(results: Mapping[str, Any], *, root: Path, labels: Mapping[str, str]) -> str:
@@ -43,8 +53,5 @@ def summarize(results: Mapping[str, Any], *, root: Path, labels: Mapping[str, st
     body = header("baselines", results["report"], root / "report")
     if "nope" in labels:
         body += ["NoPE trains slowly at small budgets: read its in-length (1x) perplexity before its flat ratio.", ""]
-    fope = labels.get("fope")
-    body += contrast_lines(
-        groups, [(fope, labels.get(arm), f"{arm} vs fope") for arm in ("rope", "p-rope", "hope", "cope", "alibi")]
-    )
+    body += contrast_lines(groups, pairs(labels))
     return summary("Related baselines", body)

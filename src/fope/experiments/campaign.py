@@ -6,7 +6,9 @@ run gets, and the reports (``fope compare``) to write. ``fope demo`` and every `
 Runs live in ``OUT/runs/<name>``. A run already trained there with the same settings is reused, an unfinished one is
 resumed, one trained for fewer steps is extended (resumed with the longer schedule), and one trained with other
 settings is an error: never silently retrained or mixed into a comparison. Evaluations already done on the run's
-latest checkpoint with the same settings are reused too. The campaign writes each run's config to
+latest checkpoint with the same settings are reused too. With a results folder (``Campaign.results``; the rules in
+``fope.experiments.stored``) each run's evaluations are stored there as they finish, and a run whose stored results
+match is neither trained nor evaluated: its reports use the stored numbers. The campaign writes each run's config to
 ``OUT/runs/<name>/config.yaml``; worker processes (``fope.experiments.worker``) train from it and evaluate, ``jobs`` at
 a time with one torch thread each: on a 2-core machine two single-thread workers get more tokens per second than one
 process with two threads (docs/benchmarks.md).
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from fope.config import RunConfig, save_config, to_dict
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
 from fope.experiments.jobs import CampaignError, Job, run_jobs, worker_command
 from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
+from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
 from fope.model import ModelConfig, TransformerLM
-from fope.report import compare_runs, text_table
+from fope.report import RunResults, load_results, text_table, write_report
+from fope.report.store import read_run, run_file, stored_run_results
 
 
 @dataclass(frozen=True)
@@ -45,19 +49,22 @@ class Run:
 
 @dataclass(frozen=True)
 class Report:
-    """A ``fope compare`` report over some of the runs: a folder, a title; ``data``: perplexity on that text."""
+    """A ``fope compare`` report over some of the runs: a folder, a title; ``data``: perplexity on that text;
+    ``contrasts``: ``(label a, label b, what)`` pairs whose difference (b minus a) is a verdict in ``fope report``."""
 
     folder: str
     title: str
     runs: tuple[str, ...]
     data: str | None = None
     attention: bool = False
+    contrasts: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Campaign:
     """Runs to train, how to evaluate them (spans per length, passkey trials or None), the reports to write, how many
-    workers at a time and GPUs (processes) per training run."""
+    workers at a time and GPUs (processes) per training run; ``results``: the results folder to store evaluations
+    in and reuse (None: none), ``name``: the recipe file there (``RESULTS/<name>.json``; None: none)."""
 
     runs: tuple[Run, ...]
     reports: tuple[Report, ...] = ()
@@ -65,6 +72,8 @@ class Campaign:
     passkey_trials: int | None = 20
     jobs: int = 2
     gpus: int = 1
+    results: Path | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         names = [run.name for run in self.runs]
@@ -94,14 +103,14 @@ class Campaign:
 # ------------------------------------------------------------------ run folders and evaluations
 
 
-def run_states(campaign: Campaign, out: Path) -> dict[str, RunState]:
-    """Every run's state in ``out/runs``."""
-    return {run.name: run_state(run.config, out / "runs" / run.name) for run in campaign.runs}
+def run_states(campaign: Campaign, out: Path, skip: Collection[str] = ()) -> dict[str, RunState]:
+    """Every run's state in ``out/runs`` (but those in ``skip``: taken from stored results)."""
+    return {run.name: run_state(run.config, out / "runs" / run.name) for run in campaign.runs if run.name not in skip}
 
 
-def checked_states(campaign: Campaign, out: Path) -> dict[str, RunState]:
+def checked_states(campaign: Campaign, out: Path, skip: Collection[str] = ()) -> dict[str, RunState]:
     """``run_states``, or a ``CampaignError`` naming every run folder that holds a run with other settings."""
-    states = run_states(campaign, out)
+    states = run_states(campaign, out, skip)
     conflicts = [
         f"  {out / 'runs' / name}: {state.reason}" for name, state in states.items() if state.status == "conflict"
     ]
@@ -151,12 +160,15 @@ def evaluation_command(campaign: Campaign, name: str, run_dir: Path, *, pending_
 # ------------------------------------------------------------------ the campaign
 
 
-def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print) -> None:
-    """Prepare each distinct training data once, before parallel workers would each try to."""
+def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print, skip: Collection[str] = ()) -> None:
+    """Prepare each distinct training data once (of the runs not in ``skip``), before parallel workers would each
+    try to."""
     from fope.build import prepare_run_data
 
     seen = set()
     for run in campaign.runs:
+        if run.name in skip:
+            continue
         config = run.config
         key = json.dumps(to_dict(config.data), sort_keys=True)
         if key in seen or config.transformers is not None:
@@ -170,12 +182,17 @@ def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print
         )
 
 
-def train_runs(campaign: Campaign, out: Path, log: Callable[[str], None] = print) -> dict[str, Path]:
-    """Train every run ``campaign.jobs`` at a time; finished runs are reused, unfinished ones resumed or extended."""
-    states = checked_states(campaign, out)
+def train_runs(
+    campaign: Campaign, out: Path, log: Callable[[str], None] = print, skip: Collection[str] = ()
+) -> dict[str, Path]:
+    """Train every run but those in ``skip`` ``campaign.jobs`` at a time; finished runs are reused, unfinished ones
+    resumed or extended. Returns every run's folder."""
+    states = checked_states(campaign, out, skip)
     run_dirs = {run.name: out / "runs" / run.name for run in campaign.runs}
     jobs = []
     for run in campaign.runs:
+        if run.name in skip:
+            continue
         state = states[run.name]
         if state.status == "done":
             continue
@@ -184,10 +201,12 @@ def train_runs(campaign: Campaign, out: Path, log: Callable[[str], None] = print
         save_config(run.config, run_dirs[run.name] / "config.yaml")  # what the worker trains
         command = worker_command("train", str(run_dirs[run.name]), gpus=campaign.gpus)
         jobs.append(Job(run.name, tuple(command), out / "logs" / f"{run.name}.train.log", run.after))
-    reused = len(campaign.runs) - len(jobs)
+    reused = len(campaign.runs) - len(jobs) - len(skip)
+    if skip:
+        log(f"using the stored results of {len(skip)} run(s) in {campaign.results} (neither trained nor evaluated)")
     if reused:
         log(f"reusing {reused} finished run(s) in {out / 'runs'}")
-    steps = {run.name: run.config.train.max_steps for run in campaign.runs}
+    steps = {run.name: run.config.train.max_steps for run in campaign.runs if run.name not in skip}
 
     def progress() -> int:
         return sum(min(max(logged_step(run_dirs[n]), completed_step(run_dirs[n])), s) for n, s in steps.items())
@@ -197,22 +216,52 @@ def train_runs(campaign: Campaign, out: Path, log: Callable[[str], None] = print
 
 
 def evaluate_runs(campaign: Campaign, run_dirs: Mapping[str, Path], out: Path) -> None:
-    """Perplexity (held-out and other text) and passkey for every run in a report, skipping what is already done."""
+    """Perplexity (held-out and other text) and passkey for every run in ``run_dirs``, skipping what is already
+    done; each run's evaluations go to the results folder as soon as they are all done."""
     jobs = []
     for name, run_dir in run_dirs.items():
         command = evaluation_command(campaign, name, run_dir)
-        if command is not None:
+        if command is None:
+            store_run(campaign, name, out)
+        else:
             jobs.append(Job(name, tuple(command), out / "logs" / f"{name}.eval.log"))
     names = [job.name for job in jobs]
 
     def progress() -> int:
         return sum(pending_evaluations(campaign, name, run_dirs[name]) is None for name in names)
 
-    run_jobs(jobs, campaign.jobs, progress, len(jobs), "evaluating", unit="run")
+    def finished(job: Job) -> None:
+        store_run(campaign, job.name, out)
+
+    run_jobs(jobs, campaign.jobs, progress, len(jobs), "evaluating", unit="run", finished=finished)
 
 
-def write_reports(campaign: Campaign, run_dirs: Mapping[str, Path], root: Path) -> dict[str, dict[str, Any]]:
-    """Each report (``fope compare`` over its runs) in ``root/<folder>``; the results by folder."""
+def report_runs(
+    campaign: Campaign, report: Report, run_dirs: Mapping[str, Path], skip: Collection[str]
+) -> tuple[list[RunResults], list[RunResults]]:
+    """A report's ``RunResults`` (stored numbers for the runs in ``skip``) and those of them with a finished run
+    folder (what sections that load models can use)."""
+    configs = {run.name: run.config for run in campaign.runs}
+    runs, local = [], []
+    for name in report.runs:
+        run_dir, done = run_dirs[name], True
+        if name in skip:
+            done = run_state(configs[name], run_dir).status == "done"
+            path = run_dir if done else run_file(campaign.results, name)
+            evaluation = results_name(PERPLEXITY, report.data)
+            results = stored_run_results(read_run(campaign.results, name), path, evaluation)
+        else:
+            results = load_results(run_dir, data=report.data)
+        runs.append(results)
+        local += [results] if done else []
+    return runs, local
+
+
+def write_reports(
+    campaign: Campaign, run_dirs: Mapping[str, Path], root: Path, skip: Collection[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """Each report (``fope compare`` over its runs; stored numbers for the runs in ``skip``) in ``root/<folder>``;
+    the results by folder."""
     results = {}
     for report in campaign.reports:
         sections = []
@@ -220,12 +269,14 @@ def write_reports(campaign: Campaign, run_dirs: Mapping[str, Path], root: Path) 
             from fope.analysis.report_section import attention_section
 
             sections.append(attention_section)
-        results[report.folder] = compare_runs(
-            [run_dirs[name] for name in report.runs],
+        runs, local = report_runs(campaign, report, run_dirs, skip)
+        results[report.folder] = write_report(
+            runs,
             root / report.folder,
             title=report.title,
             data=report.data,
             extra_sections=sections,
+            section_runs=local,
         )
     return results
 
@@ -235,12 +286,14 @@ def run_campaign(
 ) -> dict[str, dict[str, Any]]:
     """Prepare the data, train, evaluate and write the reports (into ``report_root``, default ``out``)."""
     out = Path(out)
-    checked_states(campaign, out)  # before any work
+    skip = checked_store(campaign, out)  # before any work
+    checked_states(campaign, out, skip)
     out.mkdir(parents=True, exist_ok=True)
-    prepare_campaign_data(campaign, log)
-    run_dirs = train_runs(campaign, out, log)
-    evaluate_runs(campaign, {name: run_dirs[name] for name in campaign.reported()}, out)
-    return write_reports(campaign, run_dirs, Path(report_root) if report_root is not None else out)
+    store_recipe(campaign, out)
+    prepare_campaign_data(campaign, log, skip)
+    run_dirs = train_runs(campaign, out, log, skip)
+    evaluate_runs(campaign, {name: run_dirs[name] for name in campaign.reported() if name not in skip}, out)
+    return write_reports(campaign, run_dirs, Path(report_root) if report_root is not None else out, skip)
 
 
 # ------------------------------------------------------------------ the dry run
@@ -279,13 +332,15 @@ def preset_changes(run: Run) -> str:
 
 
 def format_plan(campaign: Campaign, out: str | Path) -> str:
-    """The dry run: every run with its status, length, tokens and parameters, its config, the worker commands and
-    the reports."""
+    """The dry run: every run with its status (``stored``: taken from the results folder), length, tokens and
+    parameters, its config, the worker commands and the reports."""
     out = Path(out)
-    states = run_states(campaign, out)
+    stored = stored_states(campaign, out)
+    skip = from_store(campaign, stored)
+    states = run_states(campaign, out, skip)
     table = []
     for run in campaign.runs:
-        state, train = states[run.name], run.config.train
+        state, train = states.get(run.name, RunState("stored")), run.config.train
         parameters = non_embedding_parameters(run.config)
         table.append(
             {
@@ -300,13 +355,23 @@ def format_plan(campaign: Campaign, out: str | Path) -> str:
         )
     lines = [f"{len(campaign.runs)} runs, {campaign.jobs} at a time, in {out / 'runs'}", "", text_table(table), ""]
     lines += [f"{name}: {state.reason}" for name, state in states.items() if state.reason]
+    if campaign.results is not None:
+        lines += [
+            f"results: {campaign.results} ({len(skip)} of {len(campaign.runs)} runs come from stored results: neither "
+            "trained nor evaluated; evaluations are stored there as they finish)"
+        ]
+        lines += [
+            f"{name}: {run_file(campaign.results, name)} holds other settings, the campaign would stop: {state.reason}"
+            for name, state in stored.items()
+            if state.status == "conflict"
+        ]
     lines += ["configs (written to RUN_DIR/config.yaml before training):"]
     lines += [f"  {run.name}: {preset_changes(run)}" for run in campaign.runs]
     lines += ["commands:"]
     for run in campaign.runs:
-        if states[run.name].status != "done":
+        if states.get(run.name, RunState("done")).status != "done":
             lines.append("  " + shlex.join(worker_command("train", str(out / "runs" / run.name), gpus=campaign.gpus)))
-    for name in campaign.reported():
+    for name in (name for name in campaign.reported() if name not in skip):
         command = evaluation_command(campaign, name, out / "runs" / name, pending_only=False)
         if command is not None:
             lines.append("  " + shlex.join(command))

@@ -79,9 +79,16 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     ]
     other = "report-" + results_name(PERPLEXITY, eval_data).removeprefix("perplexity-")
     trained_on = f"sources {', '.join(train_sources)}" if train_sources else "the training corpus"
+    in_domain = f"Trained on {trained_on}: held-out text of the same sources"
     reports = [
-        Report("report-in-domain", f"Trained on {trained_on}: held-out text of the same sources", names(runs)),
-        Report(other, f"Trained on {trained_on}: evaluated on {eval_data}", names(runs), data=eval_data),
+        Report("report-in-domain", in_domain, names(runs)),
+        Report(
+            other,
+            f"Trained on {trained_on}: evaluated on {eval_data}",
+            names(runs),
+            data=eval_data,
+            contrasts=pairs(labels),
+        ),
     ]
     root = out / NAME
     record = {"size": size, "encodings": list(arms), "train_sources": list(train_sources or []), "eval_data": eval_data}
@@ -90,6 +97,14 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         summarize, root=root, folders=("report-in-domain", other), data=eval_data, labels=labels
     )
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan, notes, prepare)
+
+
+def pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """FoPE against RoPE and ALiBi on the other text (those the campaign runs)."""
+    fope = labels.get("fope")
+    return tuple(
+        (labels[arm], fope, f"fope vs {arm} on the other text") for arm in ("rope", "alibi") if fope and arm in labels
+    )
 
 
 def summarize(
@@ -116,8 +131,5 @@ def summarize(
     body += ["```", text_table(table), "```", ""]
     body += [f"- ordering by mean perplexity at {multiple}, in-domain: {' < '.join(order_in)}"]
     body += [f"- on the other text: {' < '.join(order_out)} ({same} ordering; only as firm as the contrasts below)"]
-    fope = labels.get("fope")
-    body += contrast_lines(
-        other, [(labels.get(arm), fope, f"fope vs {arm} on the other text") for arm in ("rope", "alibi")]
-    )
+    body += contrast_lines(other, pairs(labels))
     return summary("Cross-domain evaluation", body)

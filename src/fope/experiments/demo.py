@@ -21,6 +21,8 @@ from fope.report import key_table
 
 NAME = "demo"
 ENCODINGS = ("rope", "fope", "alibi", "nope")
+#: The demo's questions: (encoding a, encoding b, what), b against a.
+CONTRASTS = (("rope", "fope", "FoPE vs RoPE"), ("fope", "alibi", "ALiBi vs FoPE"), ("rope", "nope", "NoPE vs RoPE"))
 #: The settings the demo takes (at tiny scale), and its own defaults and help for them.
 SETTINGS = ("seeds", "steps", "quick", "jobs")
 DEFAULTS = {"seeds": (0,)}
@@ -48,7 +50,8 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         raise ValueError(f"no tiny preset for {missing}; available: {available}")
     runs = [make_run(settings, "tiny", encoding, seed) for seed in settings.seeds for encoding in encodings]
     title = "fope demo: length generalization of tiny models" + (" (quick)" if settings.quick else "")
-    report = Report("report", title, names(runs), attention=True)
+    contrasts = tuple(pair for pair in CONTRASTS if pair[0] in encodings and pair[1] in encodings)
+    report = Report("report", title, names(runs), attention=True, contrasts=contrasts)
     record = {"encodings": list(encodings)}
     campaign = settings.campaign(runs, [report])
     summarize_plan = functools.partial(summarize, title=title, root=out)

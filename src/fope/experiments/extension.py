@@ -67,7 +67,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         f"train_length {2 * length}. Lengths below are multiples of the new length {2 * length}."
     )
     title = f"Continued pre-training from {length} to {2 * length}"
-    report = Report("report", title, names([run for run in runs if run.after]))
+    report = Report("report", title, names([run for run in runs if run.after]), contrasts=pairs(arms))
     root = out / NAME
     record = {"size": size, "extension_steps": steps, "yarn_factor": factor, "train_length": length}
     campaign = settings.campaign(runs, [report])
@@ -75,11 +75,16 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan, (budget,))
 
 
+def pairs(arms: Mapping[tuple[str, str], str]) -> tuple[tuple[str, str, str], ...]:
+    """YaRN against FoPE from each start, RoPE against FoPE starts for each method."""
+    found = [(arms[start, "yarn"], arms[start, "fope"], f"extension from {start} (YaRN vs FoPE)") for start in STARTS]
+    found += [(arms["rope", m], arms["fope", m], f"start with {m} extension (RoPE vs FoPE)") for m in METHODS]
+    return tuple(found)
+
+
 def summarize(results: Mapping[str, Any], *, root: Path, arms: Mapping[tuple[str, str], str], budget: str) -> str:
     """The token budget, then YaRN against FoPE from each start and RoPE against FoPE starts for each method."""
     groups = groups_of(results["report"])
     body = header("continued pre-training at 2L", results["report"], root / "report")
-    pairs = [(arms[start, "yarn"], arms[start, "fope"], f"extension from {start} (YaRN vs FoPE)") for start in STARTS]
-    pairs += [(arms["rope", m], arms["fope", m], f"start with {m} extension (RoPE vs FoPE)") for m in METHODS]
-    body += [budget, "", *contrast_lines(groups, pairs)]
+    body += [budget, "", *contrast_lines(groups, pairs(arms))]
     return summary("Context extension (continued pre-training)", body)

@@ -48,9 +48,10 @@ def run_jobs(
     description: str,
     unit: str = "step",
     poll: float = 0.5,
+    finished: Callable[[Job], None] | None = None,
 ) -> None:
     """Run ``jobs`` ``workers`` at a time (one torch thread each) in dependency order, with a progress bar of
-    ``progress()`` out of ``total`` ``unit``s."""
+    ``progress()`` out of ``total`` ``unit``s; ``finished(job)`` is called as each job succeeds."""
     pending = list(jobs)
     running: list[tuple[Job, subprocess.Popen]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -70,11 +71,14 @@ def run_jobs(
             if not running:
                 raise CampaignError(f"jobs {[job.name for job in pending]} wait on each other; nothing can start")
             time.sleep(poll)
-            for job, process in running:
-                code = process.poll()
+            codes = [(job, process, process.poll()) for job, process in running]  # one poll each: no job is missed
+            for job, _, code in codes:
                 if code not in (None, 0):
                     raise RuntimeError(f"{description} of {job.name} failed (exit {code}); see {job.log}")
-            running = [(job, process) for job, process in running if process.poll() is None]
+            running = [(job, process) for job, process, code in codes if code is None]
+            for job, _, code in codes:
+                if code == 0 and finished is not None:
+                    finished(job)
             bar.n = progress()
             bar.refresh()
     finally:

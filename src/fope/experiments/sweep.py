@@ -81,7 +81,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     }
     defaults = {"sigma": fope.sigma, "output_dim": fope.output_dim, "num_inv_freq": kept}
     runs: dict[str, Run] = {}
-    reports, dimensions = [], {}
+    reports, dimensions, reference = [], {}, settings.label(size, "fope")
 
     def add(label: str, arm: str, changes: Mapping[str, Any]) -> None:
         for seed in settings.seeds:
@@ -112,7 +112,10 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
                 )
                 rows.append((f"{value:g}" + (" (preset)" if preset else ""), label, ""))
         dimensions[dimension] = rows
-        reports.append(Report(f"report-{dimension}", f"FoPE sweep: {dimension}", tuple(dict.fromkeys(in_report))))
+        title, members = f"FoPE sweep: {dimension}", tuple(dict.fromkeys(in_report))
+        reports.append(
+            Report(f"report-{dimension}", title, members, contrasts=against_preset(dimension, rows, reference))
+        )
     note = (
         f"FoPE at head_dim {model.head_size}, train length {model.train_length}: {kept} of {pairs} frequencies kept, "
         f"output_dim {fope.output_dim} (official rule min(K, head_dim/4)); num_inv_freq keeps exactly that many "
@@ -124,6 +127,13 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     campaign = settings.campaign(list(runs.values()), reports)
     summarize_plan = functools.partial(summarize, root=root, dimensions=dimensions)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan, (note,))
+
+
+def against_preset(
+    dimension: str, rows: Sequence[tuple[str, str, str]], preset: str
+) -> tuple[tuple[str, str, str], ...]:
+    """Each value of a sweep (its rows ``(value, label, extra)``) against the FoPE preset, its reference point."""
+    return tuple((preset, label, f"{dimension} {value} vs the preset") for value, label, _ in rows if label != preset)
 
 
 def sweep_table(groups: Mapping[str, Any], rows: Sequence[tuple[str, str, str]]) -> str:

@@ -9,13 +9,16 @@ each usable alone:
   min, max); ``contrast`` compares two configurations with standard errors, unpaired and paired by seed.
 - ``tables``: one renderer for Markdown and text tables (``render_table``, ``text_table``) and one spread formatter
   (``spread_text``); ``key_table`` and ``format_contrast`` for printed summaries.
-- ``plots``: the figures (matplotlib); ``markdown``: ``report.md``; ``compare``: ``compare_runs`` does it all.
+- ``plots``: the figures (matplotlib); ``markdown``: ``report.md``; ``compare``: ``compare_runs`` does it all
+  (``write_report`` from results already read).
+- ``store``: results as data, one small JSON per run in a results folder (``docs/results``) that campaigns write and
+  reuse; ``verdicts``: a contrast as a sentence; ``page``: ``fope report``, ``docs/results.md`` from that folder.
 
 Other modules add to a report through ``extra_sections``: callables that get the loaded runs and the output folder and
 return a ``ReportSection`` (its text, the figures they drew there, and their numbers).
 """
 
-from fope.report.compare import check_out_dir, compare_runs
+from fope.report.compare import check_out_dir, compare_runs, write_report
 from fope.report.load import (
     ReportError,
     ReportSection,
@@ -96,4 +99,5 @@ __all__ = [
     "spread_text",
     "text_table",
     "unique_run_dirs",
+    "write_report",
 ]

@@ -1,4 +1,5 @@
-"""``compare_runs`` (``fope compare``): read results, aggregate, draw, write ``report.md`` and ``results.json``."""
+"""``compare_runs`` (``fope compare``): read results, aggregate, draw, write ``report.md`` and ``results.json``;
+``write_report`` does the same from results already read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fope.report.load import ReportError, SectionBuilder, check_run_dir, load_results, unique_run_dirs
+from fope.report.load import (
+    ReportError,
+    RunResults,
+    SectionBuilder,
+    check_run_dir,
+    load_results,
+    unique_run_dirs,
+)
 from fope.report.markdown import markdown_report
 from fope.report.plots import draw_figures
 from fope.report.stats import aggregate, settings_notes
@@ -45,13 +53,35 @@ def compare_runs(
     for run_dir in unique:
         check_run_dir(run_dir)
     runs = [load_results(run_dir, data=data) for run_dir in unique]
+    return write_report(runs, out_dir, title=title, data=data, extra_sections=extra_sections, notes=repeats)
+
+
+def write_report(
+    runs: Sequence[RunResults],
+    out_dir: str | Path,
+    *,
+    title: str | None = None,
+    data: str | Path | None = None,
+    extra_sections: Sequence[SectionBuilder] = (),
+    section_runs: Sequence[RunResults] | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``compare_runs`` on results already read (from run folders or a results folder); ``extra_sections`` get
+    ``section_runs`` (default ``runs``: sections that load models need run folders) and are left out without any."""
+    out_dir = check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = aggregate(runs)
     figures = draw_figures(groups, out_dir)
-    sections = [build(runs, out_dir) for build in extra_sections]
+    section_runs = runs if section_runs is None else section_runs
+    sections = [build(section_runs, out_dir) for build in extra_sections] if section_runs else []
     title = title or "Length generalization: " + ", ".join(groups)
     described = None if data is None else str(Path(data).resolve())
-    notes = repeats + settings_notes(runs)
+    notes = [*notes, *settings_notes(runs)]
+    if extra_sections and len(section_runs) < len(runs):
+        left_out = len(runs) - len(section_runs)
+        notes.append(
+            f"{left_out} run(s) come from stored results without a run folder: the extra sections leave them out"
+        )
     if all(run.perplexity is None and run.passkey is None for run in runs):
         notes.append("no run has evaluation results yet: run `fope eval` and `fope passkey` on them first")
     (out_dir / "report.md").write_text(markdown_report(title, groups, figures, sections, described, notes))

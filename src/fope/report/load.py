@@ -26,7 +26,7 @@ class RunResults:
     """One run's evaluation results (None where missing) and what the report must say about them.
 
     ``missing`` names the evaluations (``perplexity``, ``passkey``) that have no result file; ``notes`` says what is
-    stale.
+    stale. ``stored``: read from a results folder (``fope.report.store``), where ``path`` is the run's file.
     """
 
     path: Path
@@ -37,6 +37,7 @@ class RunResults:
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     data: str | None = None
+    stored: bool = False
 
     @property
     def seed(self) -> int | None:
@@ -44,6 +45,8 @@ class RunResults:
 
     def missing_note(self, evaluation: str) -> str:
         """What is missing, and the command that computes it."""
+        if self.stored:
+            return f"{self.path} holds no {evaluation} results; it is left out of the {evaluation} numbers"
         name = results_name(PERPLEXITY, self.data) if evaluation == PERPLEXITY else PASSKEY
         command = f"fope eval {self.path}" + (f" --data {self.data}" if self.data else "")
         if evaluation == PASSKEY:

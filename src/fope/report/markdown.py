@@ -21,7 +21,7 @@ def _length_header(lengths: Sequence[int], train_length: int | None) -> list[str
     return [f"{length} ({length / train_length:g}x)" for length in lengths]
 
 
-def _by_length_table(
+def by_length_table(
     groups: dict[str, Any],
     section: str,
     value: str,
@@ -101,7 +101,7 @@ def markdown_report(
     if any(group["perplexity"] for group in groups.values()):
         lines += ["## Perplexity against length", ""]
         lines += [f"Data: {data or 'each run’s held-out split'}.", ""]
-        lines += [_by_length_table(groups, "perplexity", "perplexity", format_number), ""]
+        lines += [by_length_table(groups, "perplexity", "perplexity", format_number), ""]
         lines += ["### Ratio to in-length perplexity", ""]
         lines += ["Each run's perplexity divided by its own perplexity at the training length (1x). Read it next to"]
         lines += [
@@ -109,9 +109,9 @@ def markdown_report(
         ]
         lines += ["can have a flat ratio that reflects under-training, not length generalization.", ""]
         extra = ("in-length perplexity", _in_length_perplexity)
-        lines += [_by_length_table(groups, "perplexity", "ratio", lambda v: f"{v:.2f}", extra), ""]
+        lines += [by_length_table(groups, "perplexity", "ratio", lambda v: f"{v:.2f}", extra), ""]
         lines += ["### Bits per byte", ""]
-        lines += [_by_length_table(groups, "perplexity", "bits_per_byte", lambda v: f"{v:.3f}"), ""]
+        lines += [by_length_table(groups, "perplexity", "bits_per_byte", lambda v: f"{v:.3f}"), ""]
         for name, caption in (
             ("perplexity.png", "Perplexity against length"),
             ("perplexity-ratio.png", "Ratio to in-length perplexity"),
@@ -130,7 +130,7 @@ def markdown_report(
         lines += ["## Passkey retrieval", ""]
         lines += [f"Accuracy: share of the {', '.join(map(str, trials))} trials per length whose first generated"]
         lines += ["integer equals the key (greedy decoding). Lengths are prompt budgets in tokens.", ""]
-        lines += [_by_length_table(groups, "passkey", "accuracy", percent), ""]
+        lines += [by_length_table(groups, "passkey", "accuracy", percent), ""]
         if "passkey.png" in figures:
             lines += ["![Passkey accuracy against length](passkey.png)", ""]
         grids = [name for name in figures if name.startswith("passkey-")]

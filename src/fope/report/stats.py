@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results
+from fope.evaluate.results import PASSKEY, PERPLEXITY
 from fope.report.load import RunResults
 
 #: Keys of a run summary that may differ between runs of one configuration.
@@ -103,14 +103,29 @@ def aggregate_perplexity(results: Sequence[dict[str, Any]]) -> dict[str, Any] | 
     }
 
 
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def aggregate_passkey(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """Mean and spread over runs of passkey accuracy per length; the depth x length grid averaged over runs."""
+    """Mean and spread over runs of passkey accuracy per length; the depth x length grid averaged over runs.
+
+    ``per_run`` keeps each run's seed and its accuracy averaged over the lengths <= and > its training length."""
     if not results:
         return None
     accuracy: dict[int, list[float]] = {}
+    per_run = []
     for result in results:
         for row in result["by_length"]:
             accuracy.setdefault(row["length"], []).append(row["accuracy"])
+        rows, train_length = result["by_length"], result["train_length"]
+        per_run.append(
+            {
+                "seed": _seed(result),
+                "in_length": _mean_or_none([row["accuracy"] for row in rows if row["length"] <= train_length]),
+                "past_length": _mean_or_none([row["accuracy"] for row in rows if row["length"] > train_length]),
+            }
+        )
     lengths = sorted(accuracy)
     depth_bins = results[0]["depth_bins"]
     cells = np.full((len(results), len(depth_bins), len(lengths)), np.nan)
@@ -131,6 +146,7 @@ def aggregate_passkey(results: Sequence[dict[str, Any]]) -> dict[str, Any] | Non
         "depth_bins": depth_bins,
         "grid_lengths": lengths,
         "grid_accuracy": [[None if math.isnan(v) else float(v) for v in row] for row in grid],
+        "per_run": per_run,
     }
 
 
@@ -219,19 +235,9 @@ def by_length(group: Mapping[str, Any], length: int) -> dict[str, Any] | None:
 
 def passkey_spreads(group: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Per-run passkey accuracy averaged over lengths <= and > the training length, as spreads over the runs."""
-    inside, beyond = [], []
-    for run in group["runs"]:
-        results = read_results(run["path"], PASSKEY)
-        if results is None:
-            continue
-        train_length = results["train_length"]
-        rows = results["by_length"]
-        short = [row["accuracy"] for row in rows if row["length"] <= train_length]
-        long = [row["accuracy"] for row in rows if row["length"] > train_length]
-        if short:
-            inside.append(sum(short) / len(short))
-        if long:
-            beyond.append(sum(long) / len(long))
+    runs = (group.get("passkey") or {}).get("per_run", [])
+    inside = [run["in_length"] for run in runs if run["in_length"] is not None]
+    beyond = [run["past_length"] for run in runs if run["past_length"] is not None]
     return (mean_spread(inside) if inside else None, mean_spread(beyond) if beyond else None)
 
 

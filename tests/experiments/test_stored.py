@@ -1,0 +1,195 @@
+"""Campaigns and the results folder: a run whose stored results match is neither trained nor evaluated, stored
+results with other settings stop the campaign, starts of stored runs are not trained, evaluations are stored as they
+finish (small files, stored numbers never replaced), and a campaign continues on another machine from the JSON alone."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from fope.config import load_config, to_dict
+from fope.evaluate.passkey import evaluate_run_passkey
+from fope.evaluate.perplexity import evaluate_run_perplexity
+from fope.experiments import format_experiment, plan_experiment, run_experiment
+from fope.experiments.campaign import Campaign, Report, Run, evaluate_runs, format_plan, run_campaign
+from fope.experiments.jobs import CampaignError
+from fope.experiments.stored import checked_store
+from fope.report.store import portable, read_json, read_run
+from tests.conftest import tiny_run_config
+from tests.report.fakes import stored_run
+from tests.test_experiments import tiny_overrides
+
+
+def no_work(*args, **kwargs):
+    raise AssertionError("nothing should be trained, evaluated or prepared")
+
+
+def campaign_of(corpus, results, *changes: str, **settings) -> Campaign:
+    run = Run("rope-s0", load_config(base=tiny_run_config(corpus), overrides=list(changes)))
+    return Campaign((run,), (Report("report", "stored", ("rope-s0",)),), results=results, name="demo", **settings)
+
+
+def store_rope(results, out, corpus, *changes: str) -> dict:
+    config = load_config(base=tiny_run_config(corpus), overrides=list(changes))
+    losses, accuracy = {32: 3.0, 512: 4.5}, {32: 0.75, 64: 0.25}
+    return stored_run(results, "rope-s0", "rope", 0, losses, accuracy=accuracy, config=portable(to_dict(config), out))
+
+
+def test_a_stored_run_is_neither_trained_nor_evaluated(tmp_path, tiny_corpus, monkeypatch):
+    out, results = tmp_path / "out", tmp_path / "results"
+    store_rope(results, out, tiny_corpus)
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.build.prepare_run_data", no_work)
+    printed = []
+    outcome = run_campaign(campaign_of(tiny_corpus, results), out, log=printed.append)
+    group = outcome["report"]["groups"]["rope"]
+    assert [row["loss"]["mean"] for row in group["perplexity"]["by_length"]] == [3.0, 4.5]
+    assert [row["accuracy"]["mean"] for row in group["passkey"]["by_length"]] == [0.75, 0.25]
+    assert not (out / "runs" / "rope-s0").exists() and (out / "report" / "report.md").is_file()
+    assert "using the stored results of 1 run(s)" in printed[0]
+    recipe = read_json(results / "demo.json", "recipe")
+    assert recipe["reports"][0]["runs"] == ["rope-s0"] and recipe["reports"][0]["evaluation"] == "perplexity"
+
+
+def test_stored_results_with_other_settings_stop_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
+    out, results = tmp_path / "out", tmp_path / "results"
+    store_rope(results, out, tiny_corpus, "optim.lr=0.1")
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    with pytest.raises(CampaignError, match=r"rope-s0\.json: optim\.lr: 0\.1 there, 0\.003 here"):
+        run_campaign(campaign_of(tiny_corpus, results), out, log=lambda _: None)
+    assert not out.exists()
+    store_rope(results, out, tiny_corpus)
+    with pytest.raises(CampaignError, match=r"perplexity max_spans: 24 there, 4 here"):
+        run_campaign(campaign_of(tiny_corpus, results, max_spans=4), out, log=lambda _: None)
+    with pytest.raises(CampaignError, match=r"passkey trials: 20 there, 100 here"):
+        run_campaign(campaign_of(tiny_corpus, results, passkey_trials=100), out, log=lambda _: None)
+    text = format_plan(campaign_of(tiny_corpus, results, max_spans=4), out)
+    assert "holds other settings, the campaign would stop: perplexity max_spans: 24 there, 4 here" in text
+
+
+def test_the_dry_run_shows_which_runs_come_from_stored_results(tmp_path, tiny_corpus):
+    out, results = tmp_path / "out", tmp_path / "results"
+    store_rope(results, out, tiny_corpus)
+    text = format_plan(campaign_of(tiny_corpus, results), out)
+    assert re.search(r"rope-s0\s+rope\s+stored", text)
+    assert "(1 of 1 runs come from stored results" in text and "worker train" not in text
+    assert "worker evaluate" not in text
+    perplexity_only = format_plan(campaign_of(tiny_corpus, results, passkey_trials=None), out)
+    assert "(1 of 1 runs come" in perplexity_only
+    (results / "runs" / "rope-s0.json").unlink()
+    text = format_plan(campaign_of(tiny_corpus, results), out)
+    assert re.search(r"rope-s0\s+rope\s+new", text) and "(0 of 1 runs come" in text and "worker train" in text
+
+
+def test_a_campaign_continues_elsewhere_from_the_stored_extension_runs(tmp_path):
+    """Extension runs start from runs in OUT (train.init_from): stored under $OUT, they match in another OUT, and
+    their start runs need no training; without one stored arm, its start is trained again."""
+    here, there, results = tmp_path / "here", tmp_path / "there", tmp_path / "results"
+    plan = plan_experiment("extension", here, results, seeds=[0])
+    arms = [run for run in plan.campaign.runs if run.after]
+    for run in arms:
+        assert to_dict(run.config)["train"]["init_from"].startswith(str(here.resolve()))
+        config = portable(to_dict(run.config), here)
+        stored_run(results, run.name, run.config.name, 0, {256: 3.0, 4096: 4.0}, accuracy={256: 1.0}, config=config)
+    elsewhere = plan_experiment("extension", there, results, seeds=[0])
+    assert checked_store(elsewhere.campaign, there) == {run.name for run in elsewhere.campaign.runs}
+    assert "(6 of 6 runs come from stored results" in format_experiment(elsewhere)
+    (results / "runs" / "rope-to-yarn-s0.json").unlink()
+    assert checked_store(elsewhere.campaign, there) == {
+        "fope-s0",
+        "fope-to-yarn-s0",
+        "fope-to-fope-s0",
+        "rope-to-fope-s0",
+    }
+
+
+def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_path, tiny_runs, tiny_corpus):
+    out, results = tmp_path / "out", tmp_path / "results"
+    run_dir = shutil.copytree(tiny_runs["rope"], out / "runs" / "rope-s0")
+    evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)
+    evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
+    campaign = campaign_of(tiny_corpus, results, max_spans=2, passkey_trials=3)
+    evaluate_runs(campaign, {"rope-s0": run_dir}, out)  # nothing pending: stored at once
+    path = results / "runs" / "rope-s0.json"
+    assert path.stat().st_size < 50_000
+    record = read_run(results, "rope-s0")
+    assert record["config"] == portable(to_dict(campaign.runs[0].config), out) and "path" not in record["summary"]
+    assert record["summary"]["seed"] == 0 and record["summary"]["position"] == "rope"
+    perplexity, passkey = record["evaluations"]["perplexity"], record["evaluations"]["passkey"]
+    assert perplexity["settings"] == {"data": None, "max_spans": 2} and passkey["settings"] == {"trials": 3}
+    assert "trials" not in passkey["result"] and passkey["result"]["trials_per_length"] == 3
+    assert [row["length"] for row in perplexity["result"]["results"]] == [32, 64]
+    assert perplexity["checkpoint"]["step"] == 8 and re.fullmatch(r"[0-9a-f]{64}", perplexity["checkpoint"]["sha256"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", perplexity["evaluated"]) and perplexity["fope_version"]
+    before = path.read_bytes()
+    eval_file = run_dir / "eval" / "perplexity.json"
+    changed = json.loads(eval_file.read_text())
+    changed["results"][0]["loss"] = 99.0
+    eval_file.write_text(json.dumps(changed))
+    evaluate_runs(campaign, {"rope-s0": run_dir}, out)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_campaign_stops_and_continues_on_another_machine_from_the_json_alone(tmp_path, tiny_corpus, monkeypatch):
+    options = {
+        "seeds": [0],
+        "steps": 4,
+        "overrides": tiny_overrides(tiny_corpus),
+        "passkey_trials": 0,
+        "max_spans": 2,
+        "encodings": ["rope", "fope"],
+    }
+    results = tmp_path / "results"
+    first = run_experiment(plan_experiment("baselines", tmp_path / "a", results, **options), log=lambda _: None)
+    assert sorted(path.name for path in (results / "runs").iterdir()) == ["fope-s0.json", "rope-s0.json"]
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.build.prepare_run_data", no_work)
+    again = run_experiment(plan_experiment("baselines", tmp_path / "b", results, **options), log=lambda _: None)
+    assert not (tmp_path / "b" / "runs").exists()
+    numbers = [
+        {label: group["perplexity"]["by_length"] for label, group in outcome["results"]["report"]["groups"].items()}
+        for outcome in (first, again)
+    ]
+    assert numbers[0] == numbers[1] and set(numbers[0]) == {"rope", "fope"}
+
+
+def test_reports_of_stored_runs_use_a_finished_local_run_folder_for_model_sections(tmp_path, tiny_runs, tiny_corpus):
+    from fope.experiments.campaign import write_reports
+
+    out, results = tmp_path / "out", tmp_path / "results"
+    store_rope(results, out, tiny_corpus)
+    run = campaign_of(tiny_corpus, results).runs[0]
+    campaign = Campaign((run,), (Report("report", "t", ("rope-s0",), attention=True),), results=results)
+    run_dirs = {"rope-s0": out / "runs" / "rope-s0"}
+    alone = write_reports(campaign, run_dirs, tmp_path / "alone", skip={"rope-s0"})["report"]
+    assert alone["sections"] == {} and any("without a run folder" in note for note in alone["notes"])
+    assert alone["groups"]["rope"]["runs"][0]["path"] == str(results / "runs" / "rope-s0.json")
+    shutil.copytree(tiny_runs["rope"], run_dirs["rope-s0"])
+    local = write_reports(campaign, run_dirs, tmp_path / "local", skip={"rope-s0"})["report"]
+    assert "Attention past the training length" in local["sections"]
+    assert local["groups"]["rope"]["perplexity"]["by_length"][1]["loss"]["mean"] == 4.5  # the stored numbers
+
+
+def test_evaluation_text_is_not_prepared_when_every_run_comes_from_stored_results(tmp_path, monkeypatch):
+    from fope.report.store import evaluation_entry, run_record, write_json
+    from tests.report.fakes import perplexity_result, summary
+
+    exported = []
+    monkeypatch.setattr("fope.experiments.cross_domain.export_source", lambda *args: exported.append(args) or "done")
+    out, results = tmp_path / "out", tmp_path / "results"
+    plan = plan_experiment("cross-domain", out, results, seeds=[0])
+    bible = {"data": "$OUT/eval-data/bible", "max_spans": 24}
+    for run in plan.campaign.runs:
+        entries = {
+            key: evaluation_entry(perplexity_result({128: 3.0}), settings, out)
+            for key, settings in (("perplexity", {"data": None, "max_spans": 24}), ("perplexity-bible", bible))
+        }
+        record = run_record(run.name, portable(to_dict(run.config), out), summary(run.config.name, 0), entries)
+        write_json(results / "runs" / f"{run.name}.json", record)
+    assert plan.prepare() == "every run comes from stored results: nothing to prepare" and exported == []
+    (results / "runs" / "rope-shakespeare-s0.json").unlink()
+    assert plan.prepare() == "done" and len(exported) == 1
