@@ -69,7 +69,7 @@ def test_ablation_plan_arms_differ_only_in_the_position_encoding(tmp_path):
     assert square["position"] == "fope-no-cf" and square["position_options"]["output_dim"] == "square"
     (report,) = plan.campaign.reports
     assert report.folder == "report-tiny" and set(report.runs) == set(configs)
-    assert plan.campaign.passkey_trials == 20 and plan.campaign.max_spans == 24
+    assert plan.campaign.passkey_trials == 100 and plan.campaign.max_spans == 24
 
 
 def test_ablation_sizes_keep_head_dim_and_label_by_size(tmp_path):
@@ -173,6 +173,19 @@ def test_baselines_plan(tmp_path):
         assert differing(config, configs["rope-s3"]) <= POSITION_KEYS
 
 
+def test_retrieval_plan_is_the_demo_runs_with_100_trials(tmp_path):
+    plan = plan_experiment("retrieval", tmp_path)
+    configs = resolved(plan)
+    assert list(configs) == [f"{arm}-s{seed}" for seed in (0, 1, 2) for arm in ("rope", "fope", "alibi")]
+    demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1, 2]))
+    assert all(to_dict(config) == to_dict(demo[name]) for name, config in configs.items())
+    assert {config.data.passkey_fraction for config in configs.values()} == {0.5}
+    assert plan.campaign.passkey_trials == 100
+    assert plan_experiment("retrieval", tmp_path, quick=True).campaign.passkey_trials == 4
+    with pytest.raises(ValueError, match="tiny scale"):
+        plan_experiment("retrieval", tmp_path, scale="paper")
+
+
 def test_paper_scale_dry_run_lists_the_paper_presets(capsys):
     argv = ["experiment", "ablation", "--scale", "paper", "--sizes", "60m,180m", "--seeds", "0", "--dry-run"]
     assert main(argv) == 0
@@ -194,7 +207,7 @@ def test_help_lists_every_recipe(capsys):
         main(["experiment", "--help"])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert all(name in printed for name in ("ablation", "sweep", "extension", "cross-domain", "baselines"))
+    assert all(name in printed for name in ("ablation", "sweep", "extension", "cross-domain", "baselines", "retrieval"))
     assert "lowest 25% of frequencies" in printed
 
 

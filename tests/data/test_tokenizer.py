@@ -112,3 +112,13 @@ def test_load_transformers_folder_uses_its_eos(tokenizer, tmp_path):
     loaded = Tokenizer.load(tmp_path)
     assert loaded.eos_token == "<eos>"
     assert loaded.eos_id == tokenizer.vocab_size  # the added token comes after the trained vocabulary
+
+
+def test_digits_are_one_token_each_even_where_the_corpus_repeats_numbers():
+    numbers = ["2024 12345 99 100000 3.14159"] * 200  # frequent enough that BPE would merge digit pairs
+    tokenizer = train_bpe([*numbers, "the pass key is 48213."] * 5, 400)
+    for text in ["48213", " 2024", "x100000y", "3.14159"]:
+        pieces = [tokenizer.decode([token]) for token in tokenizer.encode(text)]
+        assert "".join(pieces) == text
+        assert all(len(piece) == 1 for piece in pieces if any(ch.isdigit() for ch in piece)), pieces
+    assert len(tokenizer.encode("12345")) == 5

@@ -8,10 +8,12 @@ import torch
 
 from fope.data.passkey import (
     FILLER,
+    FILLER_STEP,
     INSTRUCTION,
     KEY_RANGE,
     QUESTION,
     build_passkey_prompt,
+    draw_key,
     filler,
     needle,
     passkey_mixer,
@@ -52,10 +54,22 @@ def test_length_target_is_the_longest_prompt_that_fits(encode, target):
     rng = np.random.default_rng(0)
     prompt = build_passkey_prompt(encode, target, rng)
     assert prompt.num_tokens <= target
-    assert prompt.filler_chars % 128 == 0
-    longer = passkey_text(prompt.key, prompt.filler_chars + 128, prompt.depth)
+    assert prompt.filler_chars % FILLER_STEP == 0
+    longer = passkey_text(prompt.key, prompt.filler_chars + FILLER_STEP, prompt.depth)
     assert len(encode(longer)) > target  # one more step of filler would not fit
     assert prompt.token_ids == encode(prompt.text)
+
+
+def test_draw_key_covers_every_key_of_five_distinct_digits():
+    rng = np.random.default_rng(0)
+    keys = [draw_key(rng) for _ in range(20000)]
+    assert all(len(str(key)) == 5 and len(set(str(key))) == 5 for key in keys)
+    first = np.bincount([int(str(key)[0]) for key in keys], minlength=10)
+    assert first[0] == 0 and first[1:].min() > 0.9 * 20000 / 9  # leading digit uniform over 1..9
+    last = np.bincount([key % 10 for key in keys], minlength=10)
+    assert last.min() > 0.8 * 2000  # every digit, 0 included, in the other places
+    # 9 * 9 * 8 * 7 * 6 = 27216 keys; 20000 uniform draws hit 27216 * (1 - exp(-20000 / 27216)) ~ 14164 of them
+    assert 13900 < len(set(keys)) < 14430
 
 
 def test_keys_and_depths_are_seeded_and_in_range():
@@ -65,6 +79,7 @@ def test_keys_and_depths_are_seeded_and_in_range():
     keys = np.array([p.key for p in a])
     depths = np.array([p.depth for p in a])
     assert keys.min() >= KEY_RANGE[0] and keys.max() <= KEY_RANGE[1] and len(set(keys)) > 190
+    assert all(len(set(str(key))) == len(str(key)) == 5 for key in keys)  # five distinct digits
     assert depths.min() < 0.1 and depths.max() > 0.9
     fixed = build_passkey_prompt(byte_encode, 600, np.random.default_rng(0), key=7, depth=1.0)
     assert fixed.text.split("\n")[3] == "" and needle(7) in fixed.text

@@ -109,13 +109,15 @@ def test_trials_are_seeded_and_ask_the_same_questions_at_every_length():
     assert questions(a, 300)[0] == (first.key, first.depth)
 
 
-def test_default_lengths_double_from_the_smallest_power_of_two_that_holds_the_prompt():
+def test_default_lengths_are_the_multiples_of_the_training_length_that_hold_the_prompt():
     tokenizer = ByteTokenizer()
     shortest = min_prompt_tokens(tokenizer.encode)
     assert shortest == 1 + len(tokenizer.encode(passkey_text(KEY_RANGE[1], 0, 0.0)))  # every key has five digits
+    assert default_passkey_lengths(tokenizer.encode, train_length=shortest) == [shortest * m for m in (1, 2, 4, 8, 16)]
+    # a training length just over a third of the prompt: 1x and 2x cannot hold it, 4x can
+    third = shortest // 3 + 1
+    assert default_passkey_lengths(tokenizer.encode, train_length=third) == [third * m for m in (4, 8, 16)]
     first = 1 << (shortest - 1).bit_length()  # the smallest power of two that holds it
-    assert first // 2 < shortest <= first
-    assert default_passkey_lengths(tokenizer.encode, train_length=first // 4) == [first, 2 * first, 4 * first]
     assert default_passkey_lengths(tokenizer.encode, train_length=first // 16) == [first]
     results = evaluate_passkey(AnsweringModel("right", train_length=first // 16), tokenizer, trials=1, progress=False)
     assert results["lengths"] == [first] and results["train_length"] == first // 16

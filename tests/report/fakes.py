@@ -12,7 +12,7 @@ from fope.report.store import evaluation_entry, run_record, write_json
 TRAIN_LENGTH = 32
 #: What every fake stored perplexity / passkey evaluation was computed with.
 PERPLEXITY_SETTINGS = {"data": None, "max_spans": 24}
-PASSKEY_SETTINGS = {"trials": 20}
+PASSKEY_SETTINGS = {"trials": 100}
 
 
 def perplexity_result(losses: Mapping[int, float], train_length: int = TRAIN_LENGTH, seed: int = 0) -> dict:
@@ -59,7 +59,7 @@ def perplexity_result(losses: Mapping[int, float], train_length: int = TRAIN_LEN
     }
 
 
-def passkey_result(accuracy: Mapping[int, float], train_length: int = TRAIN_LENGTH, trials: int = 20) -> dict:
+def passkey_result(accuracy: Mapping[int, float], train_length: int = TRAIN_LENGTH, trials: int = 100) -> dict:
     """``fope passkey``'s output with ``accuracy`` by length, a 2-bin depth grid and the per-trial dump."""
     lengths = sorted(accuracy)
     return {

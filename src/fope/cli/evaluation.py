@@ -73,7 +73,7 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
         "--lengths",
         type=ints,
         default=None,
-        help="comma-separated prompt lengths (default: powers of two from the smallest that holds the prompt to 16x)",
+        help="comma-separated prompt lengths (default: 1x, 2x, 4x, 8x, 16x the training length)",
     )
     _add_trial_options(parser)
     add_run_options(parser, "keys and depths", "per-length accuracies")
@@ -134,7 +134,7 @@ def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
         "--lengths",
         type=ints,
         default=None,
-        help="comma-separated prompt lengths (default: powers of two from the smallest that holds the prompt to 16x)",
+        help="comma-separated prompt lengths (default: 1x, 2x, 4x, 8x, 16x the training length)",
     )
     _add_trial_options(parser)
     add_run_options(parser, "the prompts", "per-length accuracies")

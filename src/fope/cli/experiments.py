@@ -62,7 +62,8 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "experiment",
-        help="the paper's experiments as one-command recipes (ablation, sweep, extension, cross-domain, baselines)",
+        help="the paper's experiments as one-command recipes "
+        "(ablation, sweep, extension, cross-domain, baselines, retrieval)",
         description="Train the runs of one experiment (reusing runs already trained with the same settings in "
         "OUT/runs), evaluate them, write reports to OUT/<experiment>/ and print a summary with the spread over seeds.",
     )

@@ -1,7 +1,7 @@
 """The passkey prompt, as text and tokens, and the training mixer that packs passkey examples into batches.
 
 Prompt = five lines joined by "\\n": the instruction, a filler prefix, the needle, a filler suffix, the question.
-The filler is a character slice of ``FILLER`` repeated; its total length ``n`` grows in steps of 128 characters,
+The filler is a character slice of ``FILLER`` repeated; its total length ``n`` grows in steps of 16 characters,
 the prefix takes a uniform share of it (the needle depth) and the suffix restarts at the string's start.
 Evaluation (``fope.evaluate.passkey``) asks these prompts; training (``data.passkey_fraction``) learns from them.
 """
@@ -22,6 +22,7 @@ __all__ = [
     "QUESTION",
     "PasskeyPrompt",
     "build_passkey_prompt",
+    "draw_key",
     "filler",
     "needle",
     "passkey_mixer",
@@ -29,14 +30,21 @@ __all__ = [
     "passkey_training_example",
 ]
 
-INSTRUCTION = (
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-    "I will quiz you about the important information there."
-)
+# Compact by design (docs/retrieval.md): without filler the prompt is ~55 tokens with the tiny lab's tokenizer, so at
+# its training length of 128 more than half of an in-length prompt is filler. The original (Landmark Attention) prompt
+# took 109 tokens there and left no distance to retrieve across.
+INSTRUCTION = "Remember the pass key."
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 QUESTION = "What is the pass key? The pass key is"
-KEY_RANGE = (1, 50000)
-FILLER_STEP = 128
+KEY_RANGE = (10000, 99999)
+FILLER_STEP = 16
+
+
+def draw_key(rng: np.random.Generator) -> int:
+    """A five-digit key of distinct digits (the first not 0): each digit of the answer has one place in the needle."""
+    first = int(rng.integers(1, 10))
+    rest = rng.permutation([digit for digit in range(10) if digit != first])[:4]
+    return int("".join(str(digit) for digit in [first, *rest.tolist()]))
 
 
 def needle(key: int) -> str:
@@ -79,13 +87,13 @@ def build_passkey_prompt(
     key: int | None = None,
     depth: float | None = None,
 ) -> PasskeyPrompt:
-    """The longest prompt (filler grown in steps of 128 characters) whose token count is at most ``target_tokens``.
+    """The longest prompt (filler grown in steps of 16 characters) whose token count is at most ``target_tokens``.
 
-    ``key`` defaults to a uniform draw from [1, 50000] and ``depth`` to a uniform draw from [0, 1], both from ``rng``.
+    ``key`` defaults to ``draw_key(rng)`` and ``depth`` to a uniform draw from [0, 1], both from ``rng``.
     Raises ``ValueError`` when even the prompt without filler is longer than ``target_tokens``.
     """
     if key is None:
-        key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
+        key = draw_key(rng)
     if depth is None:
         depth = float(rng.uniform(0.0, 1.0))
     if not 0.0 <= depth <= 1.0:
@@ -125,7 +133,7 @@ def passkey_training_example(
     The prompt length is drawn uniformly between ``min_tokens`` (default ``max_tokens // 4``) and the longest that
     still leaves room for the answer, so the model sees the needle at every depth and distance up to ``max_tokens``.
     """
-    key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
+    key = draw_key(rng)
     depth = float(rng.uniform(0.0, 1.0))
     answer = encode(f" {key}.")  # what greedy decoding must produce after the prompt's final "is"
     budget = max_tokens - len(answer)

@@ -29,7 +29,7 @@ DEFAULT_VAL_FRACTION = 0.1
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 # Bump when the output of prepare_data changes for the same options, so old caches are not reused.
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: digits split one per token
 ENCODE_CHUNK = 8
 STORE_FILES = (TOKENS_FILE, INDEX_FILE, META_FILE)
 

@@ -33,6 +33,7 @@ from fope.data.passkey import (
     KEY_RANGE,
     PasskeyPrompt,
     build_passkey_prompt,
+    draw_key,
     filler,
     passkey_text,
     passkey_training_example,
@@ -170,7 +171,8 @@ class PasskeyTask:
 
     def shortest_tokens(self, encode: Encode) -> int:
         """The most over the smallest, the largest and 64 seeded keys (at depth 0)."""
-        sample = np.random.default_rng(0).integers(KEY_RANGE[0], KEY_RANGE[1] + 1, size=SHORTEST_SAMPLES).tolist()
+        rng = np.random.default_rng(0)
+        sample = [draw_key(rng) for _ in range(SHORTEST_SAMPLES)]
         return max(len(encode(passkey_text(key, 0, 0.0))) for key in {*KEY_RANGE, *sample})
 
     def score(self, continuation: str, prompt: RetrievalPrompt) -> tuple[list[int], bool]:
@@ -231,10 +233,10 @@ def fit_haystack(encode: Encode, haystack: Haystack, target_tokens: int, name: s
 
 
 def distinct_keys(rng: np.random.Generator, count: int) -> list[int]:
-    """``count`` different keys drawn uniformly from ``KEY_RANGE``, in draw order."""
+    """``count`` different keys from ``draw_key`` (five distinct digits each), in draw order."""
     keys: list[int] = []
     while len(keys) < count:
-        key = int(rng.integers(KEY_RANGE[0], KEY_RANGE[1] + 1))
+        key = draw_key(rng)
         if key not in keys:
             keys.append(key)
     return keys

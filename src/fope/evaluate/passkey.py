@@ -71,7 +71,7 @@ def min_prompt_tokens(encode: Callable[[str], list[int]]) -> int:
 
 
 def default_passkey_lengths(encode: Callable[[str], list[int]], train_length: int) -> list[int]:
-    """Powers of two from the smallest that holds the prompt without filler up to 16 x ``train_length``."""
+    """``train_length`` x 1, 2, 4, 8, 16, those that hold the prompt without filler (``default_lengths``)."""
     return default_lengths(TASK, encode, train_length)
 
 
@@ -105,9 +105,9 @@ def evaluate_passkey(
     """Passkey accuracy at each length (``trials`` seeded prompts each), the depth x length grid and every trial.
 
     Trial ``t`` draws its key and depth from ``(seed, t)``, so every length asks the same questions. ``lengths``
-    default to powers of two from the smallest that holds the prompt up to 16 x ``train_length`` (default: the
-    model's). ``batch_size`` prompts of one token count decode together (default: as many as hold 16384 tokens, at
-    most ``trials``); the results do not depend on it. ``device`` (default: the model's) receives the model.
+    default to 1, 2, 4, 8 and 16 x ``train_length`` (default: the model's), those that hold the prompt.
+    ``batch_size`` prompts of one token count decode together (default: as many as hold 16384 tokens, at most
+    ``trials``); the results do not depend on it. ``device`` (default: the model's) receives the model.
     """
     results = evaluate_retrieval(
         model,

@@ -29,14 +29,14 @@ from fope.checks import check_int
 from fope.data.retrieval import RetrievalPrompt, RetrievalTask, retrieval_task
 from fope.data.tokenizer import Tokenizer
 from fope.device import model_device
-from fope.evaluate.chunks import check_lengths
+from fope.evaluate.chunks import LENGTH_MULTIPLES, check_lengths
 from fope.evaluate.perplexity import DEFAULT_BATCH_TOKENS
 from fope.evaluate.results import RETRIEVAL, evaluate_run, retrieval_name
 from fope.runs import Run
 
 DEFAULT_TRIALS = 100
 #: Default lengths stop at this multiple of the training length.
-MAX_LENGTH_MULTIPLE = 16
+MAX_LENGTH_MULTIPLE = LENGTH_MULTIPLES[-1]
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,20 @@ def min_prompt_tokens(task: str | RetrievalTask, encode: Callable[[str], list[in
 
 
 def default_lengths(task: str | RetrievalTask, encode: Callable[[str], list[int]], train_length: int) -> list[int]:
-    """Powers of two from the smallest that holds the prompt without filler up to 16 x ``train_length``."""
+    """``train_length`` times each of ``LENGTH_MULTIPLES`` (1x..16x) that holds the prompt without filler.
+
+    Shorter lengths are left out: the question is what happens past the training length, and a prompt much shorter
+    than the training length is mostly instruction with little filler to retrieve across (ask them with lengths).
+    """
     task = as_task(task)
-    top = MAX_LENGTH_MULTIPLE * check_int("train_length", train_length, minimum=1)
+    check_int("train_length", train_length, minimum=1)
     shortest = min_prompt_tokens(task, encode)
-    length = 1 << (shortest - 1).bit_length()
-    if length > top:
+    lengths = [train_length * multiple for multiple in LENGTH_MULTIPLES if train_length * multiple >= shortest]
+    if not lengths:
         raise ValueError(
             f"the {task.name} prompt without filler takes {shortest} tokens, more than {MAX_LENGTH_MULTIPLE} x "
             f"train_length={train_length}; pass lengths explicitly"
         )
-    lengths = []
-    while length <= top:
-        lengths.append(length)
-        length *= 2
     return lengths
 
 
@@ -220,7 +220,7 @@ def evaluate_retrieval(
     """Accuracy of ``task`` at each length (``trials`` seeded prompts each), the depth x length grid and every trial.
 
     Trial ``t`` draws its prompt from ``(seed, t)``, so every length asks the same questions. ``lengths`` default to
-    powers of two from the smallest that holds the prompt up to 16 x ``train_length`` (default: the model's).
+    1, 2, 4, 8 and 16 x ``train_length`` (default: the model's), those that hold the prompt.
     ``max_new_tokens`` defaults to the task's. ``batch_size`` rows of one token count decode together (default: as
     many as hold 16384 tokens, at most ``trials``). ``device`` (default: the model's) receives the model.
     """

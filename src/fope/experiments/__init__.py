@@ -16,6 +16,7 @@ checkout's ``docs/results``), and a run whose stored results match is not traine
 - ``extension``: continued pre-training from L to 2L, {RoPE, FoPE} start x {YaRN, FoPE} extension, equal tokens.
 - ``cross-domain``: train on some sources of the corpus, evaluate on other text.
 - ``baselines``: RoPE, FoPE and the other ways to remove low frequencies (p-RoPE, HoPE-style), NoPE, ALiBi.
+- ``retrieval``: passkey retrieval learned in-length (longer training), then asked past the training length.
 
 The campaign runner is ``fope.experiments.campaign`` (worker processes: ``fope.experiments.worker``).
 """
@@ -36,6 +37,7 @@ RECIPES = {
     "extension": "extension",
     "cross-domain": "cross_domain",
     "baselines": "baselines",
+    "retrieval": "retrieval",
 }
 EXPERIMENTS = tuple(RECIPES)
 
@@ -73,7 +75,9 @@ def plan_experiment(
     if unknown:
         raise ValueError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
     values = {key: _plain(value) for key, value in given.items() if value is not None}
-    settings = {**getattr(module, "DEFAULTS", {}), **{k: v for k, v in values.items() if k in settings_keys}}
+    # A recipe's DEFAULTS are its full runs' defaults: a --quick smoke run keeps the smoke-run defaults.
+    defaults = {} if values.get("quick") else getattr(module, "DEFAULTS", {})
+    settings = {**defaults, **{k: v for k, v in values.items() if k in settings_keys}}
     options = module.Options(**{key: value for key, value in values.items() if key in option_keys})
     plan = module.build(Settings(**settings), options, Path(out))
     folder = Path(out) / "results" if results is None else Path(results)

@@ -69,7 +69,7 @@ class Campaign:
     runs: tuple[Run, ...]
     reports: tuple[Report, ...] = ()
     max_spans: int = 24
-    passkey_trials: int | None = 20
+    passkey_trials: int | None = 100
     jobs: int = 2
     gpus: int = 1
     results: Path | None = None
