@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from fope.report import contrast
-from fope.report.verdicts import verdict
+from fope.report import contrast, passkey_contrast
+from fope.report.verdicts import learned_verdict, passkey_verdict, verdict
 
 
 def group(losses_by_seed: dict[int, float], length: int = 512, train_length: int = 32) -> dict:
@@ -65,3 +65,45 @@ def test_small_differences_keep_two_significant_digits_of_their_standard_error()
         "tiny: a lower than b at 16x (512 tokens) by 0.000120 ± 0.000020 log-ppl (n=2, paired by seed): "
         "a clear difference (6.0 standard errors)"
     )
+
+
+def passkey_group(accuracy_by_seed: dict[int, float], length: int = 64, train_length: int = 32) -> dict:
+    values = list(accuracy_by_seed.values())
+    std = statistics.stdev(values) if len(values) > 1 else None
+    row = {
+        "length": length,
+        "accuracy": {"n": len(values), "mean": statistics.fmean(values), "std": std, "min": 0, "max": 1},
+        "per_run": [{"seed": seed, "accuracy": value} for seed, value in accuracy_by_seed.items()],
+    }
+    return {"passkey": {"train_lengths": [train_length], "by_length": [row]}}
+
+
+def test_passkey_contrasts_are_paired_by_seed_in_points_of_accuracy():
+    groups = {"rope": passkey_group({0: 0.40, 1: 0.50, 2: 0.45}), "fope": passkey_group({0: 0.70, 1: 0.82, 2: 0.74})}
+    # per-seed differences 0.30, 0.32, 0.29: mean 0.3033, standard error 0.00882
+    assert passkey_verdict(passkey_contrast(groups, "rope", "fope", 64), "passkey 2x") == (
+        "passkey 2x: fope above rope at 2x (64 tokens) by 30.3 ± 0.9 points of passkey accuracy (n=3, paired by seed): "
+        "a clear difference (34.4 standard errors)"
+    )
+    close = {"a": passkey_group({0: 0.5, 1: 0.6}), "b": passkey_group({0: 0.6, 1: 0.5})}
+    assert passkey_verdict(passkey_contrast(close, "a", "b", 64), "p").endswith(
+        "no clear difference (within 2 standard errors)"
+    )
+    assert passkey_verdict(passkey_contrast(groups, "rope", "fope", 128), "p") == (
+        "p: passkey not evaluated on both sides at this length yet"
+    )
+    one = {"a": passkey_group({0: 0.5}), "b": passkey_group({0: 0.75})}
+    assert passkey_verdict(passkey_contrast(one, "a", "b", 64), "p").endswith(
+        "+25 points; one run on a side: no spread, no verdict"
+    )
+
+
+def test_learned_in_length_is_the_mean_at_the_training_length_against_the_threshold():
+    learned = passkey_group({0: 1.0, 1: 0.97, 2: 0.93}, length=32)
+    assert learned_verdict("rope", learned, 0.95) == (
+        "rope: passkey 96.7% ± 3.5 at 1x (32 tokens, n=3): learned in-length (mean >= 95%)"
+    )
+    assert learned_verdict("nope", passkey_group({0: 0.9, 1: 0.96}, length=32), 0.95).endswith(
+        "not learned in-length (mean < 95%)"
+    )
+    assert learned_verdict("x", passkey_group({0: 1.0}, length=64), 0.95) is None  # no result at 1x

@@ -49,6 +49,7 @@ from fope.report.stats import (
     group_by_label,
     mean_spread,
     paired_difference,
+    passkey_contrast,
     passkey_spreads,
     settings_notes,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "markdown_report",
     "mean_spread",
     "paired_difference",
+    "passkey_contrast",
     "passkey_spreads",
     "pending_evaluations",
     "plot_passkey_accuracy",

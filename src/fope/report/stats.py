@@ -114,10 +114,12 @@ def aggregate_passkey(results: Sequence[dict[str, Any]]) -> dict[str, Any] | Non
     if not results:
         return None
     accuracy: dict[int, list[float]] = {}
+    seeded: dict[int, list[dict[str, Any]]] = {}
     per_run = []
     for result in results:
         for row in result["by_length"]:
             accuracy.setdefault(row["length"], []).append(row["accuracy"])
+            seeded.setdefault(row["length"], []).append({"seed": _seed(result), "accuracy": row["accuracy"]})
         rows, train_length = result["by_length"], result["train_length"]
         per_run.append(
             {
@@ -142,7 +144,10 @@ def aggregate_passkey(results: Sequence[dict[str, Any]]) -> dict[str, Any] | Non
         "n": len(results),
         "train_lengths": sorted({result["train_length"] for result in results}),
         "trials_per_length": sorted({result["trials_per_length"] for result in results}),
-        "by_length": [{"length": length, "accuracy": mean_spread(accuracy[length])} for length in lengths],
+        "by_length": [
+            {"length": length, "accuracy": mean_spread(accuracy[length]), "per_run": seeded[length]}
+            for length in lengths
+        ],
         "depth_bins": depth_bins,
         "grid_lengths": lengths,
         "grid_accuracy": [[None if math.isnan(v) else float(v) for v in row] for row in grid],
@@ -241,15 +246,16 @@ def passkey_spreads(group: Mapping[str, Any]) -> tuple[dict[str, Any] | None, di
     return (mean_spread(inside) if inside else None, mean_spread(beyond) if beyond else None)
 
 
-def paired_difference(row_a: Mapping[str, Any], row_b: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Loss of b minus loss of a, paired by seed: mean over the shared seeds and its standard error ``s_d / sqrt(k)``.
+def paired_difference(row_a: Mapping[str, Any], row_b: Mapping[str, Any], key: str = "loss") -> dict[str, Any] | None:
+    """``key`` (loss; passkey rows: accuracy) of b minus that of a, paired by seed: mean over the shared seeds and its
+    standard error ``s_d / sqrt(k)``.
 
-    None with fewer than two shared seeds, or when a side has no per-run losses or a seed twice.
+    None with fewer than two shared seeds, or when a side has no per-run values or a seed twice.
     """
     sides = []
     for row in (row_a, row_b):
         runs = row.get("per_run") or []
-        seeds = {run["seed"]: run["loss"] for run in runs}
+        seeds = {run["seed"]: run[key] for run in runs}
         if None in seeds or len(seeds) != len(runs):
             return None
         sides.append(seeds)
@@ -290,6 +296,33 @@ def contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> dict[str
         "standard_error": error,
         "paired": paired_difference(rows[0], rows[1]),
         "verdict": _verdict(difference, error, a, b),
+    }
+
+
+def passkey_contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> dict[str, Any] | None:
+    """Passkey accuracy of ``b`` minus ``a`` at ``length``: both accuracies, the difference of the means with its
+    unpaired standard error and, with two or more shared seeds, paired by seed; None when either lacks the length."""
+    rows = []
+    for label in (a, b):
+        passkey = (groups.get(label) or {}).get("passkey") or {}
+        rows.append(next((row for row in passkey.get("by_length", []) if row["length"] == length), None))
+    if any(row is None for row in rows):
+        return None
+    acc_a, acc_b = rows[0]["accuracy"], rows[1]["accuracy"]
+    error = None
+    if acc_a["std"] is not None and acc_b["std"] is not None:
+        error = (acc_a["std"] ** 2 / acc_a["n"] + acc_b["std"] ** 2 / acc_b["n"]) ** 0.5
+    train = min(groups[a]["passkey"]["train_lengths"])
+    return {
+        "a": a,
+        "b": b,
+        "length": length,
+        "multiple": length / train,
+        "accuracy_a": acc_a,
+        "accuracy_b": acc_b,
+        "difference": acc_b["mean"] - acc_a["mean"],
+        "standard_error": error,
+        "paired": paired_difference(rows[0], rows[1], key="accuracy"),
     }
 
 

@@ -49,3 +49,47 @@ def verdict(result: Mapping[str, Any] | None, what: str) -> str:
     if error == 0:
         return f"{sentence}: a clear difference"
     return f"{sentence}: a clear difference ({abs(difference) / error:.1f} standard errors)"
+
+
+def passkey_verdict(result: Mapping[str, Any] | None, what: str) -> str:
+    """``what: B above A at 2x (256 tokens) by 31 ± 4 points of passkey accuracy (n=3, paired by seed): a clear
+    difference (7.8 standard errors)``, from ``fope.report.stats.passkey_contrast``."""
+    if result is None:
+        return f"{what}: passkey not evaluated on both sides at this length yet"
+    where = f"at {result['multiple']:g}x ({result['length']} tokens)"
+    paired = result.get("paired")
+    if paired is not None:
+        difference, error, basis = paired["difference"], paired["standard_error"], f"n={paired['n']}, paired by seed"
+    elif result["standard_error"] is not None:
+        difference, error = result["difference"], result["standard_error"]
+        basis = f"n={result['accuracy_b']['n']} and {result['accuracy_a']['n']}, unpaired"
+    else:
+        points = 100 * result["difference"]
+        minus = f"passkey accuracy of {result['b']} minus {result['a']} {where} is {points:+.0f} points"
+        return f"{what}: {minus}; one run on a side: no spread, no verdict"
+    if difference == 0 and error == 0:
+        return f"{what}: {result['a']} and {result['b']} equal {where} ({basis}): no difference"
+    higher, lower = (result["b"], result["a"]) if difference > 0 else (result["a"], result["b"])
+    size = f"by {100 * abs(difference):.1f} ± {100 * error:.1f} points of passkey accuracy ({basis})"
+    sentence = f"{what}: {higher} above {lower} {where} {size}"
+    if abs(difference) <= CLEAR * error:
+        return f"{sentence}: no clear difference (within {CLEAR:g} standard errors)"
+    if error == 0:
+        return f"{sentence}: a clear difference"
+    return f"{sentence}: a clear difference ({abs(difference) / error:.1f} standard errors)"
+
+
+def learned_verdict(label: str, group: Mapping[str, Any], threshold: float) -> str | None:
+    """``rope: passkey 99.3% ± 0.6 at 1x (n=3): learned in-length (mean >= 95%)``; None without passkey at 1x."""
+    passkey = group.get("passkey") or {}
+    train = min(passkey.get("train_lengths") or [0]) or None
+    row = next((row for row in passkey.get("by_length", []) if row["length"] == train), None)
+    if row is None:
+        return None
+    accuracy = row["accuracy"]
+    spread = f" ± {100 * accuracy['std']:.1f}" if accuracy["std"] is not None else ""
+    learned = "learned in-length" if accuracy["mean"] >= threshold else "not learned in-length"
+    return (
+        f"{label}: passkey {100 * accuracy['mean']:.1f}%{spread} at 1x ({train} tokens, n={accuracy['n']}): "
+        f"{learned} (mean {'>=' if accuracy['mean'] >= threshold else '<'} {threshold:.0%})"
+    )
