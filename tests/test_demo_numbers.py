@@ -3,11 +3,13 @@
 One demo run checks two things. The package as a wheel: built from this repository, installed into a fresh virtual
 environment (its dependencies, torch and the rest, lent by this environment's site-packages through a ``.pth`` file,
 so nothing is downloaded; this checkout's editable install is not visible there), run from a temporary folder, so the
-presets must come from the wheel's package data. And the numbers: tests/data/demo_quick_baseline.json was written
-from a `fope demo --quick` run of commit a484a4e (before the restructuring of issue 12): per run, every training log
-line (loss, grad norm, lr, tokens, validation), the held-out loss at every evaluation length, and every passkey
-continuation. Bit-identical on one machine: CPU kernels are deterministic for one thread per worker, which is what
-the demo runs. Regenerate it only for a deliberate change of numerics, and say so in the commit.
+presets must come from the wheel's package data. And the numbers: tests/data/demo_quick_baseline.json holds, per run
+of a `fope demo --quick`, every training log line (loss, grad norm, lr, tokens, validation), the held-out loss at
+every evaluation length, and every passkey continuation. It was written at a484a4e (before the restructuring of issue
+12, which kept it bit for bit) and regenerated at 3e16425 for issue 13's deliberate change of numerics (the tokenizer
+splits digits, the compact passkey prompt with keys of distinct digits, half the rows with passkey examples).
+Bit-identical on one machine: CPU kernels are deterministic for one thread per worker, which is what the demo runs.
+Regenerate it only for a deliberate change of numerics, and say so in the commit.
 """
 
 from __future__ import annotations

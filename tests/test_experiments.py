@@ -173,15 +173,24 @@ def test_baselines_plan(tmp_path):
         assert differing(config, configs["rope-s3"]) <= POSITION_KEYS
 
 
-def test_retrieval_plan_is_the_demo_runs_with_100_trials(tmp_path):
+def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(tmp_path):
+    from fope.experiments import retrieval
+
     plan = plan_experiment("retrieval", tmp_path)
     configs = resolved(plan)
-    assert list(configs) == [f"{arm}-s{seed}" for seed in (0, 1, 2) for arm in ("rope", "fope", "alibi")]
+    assert list(configs) == [f"{arm}-retrieval-s{seed}" for seed in (0, 1, 2) for arm in ("rope", "fope", "alibi")]
     demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1, 2]))
-    assert all(to_dict(config) == to_dict(demo[name]) for name, config in configs.items())
+    for name, config in configs.items():  # the demo's run with more steps
+        assert differing(config, demo[name.replace("-retrieval", "")]) == {"name", "train.max_steps"} | (
+            {"train.checkpoint_every", "train.eval_every"}
+        )
+    assert {config.train.max_steps for config in configs.values()} == {retrieval.STEPS} and retrieval.STEPS > 600
     assert {config.data.passkey_fraction for config in configs.values()} == {0.5}
     assert plan.campaign.passkey_trials == 100
-    assert plan_experiment("retrieval", tmp_path, quick=True).campaign.passkey_trials == 4
+    quick = plan_experiment("retrieval", tmp_path, quick=True)
+    assert {config.train.max_steps for config in resolved(quick).values()} == {60}
+    assert quick.campaign.passkey_trials == 4
+    assert {c.train.max_steps for c in resolved(plan_experiment("retrieval", tmp_path, steps=7)).values()} == {7}
     with pytest.raises(ValueError, match="tiny scale"):
         plan_experiment("retrieval", tmp_path, scale="paper")
 

@@ -1,9 +1,10 @@
 """``fope experiment retrieval``: passkey retrieval learned in-length, then asked past the training length.
 
-Every tiny run learns retrieval in-length: half its training rows end with a passkey example (docs/retrieval.md says
-why these settings). This recipe asks whether it is learned by each encoding (the mean over seeds at the training
-length against ``LEARNED``) and how it holds from 1x to 16x, with 100 trials per length. Its runs are the demo's
-(same names and settings), so a demo folder already holds them.
+Every tiny run learns retrieval from the half of its training rows that end with a passkey example (docs/retrieval.md
+says why these settings), but at the demo's 600 steps not every encoding and seed has learned it. This recipe trains
+the same presets for ``STEPS`` steps (runs ``<encoding>-retrieval-s<seed>``) and asks whether retrieval is learned
+in-length by each encoding (the mean over seeds at the training length against ``LEARNED``) and how it holds from 1x
+to 16x, with 100 trials per length.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from fope.experiments.summaries import header, summary
 
 NAME = "retrieval"
 ARMS = ("rope", "fope", "alibi")
+#: Steps per run: at 600 RoPE retrieved 71% and 27% in-length (seeds 0, 1); a seed-0 probe reached 100% by 1000.
+STEPS = 1000
+#: The full runs' default steps (``--quick`` keeps the smoke-run defaults; ``--steps`` wins over both).
+DEFAULTS = {"steps": STEPS}
 #: In-length accuracy that counts as "learned" (the 3-seed mean).
 LEARNED = 0.95
 
@@ -34,8 +39,8 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     if settings.scale != "tiny":
         raise ValueError("the retrieval experiment is defined at tiny scale (--scale tiny)")
     arms = tuple(options.encodings or ARMS)
-    runs = [make_run(settings, "tiny", arm, seed) for seed in settings.seeds for arm in arms]
-    labels = {arm: arm for arm in arms}
+    labels = {arm: f"{arm}-{NAME}" for arm in arms}
+    runs = [make_run(settings, "tiny", arm, seed, label=labels[arm]) for seed in settings.seeds for arm in arms]
     title = "Passkey retrieval learned in-length, asked past the training length"
     contrasts = tuple(
         (labels["fope"], labels[arm], f"{arm} vs fope") for arm in arms if arm != "fope" and "fope" in labels
