@@ -24,6 +24,7 @@ __all__ = [
     "build_passkey_prompt",
     "draw_key",
     "filler",
+    "fit_filler",
     "needle",
     "passkey_mixer",
     "passkey_text",
@@ -79,6 +80,39 @@ def passkey_text(key: int, filler_chars: int, depth: float) -> str:
     return "\n".join([INSTRUCTION, filler(prefix_chars), needle(key), filler(filler_chars - prefix_chars), QUESTION])
 
 
+def fit_filler(
+    encode: Callable[[str], list[int]],
+    text: Callable[[int], str],
+    target_tokens: int,
+    name: str,
+    step: int = FILLER_STEP,
+) -> tuple[int, list[int]]:
+    """The most filler characters (a multiple of ``step``) for which ``encode(text(chars))`` takes at most
+    ``target_tokens`` tokens, and those tokens; ``ValueError`` when even ``text(0)`` is longer.
+
+    The token count grows with the filler, so the last step that fits is found by doubling, then bisecting.
+    """
+
+    def tokens(steps: int) -> list[int]:
+        return encode(text(steps * step))
+
+    shortest = tokens(0)
+    if len(shortest) > target_tokens:
+        raise ValueError(
+            f"target_tokens={target_tokens} is shorter than the {name} prompt without filler ({len(shortest)} tokens)"
+        )
+    low, high = 0, 1
+    while len(tokens(high)) <= target_tokens:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(tokens(middle)) <= target_tokens:
+            low = middle
+        else:
+            high = middle
+    return low * step, tokens(low)
+
+
 def build_passkey_prompt(
     encode: Callable[[str], list[int]],
     target_tokens: int,
@@ -99,26 +133,8 @@ def build_passkey_prompt(
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1]; got {depth}")
 
-    def tokens(steps: int) -> list[int]:
-        return encode(passkey_text(key, steps * FILLER_STEP, depth))
-
-    shortest = tokens(0)
-    if len(shortest) > target_tokens:
-        raise ValueError(
-            f"target_tokens={target_tokens} is shorter than the passkey prompt without filler ({len(shortest)} tokens)"
-        )
-    # Token count grows with the filler; find the last step that fits by doubling then bisecting.
-    low, high = 0, 1
-    while len(tokens(high)) <= target_tokens:
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if len(tokens(middle)) <= target_tokens:
-            low = middle
-        else:
-            high = middle
-    ids = tokens(low)
-    return PasskeyPrompt(passkey_text(key, low * FILLER_STEP, depth), ids, key, depth, low * FILLER_STEP)
+    chars, ids = fit_filler(encode, lambda chars: passkey_text(key, chars, depth), target_tokens, "passkey")
+    return PasskeyPrompt(passkey_text(key, chars, depth), ids, key, depth, chars)
 
 
 def passkey_training_example(

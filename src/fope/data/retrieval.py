@@ -35,6 +35,7 @@ from fope.data.passkey import (
     build_passkey_prompt,
     draw_key,
     filler,
+    fit_filler,
     passkey_text,
     passkey_training_example,
 )
@@ -208,28 +209,8 @@ class Haystack:
 def fit_haystack(encode: Encode, haystack: Haystack, target_tokens: int, name: str) -> RetrievalPrompt:
     """The prompt with the most filler (in steps of ``FILL_STEP`` characters) whose token count is at most
     ``target_tokens``; ``ValueError`` when even the prompt without filler is longer."""
-
-    def tokens(steps: int) -> list[int]:
-        return encode(haystack.text(steps * FILL_STEP))
-
-    shortest = tokens(0)
-    if len(shortest) > target_tokens:
-        raise ValueError(
-            f"target_tokens={target_tokens} is shorter than the {name} prompt without filler ({len(shortest)} tokens)"
-        )
-    # Token count grows with the filler; find the last step that fits by doubling then bisecting.
-    low, high = 0, 1
-    while len(tokens(high)) <= target_tokens:
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if len(tokens(middle)) <= target_tokens:
-            low = middle
-        else:
-            high = middle
-    chars = low * FILL_STEP
-    text = haystack.text(chars)
-    return RetrievalPrompt(text, encode(text), haystack.answer, haystack.depth, chars)
+    chars, ids = fit_filler(encode, haystack.text, target_tokens, name, step=FILL_STEP)
+    return RetrievalPrompt(haystack.text(chars), ids, haystack.answer, haystack.depth, chars)
 
 
 def distinct_keys(rng: np.random.Generator, count: int) -> list[int]:
