@@ -27,7 +27,7 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
         "train.threads=1",
         "train.checkpoint_every=600",
         "train.eval_every=600",
-        "data.passkey_fraction=0.25",
+        "data.passkey_fraction=0.5",
     ]
     assert run.preset == "tiny/rope" and to_dict(run.config) == to_dict(load_preset("tiny/rope", overrides))
     run_dir = Path("demo-output/runs/rope-s0")
@@ -35,7 +35,7 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
     assert worker_command("train", str(run_dir)) == [*worker, "train", str(run_dir)]
     command = evaluation_command(campaign, "rope-s0", run_dir)
     assert command[:-1] == [*worker, "evaluate", str(run_dir)]
-    assert json.loads(command[-1]) == {"perplexity": [None], "max_spans": 24, "trials": 20}
+    assert json.loads(command[-1]) == {"perplexity": [None], "max_spans": 24, "trials": 100}
     (report,) = campaign.reports
     assert report.folder == "report" and report.attention and len(report.runs) == 8
 
