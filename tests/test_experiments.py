@@ -103,7 +103,7 @@ def test_demo_runs_are_reused_by_the_recipes(tmp_path):
 def test_sweep_plan_values_reference_and_shapes_at_one_budget(tmp_path):
     plan = plan_experiment("sweep", tmp_path, seeds=[0])
     assert plan.options["values"] == {
-        "sigma": [0.0, 0.1, 0.3, 0.5],
+        "sigma": [0.0, 0.1, 0.3, 0.5, 1.0],
         "output_dim": sorted({1, 3, KEPT, 16}),
         "num_inv_freq": sorted({3, KEPT, 11, 16}),
     }

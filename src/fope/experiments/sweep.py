@@ -18,7 +18,7 @@ from fope.report import by_length, contrast, format_contrast, passkey_spreads, s
 
 NAME = "sweep"
 SWEEPS = ("sigma", "output_dim", "num_inv_freq", "shape")
-SIGMAS = (0.0, 0.1, 0.3, 0.5)
+SIGMAS = (0.0, 0.1, 0.3, 0.5, 1.0)  # the paper's sweep (its Figure 6 goes to 1.0)
 SHORT = {"sigma": "sigma", "output_dim": "dout", "num_inv_freq": "freqs"}
 
 

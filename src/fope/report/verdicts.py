@@ -23,32 +23,46 @@ def _decimals(scale: float) -> int:
     return min(8, 1 - math.floor(math.log10(scale)))
 
 
-def verdict(result: Mapping[str, Any] | None, what: str) -> str:
-    """``what: B lower than A at 16x (2048 tokens) by 0.512 ± 0.081 log-ppl (n=3, paired by seed): a clear
-    difference (6.3 standard errors)``, from ``fope.report.stats.contrast`` (None: not evaluated on both sides)."""
-    if result is None:
-        return f"{what}: not evaluated on both sides yet"
-    where = f"at {result['multiple']:g}x ({result['length']} tokens)"
+def _where(result: Mapping[str, Any]) -> str:
+    return f"at {result['multiple']:g}x ({result['length']} tokens)"
+
+
+def _estimate(result: Mapping[str, Any], difference: str, side: str) -> tuple[float, float, str] | None:
+    """``(difference, standard error, basis)`` of a contrast: paired by seed where both sides share two or more
+    seeds, else unpaired; None with one run on a side. ``side`` names the per-side summaries (``perplexity``)."""
     paired = result.get("paired")
     if paired is not None:
-        difference, error, basis = paired["difference"], paired["standard_error"], f"n={paired['n']}, paired by seed"
-    elif result["standard_error"] is not None:
-        n_a, n_b = result["perplexity_a"]["n"], result["perplexity_b"]["n"]
-        difference, error = result["log_perplexity_difference"], result["standard_error"]
-        basis = f"n={n_b} and {n_a}, unpaired"
-    else:
-        difference = result["log_perplexity_difference"]
-        b_minus_a = f"{result['b']} minus {result['a']} {where} is {difference:+.3f} log-ppl"
-        return f"{what}: {b_minus_a}; one run on a side: no spread, no verdict"
-    lower, higher = (result["b"], result["a"]) if difference < 0 else (result["a"], result["b"])
-    digits = _decimals(error or abs(difference))
-    size = f"by {abs(difference):.{digits}f} ± {error:.{digits}f} log-ppl ({basis})"
-    sentence = f"{what}: {lower} lower than {higher} {where} {size}"
+        return paired["difference"], paired["standard_error"], f"n={paired['n']}, paired by seed"
+    if result["standard_error"] is None:
+        return None
+    n_a, n_b = result[f"{side}_a"]["n"], result[f"{side}_b"]["n"]
+    return result[difference], result["standard_error"], f"n={n_b} and {n_a}, unpaired"
+
+
+def _judged(sentence: str, difference: float, error: float) -> str:
+    """The sentence with its verdict: clear beyond ``CLEAR`` standard errors."""
     if abs(difference) <= CLEAR * error:
         return f"{sentence}: no clear difference (within {CLEAR:g} standard errors)"
     if error == 0:
         return f"{sentence}: a clear difference"
     return f"{sentence}: a clear difference ({abs(difference) / error:.1f} standard errors)"
+
+
+def verdict(result: Mapping[str, Any] | None, what: str) -> str:
+    """``what: B lower than A at 16x (2048 tokens) by 0.512 ± 0.081 log-ppl (n=3, paired by seed): a clear
+    difference (6.3 standard errors)``, from ``fope.report.stats.contrast`` (None: not evaluated on both sides)."""
+    if result is None:
+        return f"{what}: not evaluated on both sides yet"
+    estimate = _estimate(result, "log_perplexity_difference", "perplexity")
+    if estimate is None:
+        difference = result["log_perplexity_difference"]
+        b_minus_a = f"{result['b']} minus {result['a']} {_where(result)} is {difference:+.3f} log-ppl"
+        return f"{what}: {b_minus_a}; one run on a side: no spread, no verdict"
+    difference, error, basis = estimate
+    lower, higher = (result["b"], result["a"]) if difference < 0 else (result["a"], result["b"])
+    digits = _decimals(error or abs(difference))
+    size = f"by {abs(difference):.{digits}f} ± {error:.{digits}f} log-ppl ({basis})"
+    return _judged(f"{what}: {lower} lower than {higher} {_where(result)} {size}", difference, error)
 
 
 def passkey_verdict(result: Mapping[str, Any] | None, what: str) -> str:
@@ -56,27 +70,17 @@ def passkey_verdict(result: Mapping[str, Any] | None, what: str) -> str:
     difference (7.8 standard errors)``, from ``fope.report.stats.passkey_contrast``."""
     if result is None:
         return f"{what}: passkey not evaluated on both sides at this length yet"
-    where = f"at {result['multiple']:g}x ({result['length']} tokens)"
-    paired = result.get("paired")
-    if paired is not None:
-        difference, error, basis = paired["difference"], paired["standard_error"], f"n={paired['n']}, paired by seed"
-    elif result["standard_error"] is not None:
-        difference, error = result["difference"], result["standard_error"]
-        basis = f"n={result['accuracy_b']['n']} and {result['accuracy_a']['n']}, unpaired"
-    else:
+    estimate = _estimate(result, "difference", "accuracy")
+    if estimate is None:
         points = 100 * result["difference"]
-        minus = f"passkey accuracy of {result['b']} minus {result['a']} {where} is {points:+.0f} points"
+        minus = f"passkey accuracy of {result['b']} minus {result['a']} {_where(result)} is {points:+.0f} points"
         return f"{what}: {minus}; one run on a side: no spread, no verdict"
+    difference, error, basis = estimate
     if difference == 0 and error == 0:
-        return f"{what}: {result['a']} and {result['b']} equal {where} ({basis}): no difference"
+        return f"{what}: {result['a']} and {result['b']} equal {_where(result)} ({basis}): no difference"
     higher, lower = (result["b"], result["a"]) if difference > 0 else (result["a"], result["b"])
     size = f"by {100 * abs(difference):.1f} ± {100 * error:.1f} points of passkey accuracy ({basis})"
-    sentence = f"{what}: {higher} above {lower} {where} {size}"
-    if abs(difference) <= CLEAR * error:
-        return f"{sentence}: no clear difference (within {CLEAR:g} standard errors)"
-    if error == 0:
-        return f"{sentence}: a clear difference"
-    return f"{sentence}: a clear difference ({abs(difference) / error:.1f} standard errors)"
+    return _judged(f"{what}: {higher} above {lower} {_where(result)} {size}", difference, error)
 
 
 def learned_verdict(label: str, group: Mapping[str, Any], threshold: float) -> str | None:
