@@ -122,8 +122,10 @@ def test_contrast_uses_the_standard_error_of_the_difference():
     far = contrast(groups, "a", "b", 512)
     assert far["log_perplexity_difference"] == pytest.approx(0.5)
     assert far["standard_error"] == pytest.approx((2 * 0.01 / 3) ** 0.5)
-    assert far["verdict"].startswith("a is lower (6.1 standard errors)")
-    assert contrast(groups, "a", "c", 512)["verdict"] == "within 2 standard errors: no clear difference"
+    assert far["verdict"] == "a is lower (6.1 standard errors, beyond 2.78)"  # Welch: 4 degrees of freedom
+    assert contrast(groups, "a", "c", 512)["verdict"] == (
+        "within the 95% interval (2.78 standard errors at df 4): no clear difference"
+    )
     assert contrast(groups, "a", "d", 512)["verdict"] == "one run on a side: no spread, no conclusion"
     assert contrast(groups, "a", "b", 256) is None
     line = format_contrast(far, "effect")

@@ -330,7 +330,7 @@ def test_ablation_summary_answers_which_part_does_the_work(tmp_path):
         "report-small": fake_results({f"{label}-small": value for label, value in losses.items()}),
     }
     summary = plan.summarize(results)
-    assert "without the Fourier series, size tiny: log-ppl +0.010 ± 0.008: within 2 standard errors" in summary
+    assert "without the Fourier series, size tiny: log-ppl +0.010 ± 0.008: within the 95% interval" in summary
     assert "without the floor clipping, size small: log-ppl +0.700 ± 0.008: fope-small is lower" in summary
     assert f"clipping alone (RoPE vs clipping only) at {16 * L} (16x)" in summary
 

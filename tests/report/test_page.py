@@ -51,11 +51,11 @@ def test_the_page_has_tables_with_spreads_and_verdicts_from_the_numbers(results)
     assert "9 of 10 runs stored." in text
     assert (
         "- **FoPE vs RoPE**: fope lower than rope at 16x (512 tokens) by 0.500 ± 0.010 log-ppl (n=3, paired by seed): "
-        "a clear difference (50.0 standard errors)"
+        "a clear difference (50.0 standard errors, beyond 4.30)"
     ) in text
     assert "  in-length: rope lower than fope at 1x (32 tokens) by 0.003 ± 0.007 log-ppl" in text
     assert "**Fourier series**: fope lower than fope-no-fs at 16x (512 tokens) by 0.010 ± 0.015 log-ppl" in text
-    assert "no clear difference (within 2 standard errors)" in text
+    assert "no clear difference (within 4.30 standard errors, the 95% t interval)" in text
     assert "- **floor clipping**: not run yet (`fope-no-cf` not stored)" in text
     assert "Not run yet: `fope-no-cf-s0`." in text
     assert "| rope | 3 | 90% ± 10% | 25% ± 0% |" in text  # passkey accuracy by length

@@ -10,8 +10,9 @@ from fope.report import by_length, contrast, format_contrast, key_table
 
 SPREAD_NOTE = (
     "Cells are mean ± sample std over seeds (n runs). Contrasts compare mean log-perplexity (nats/token); ± is the "
-    "standard error of the difference, sqrt(s_a²/n_a + s_b²/n_b); a difference within 2 standard errors is no "
-    "evidence either way. Where both sides share two or more seeds, the difference paired by seed follows, with the "
+    "standard error of the difference, sqrt(s_a²/n_a + s_b²/n_b); a difference inside the two-sided 95% "
+    "Student t interval (Welch's degrees of freedom; 2.78 standard errors for 3 seeds a side with equal spreads) is "
+    "no evidence either way. Where both sides share two or more seeds, the difference paired by seed follows, with the "
     "standard error of the per-seed differences, s_d/sqrt(k)."
 )
 

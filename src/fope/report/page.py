@@ -27,10 +27,10 @@ from fope.evaluate.results import PERPLEXITY
 from fope.report.load import ReportError, RunResults
 from fope.report.markdown import by_length_table
 from fope.report.plots import plot_passkey_accuracy, plot_perplexity
-from fope.report.stats import aggregate, contrast, passkey_contrast, settings_notes
+from fope.report.stats import aggregate, contrast, critical_value, passkey_contrast, settings_notes
 from fope.report.store import FIGURES, NOTES, RUNS, read_recipes, read_run, stored_run_results
 from fope.report.tables import format_number, render_table
-from fope.report.verdicts import CLEAR, learned_verdict, passkey_verdict, verdict
+from fope.report.verdicts import learned_verdict, passkey_verdict, verdict
 
 #: Lengths (multiples of the training length) where contrasts also compare passkey accuracy.
 PASSKEY_MULTIPLES = (1, 2, 4)
@@ -47,7 +47,8 @@ INTRODUCTION = (
     "seeds (n runs). Verdicts compare mean log-perplexity (nats per token) at the longest length and in-length, and "
     "passkey accuracy (points) at 1x, 2x and 4x, paired by seed where both sides share two or more seeds (± is the "
     "standard error of the per-seed differences, s_d/sqrt(k)), unpaired otherwise (sqrt(s_a²/n_a + s_b²/n_b)); a "
-    "difference beyond {clear:g} standard errors is called clear, and a verdict says nothing beyond the runs it "
+    "difference is called clear outside the two-sided 95% Student t interval around 0 ({three:.2f} standard errors "
+    "with 3 paired seeds, k - 1 degrees of freedom; Welch's unpaired), and a verdict says nothing beyond the runs it "
     "counts. Retrieval counts as learned in-length when the mean passkey accuracy at 1x over seeds is at least "
     "{learned:.0%}."
 )
@@ -197,7 +198,7 @@ def build_page(results: str | Path, out: str | Path, recipes: Sequence[str]) -> 
     recipe_files = read_recipes(results)
     records = {path.stem: read_run(results, path.stem) for path in sorted((results / RUNS).glob("*.json"))}
     figures: dict[str, Callable[[Path], Path]] = {}
-    lines = ["# Measured results", "", INTRODUCTION.format(results=links, clear=CLEAR, learned=LEARNED), ""]
+    lines = ["# Measured results", "", INTRODUCTION.format(results=links, three=critical_value(2), learned=LEARNED), ""]
     lines += _hand_written(results / NOTES, f"*No notes yet: write {links}/{NOTES}.*")
     for experiment in [*recipes, *(name for name in recipe_files if name not in recipes)]:
         lines += [f"## {experiment}", ""]

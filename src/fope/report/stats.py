@@ -15,6 +15,29 @@ from fope.report.load import RunResults
 
 #: Keys of a run summary that may differ between runs of one configuration.
 PER_RUN_KEYS = {"path", "label", "seed", "step", "checkpoint"}
+#: Two-sided confidence of the verdicts: a difference is clear when it lies outside the 95% t interval around 0.
+CONFIDENCE = 0.95
+
+
+def critical_value(degrees_of_freedom: float, confidence: float = CONFIDENCE) -> float:
+    """The two-sided Student t critical value: 4.30 at 2 degrees of freedom (3 paired seeds), 1.96 for very many.
+
+    A difference is clear beyond this many standard errors. With 3 seeds a fixed 2 would call a difference clear at
+    about 82% confidence, not 95%.
+    """
+    if not degrees_of_freedom > 0:
+        raise ValueError(f"degrees of freedom must be > 0; got {degrees_of_freedom}")
+    from scipy.stats import t  # imported here: only verdicts need it
+
+    return float(t.ppf(0.5 + confidence / 2, degrees_of_freedom))
+
+
+def welch_degrees_of_freedom(std_a: float, n_a: int, std_b: float, n_b: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of an unpaired difference (``n_a + n_b - 2`` when neither side varies)."""
+    va, vb = std_a**2 / n_a, std_b**2 / n_b
+    if va + vb == 0:
+        return float(n_a + n_b - 2)
+    return (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
 
 
 def mean_spread(values: Sequence[float]) -> dict[str, Any]:
@@ -265,6 +288,7 @@ def paired_difference(row_a: Mapping[str, Any], row_b: Mapping[str, Any], key: s
     differences = np.array([sides[1][seed] - sides[0][seed] for seed in shared])
     return {
         "n": len(shared),
+        "degrees_of_freedom": len(shared) - 1,
         "seeds": shared,
         "difference": float(differences.mean()),
         "standard_error": float(differences.std(ddof=1) / math.sqrt(len(shared))),
@@ -282,9 +306,7 @@ def contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> dict[str
         return None
     (loss_a, loss_b), (ppl_a, ppl_b) = ([row[key] for row in rows] for key in ("loss", "perplexity"))
     difference = loss_b["mean"] - loss_a["mean"]
-    error = None
-    if loss_a["std"] is not None and loss_b["std"] is not None:
-        error = (loss_a["std"] ** 2 / loss_a["n"] + loss_b["std"] ** 2 / loss_b["n"]) ** 0.5
+    error, freedom = _unpaired_error(loss_a, loss_b)
     return {
         "a": a,
         "b": b,
@@ -294,8 +316,9 @@ def contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> dict[str
         "perplexity_b": ppl_b,
         "log_perplexity_difference": difference,
         "standard_error": error,
+        "degrees_of_freedom": freedom,
         "paired": paired_difference(rows[0], rows[1]),
-        "verdict": _verdict(difference, error, a, b),
+        "verdict": _verdict(difference, error, freedom, a, b),
     }
 
 
@@ -309,9 +332,7 @@ def passkey_contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> 
     if any(row is None for row in rows):
         return None
     acc_a, acc_b = rows[0]["accuracy"], rows[1]["accuracy"]
-    error = None
-    if acc_a["std"] is not None and acc_b["std"] is not None:
-        error = (acc_a["std"] ** 2 / acc_a["n"] + acc_b["std"] ** 2 / acc_b["n"]) ** 0.5
+    error, freedom = _unpaired_error(acc_a, acc_b)
     train = min(groups[a]["passkey"]["train_lengths"])
     return {
         "a": a,
@@ -322,14 +343,25 @@ def passkey_contrast(groups: Mapping[str, Any], a: str, b: str, length: int) -> 
         "accuracy_b": acc_b,
         "difference": acc_b["mean"] - acc_a["mean"],
         "standard_error": error,
+        "degrees_of_freedom": freedom,
         "paired": paired_difference(rows[0], rows[1], key="accuracy"),
     }
 
 
-def _verdict(difference: float, error: float | None, a: str, b: str) -> str:
-    if error is None:
+def _unpaired_error(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """Standard error ``sqrt(s_a²/n_a + s_b²/n_b)`` of the difference of two spreads and its Welch degrees of
+    freedom; ``(None, None)`` when a side has one run."""
+    if a["std"] is None or b["std"] is None:
+        return None, None
+    error = (a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"]) ** 0.5
+    return error, welch_degrees_of_freedom(a["std"], a["n"], b["std"], b["n"])
+
+
+def _verdict(difference: float, error: float | None, freedom: float | None, a: str, b: str) -> str:
+    if error is None or freedom is None:
         return "one run on a side: no spread, no conclusion"
-    if abs(difference) <= 2 * error:
-        return "within 2 standard errors: no clear difference"
+    threshold = critical_value(freedom)
+    if abs(difference) <= threshold * error:
+        return f"within the 95% interval ({threshold:.2f} standard errors at df {freedom:.3g}): no clear difference"
     better = a if difference > 0 else b
-    return f"{better} is lower ({abs(difference) / max(error, 1e-12):.1f} standard errors)"
+    return f"{better} is lower ({abs(difference) / max(error, 1e-12):.1f} standard errors, beyond {threshold:.2f})"
