@@ -127,6 +127,9 @@ def test_contrast_uses_the_standard_error_of_the_difference():
         "within the 95% interval (2.78 standard errors at df 4): no clear difference"
     )
     assert contrast(groups, "a", "d", 512)["verdict"] == "one run on a side: no spread, no conclusion"
+    # 0.2 apart, standard error 0.0816: 2.45 standard errors, inside Welch's 2.78 at df 4 (a fixed 2 called it clear)
+    groups["e"] = _group(3, 2.2, 0.1)
+    assert contrast(groups, "a", "e", 512)["verdict"].startswith("within the 95% interval (2.78 standard errors")
     assert contrast(groups, "a", "b", 256) is None
     line = format_contrast(far, "effect")
     assert line.startswith("effect at 512 (16x): b 12.2 ± 0.1 vs a 7.4 ± 0.1 (n 3/3); log-ppl +0.500 ± 0.082")

@@ -101,9 +101,11 @@ def test_passkey_contrasts_are_paired_by_seed_in_points_of_accuracy():
         "passkey 2x: fope above rope at 2x (64 tokens) by 30.3 ± 0.9 points of passkey accuracy (n=3, paired by seed): "
         "a clear difference (34.4 standard errors, beyond 4.30)"
     )
-    close = {"a": passkey_group({0: 0.5, 1: 0.6}), "b": passkey_group({0: 0.6, 1: 0.5})}
+    # differences 0.10, 0.02, 0.20: mean 0.107, standard error 0.052 (2.05 standard errors: inside 4.30 at df 2)
+    close = {"a": passkey_group({0: 0.5, 1: 0.6, 2: 0.55}), "b": passkey_group({0: 0.6, 1: 0.62, 2: 0.75})}
     assert passkey_verdict(passkey_contrast(close, "a", "b", 64), "p").endswith(
-        "no clear difference (within 12.71 standard errors, the 95% t interval)"
+        "by 10.7 ± 5.2 points of passkey accuracy (n=3, paired by seed): "
+        "no clear difference (within 4.30 standard errors, the 95% t interval)"
     )
     assert passkey_verdict(passkey_contrast(groups, "rope", "fope", 128), "p") == (
         "p: passkey not evaluated on both sides at this length yet"
@@ -134,3 +136,17 @@ def test_critical_values_are_students_t_and_welch_degrees_of_freedom_pool_the_sp
     assert welch_degrees_of_freedom(0.1, 3, 0.1, 3) == pytest.approx(4)  # equal spreads: n_a + n_b - 2
     assert welch_degrees_of_freedom(0.0, 3, 0.2, 5) == pytest.approx(4)  # one side fixed: the other's n - 1
     assert welch_degrees_of_freedom(0.0, 3, 0.0, 3) == 4
+    assert welch_degrees_of_freedom(0.1, 3, 0.2, 5) == pytest.approx(5.959, abs=1e-3)  # (s²/n) terms, not (s/n)
+    assert welch_degrees_of_freedom(1e-170, 3, 1e-170, 3) == 4  # squares that underflow: no division by zero
+
+
+def test_a_non_finite_loss_gives_no_verdict_and_a_constant_difference_is_clear():
+    diverged = {"a": group({0: 3.0, 1: 3.1, 2: 3.2}), "b": group({0: 2.0, 1: 2.1, 2: 2.2})}
+    row = diverged["b"]["perplexity"]["by_length"][0]  # seed 1 diverged: its loss, and so the spread, are NaN
+    row["per_run"][1]["loss"] = row["loss"]["mean"] = row["loss"]["std"] = float("nan")
+    assert verdict(contrast(diverged, "a", "b", 512), "x").endswith("a non-finite value (a diverged run?): no verdict")
+    assert contrast(diverged, "a", "b", 512)["verdict"] == "a non-finite value (a diverged run?): no conclusion"
+    constant = {"a": passkey_group({0: 0.5, 1: 0.6}), "b": passkey_group({0: 0.7, 1: 0.8})}
+    assert passkey_verdict(passkey_contrast(constant, "a", "b", 64), "p").endswith(
+        "by 20.0 ± 0.0 points of passkey accuracy (n=2, paired by seed): a clear difference (its standard error is 0)"
+    )

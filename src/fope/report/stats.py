@@ -15,6 +15,8 @@ from fope.report.load import RunResults
 
 #: Keys of a run summary that may differ between runs of one configuration.
 PER_RUN_KEYS = {"path", "label", "seed", "step", "checkpoint"}
+#: A standard error below this fraction of its difference is float rounding (0.7 - 0.5 and 0.8 - 0.6 differ).
+ROUNDING = 1e-9
 #: Two-sided confidence of the verdicts: a difference is clear when it lies outside the 95% t interval around 0.
 CONFIDENCE = 0.95
 
@@ -23,7 +25,7 @@ def critical_value(degrees_of_freedom: float, confidence: float = CONFIDENCE) ->
     """The two-sided Student t critical value: 4.30 at 2 degrees of freedom (3 paired seeds), 1.96 for very many.
 
     A difference is clear beyond this many standard errors. With 3 seeds a fixed 2 would call a difference clear at
-    about 82% confidence, not 95%.
+    about 82% confidence (3 paired seeds), not 95%.
     """
     if not degrees_of_freedom > 0:
         raise ValueError(f"degrees of freedom must be > 0; got {degrees_of_freedom}")
@@ -35,9 +37,10 @@ def critical_value(degrees_of_freedom: float, confidence: float = CONFIDENCE) ->
 def welch_degrees_of_freedom(std_a: float, n_a: int, std_b: float, n_b: int) -> float:
     """Welch-Satterthwaite degrees of freedom of an unpaired difference (``n_a + n_b - 2`` when neither side varies)."""
     va, vb = std_a**2 / n_a, std_b**2 / n_b
-    if va + vb == 0:
+    denominator = va**2 / (n_a - 1) + vb**2 / (n_b - 1)
+    if va + vb == 0 or denominator == 0:  # no spread (or one too small to square): the pooled count
         return float(n_a + n_b - 2)
-    return (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    return (va + vb) ** 2 / denominator
 
 
 def mean_spread(values: Sequence[float]) -> dict[str, Any]:
@@ -357,11 +360,19 @@ def _unpaired_error(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[float |
     return error, welch_degrees_of_freedom(a["std"], a["n"], b["std"], b["n"])
 
 
+def finite(*values: float) -> bool:
+    return all(math.isfinite(value) for value in values)
+
+
 def _verdict(difference: float, error: float | None, freedom: float | None, a: str, b: str) -> str:
     if error is None or freedom is None:
         return "one run on a side: no spread, no conclusion"
+    if not finite(difference, error, freedom):
+        return "a non-finite value (a diverged run?): no conclusion"
     threshold = critical_value(freedom)
     if abs(difference) <= threshold * error:
         return f"within the 95% interval ({threshold:.2f} standard errors at df {freedom:.3g}): no clear difference"
     better = a if difference > 0 else b
-    return f"{better} is lower ({abs(difference) / max(error, 1e-12):.1f} standard errors, beyond {threshold:.2f})"
+    if error <= ROUNDING * abs(difference):
+        return f"{better} is lower (no spread on either side)"
+    return f"{better} is lower ({abs(difference) / error:.1f} standard errors, beyond {threshold:.2f})"

@@ -13,12 +13,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from fope.report.stats import critical_value
+from fope.report.stats import ROUNDING, critical_value, finite
 
 
 def _decimals(scale: float) -> int:
     """3 decimals, or enough for two significant digits of a smaller ``scale`` (a standard error of 0.00004)."""
-    if scale == 0 or scale >= 0.001:
+    if not math.isfinite(scale) or scale == 0 or scale >= 0.001:
         return 3
     return min(8, 1 - math.floor(math.log10(scale)))
 
@@ -33,21 +33,24 @@ def _estimate(result: Mapping[str, Any], difference: str, side: str) -> tuple[fl
     paired = result.get("paired")
     if paired is not None:
         basis = f"n={paired['n']}, paired by seed"
-        return paired["difference"], paired["standard_error"], paired["n"] - 1, basis
+        freedom = paired.get("degrees_of_freedom", paired["n"] - 1)
+        return paired["difference"], paired["standard_error"], freedom, basis
     if result["standard_error"] is None:
         return None
     n_a, n_b = result[f"{side}_a"]["n"], result[f"{side}_b"]["n"]
-    freedom = result["degrees_of_freedom"]
+    freedom = result.get("degrees_of_freedom", min(n_a, n_b) - 1)  # without Welch's: the conservative count
     return result[difference], result["standard_error"], freedom, f"n={n_b} and {n_a}, unpaired"
 
 
 def _judged(sentence: str, difference: float, error: float, freedom: float) -> str:
     """The sentence with its verdict: clear outside the 95% t interval (``critical_value`` standard errors)."""
+    if not finite(difference, error, freedom):
+        return f"{sentence}: a non-finite value (a diverged run?): no verdict"
     threshold = critical_value(freedom)
     if abs(difference) <= threshold * error:
         return f"{sentence}: no clear difference (within {threshold:.2f} standard errors, the 95% t interval)"
-    if error == 0:
-        return f"{sentence}: a clear difference"
+    if error <= ROUNDING * abs(difference):  # differences equal on every seed, up to float rounding
+        return f"{sentence}: a clear difference (its standard error is 0)"
     return f"{sentence}: a clear difference ({abs(difference) / error:.1f} standard errors, beyond {threshold:.2f})"
 
 
