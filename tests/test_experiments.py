@@ -169,6 +169,10 @@ def test_baselines_plan(tmp_path):
     configs = resolved(plan_experiment("baselines", tmp_path, seeds=[3]))
     assert list(configs) == [f"{arm}-s3" for arm in BASELINE_ARMS]
     assert configs["p-rope-s3"].model["position_options"] == {"drop_fraction": 0.25}
+    contrasts = plan_experiment("baselines", tmp_path, seeds=[3]).campaign.reports[0].contrasts
+    assert [(a, b) for a, b, _ in contrasts] == [
+        ("fope", arm) for arm in ("rope", "p-rope", "hope", "cope", "alibi")
+    ] + [("hope", "cope")]
     for config in configs.values():
         assert differing(config, configs["rope-s3"]) <= POSITION_KEYS
 

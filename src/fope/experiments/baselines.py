@@ -42,9 +42,12 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
 
 
 def pairs(labels: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
-    """Each baseline against FoPE (those the campaign runs)."""
+    """Each baseline against FoPE, then CoPE's claim: its soft clip against the hard cut of the same band (HoPE)."""
     fope = labels.get("fope")
-    return tuple((fope, labels[arm], f"{arm} vs fope") for arm in AGAINST_FOPE if fope and arm in labels)
+    against = tuple((fope, labels[arm], f"{arm} vs fope") for arm in AGAINST_FOPE if fope and arm in labels)
+    if "hope" in labels and "cope" in labels:
+        against += ((labels["hope"], labels["cope"], "cope vs hope (soft vs hard clip of the band below the floor)"),)
+    return against
 
 
 def summarize(results: Mapping[str, Any], *, root: Path, labels: Mapping[str, str]) -> str:
