@@ -131,9 +131,10 @@ def test_extension_arms_have_equal_token_budgets_and_start_from_the_base_runs(tm
     plan = plan_experiment("extension", tmp_path, seeds=[0, 1])
     configs = resolved(plan)
     extended = {run.name: run for run in plan.campaign.runs if run.after}
-    assert sorted(extended) == sorted(
-        f"{start}-to-{method}-s{seed}" for seed in (0, 1) for start in ("rope", "fope") for method in ("yarn", "fope")
-    )
+    arms = [f"{start}-to-{method}" for start in ("rope", "fope") for method in ("yarn", "fope")] + [
+        "fope-to-fope-expand"
+    ]
+    assert sorted(extended) == sorted(f"{arm}-s{seed}" for seed in (0, 1) for arm in arms)
     budgets = set()
     for name, spec in extended.items():
         config = configs[name]
@@ -142,6 +143,7 @@ def test_extension_arms_have_equal_token_budgets_and_start_from_the_base_runs(tm
         assert config.train.init_from == str((tmp_path / "runs" / f"{start}-s{seed}").resolve())
         assert config.train.seq_len == 2 * L and config.train.seed == seed and config.optim.warmup_steps == 15
         budgets.add(config.train.max_steps * config.train.batch_size * config.train.seq_len)
+        assert config.train.init_positions == ("expand" if "-expand" in name else "fresh")
         if "-to-yarn" in name:
             assert config.model["position"] == "yarn"
             assert config.model["position_options"] == {"factor": 2.0, "original_max_position": L}
@@ -284,13 +286,16 @@ def test_extension_end_to_end(tmp_path, tiny_corpus):
     )
     outcome = run_experiment(plan, log=lambda _: None)
     groups = outcome["results"]["report"]["groups"]
-    assert set(groups) == {"rope-to-yarn", "rope-to-fope", "fope-to-yarn", "fope-to-fope"}
+    assert set(groups) == {"rope-to-yarn", "rope-to-fope", "fope-to-yarn", "fope-to-fope", "fope-to-fope-expand"}
     assert all(group["perplexity"]["train_lengths"] == [64] for group in groups.values())
     run = load_run(tmp_path / "runs" / "rope-to-fope-s0")
     assert run.step == 2 and run.model.config.position == "fope" and run.train_length == 64
     first = json.loads((run.path / "metrics.jsonl").read_text().splitlines()[0])
     assert first["init_from"].startswith(str((tmp_path / "runs" / "rope-s0").resolve()))
     assert "extension from rope (YaRN vs FoPE)" in outcome["summary"]
+    assert "FoPE from fope: fresh vs expanded coefficients" in outcome["summary"]
+    expanded = json.loads((tmp_path / "runs" / "fope-to-fope-expand-s0" / "metrics.jsonl").read_text().splitlines()[0])
+    assert expanded["expanded_position_tensors"] > 0  # 64 tokens keep more frequencies than 32: the shapes grew
 
 
 def fake_results(losses: dict[str, tuple[float, float]], train_length: int = L, n: int = 3) -> dict:

@@ -136,6 +136,44 @@ def test_continued_pretraining_switches_the_position_encoding(tiny_corpus, tmp_p
     assert records[0]["init_from"].endswith("step_0000004") and records[0]["init_from_step"] == 4
 
 
+def authors_expansion(old: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """The authors' OLMo fork (olmo/checkpoint.py, ``len_extra_fourier_expand``): the new coefficient tensor is a
+    fresh eye + Xavier draw at the new shape with the old block copied into its top-left corner."""
+    new = fresh.clone()
+    new[..., : old.shape[-2], : old.shape[-1]] = old
+    return new
+
+
+def test_continued_pretraining_expands_fope_coefficients_as_the_authors_do(tiny_corpus, tmp_path):
+    import dataclasses
+
+    from fope.checkpoint import initialize_from
+    from fope.model import TransformerLM
+
+    train(config_for(tiny_corpus, "fope", max_steps=2), tmp_path / "short", progress=False)
+    source = load_run(tmp_path / "short").model
+    longer = dataclasses.replace(source.config, train_length=64)
+    torch.manual_seed(5)
+    fresh = TransformerLM(longer).state_dict()
+    models = {}
+    for mode in ("fresh", "expand"):
+        torch.manual_seed(5)
+        models[mode] = TransformerLM(longer)
+        info = initialize_from(models[mode], tmp_path / "short", lambda _: None, mode)
+    assert info["expanded_position_tensors"] == 2 * len(source.position_modules)  # cos and sin, every layer
+    old, expanded, kept = source.state_dict(), models["expand"].state_dict(), models["fresh"].state_dict()
+    names = [name for name in fresh if name.endswith(("cos_coef", "sin_coef"))]
+    assert names
+    for name in names:
+        assert old[name].shape[-2] < fresh[name].shape[-2]  # 64 tokens keep more frequencies than 32
+        assert torch.equal(expanded[name], authors_expansion(old[name], fresh[name])), name
+        assert torch.equal(kept[name], fresh[name]), name
+    with pytest.raises(ValueError, match="positions must be 'fresh' or 'expand'"):
+        initialize_from(models["fresh"], tmp_path / "short", lambda _: None, "grow")
+    with pytest.raises(ConfigError, match="init_positions"):
+        config_for(tiny_corpus, "fope", overrides=["train.init_positions=grow"])
+
+
 def test_init_from_a_different_architecture_is_refused(tiny_corpus, tmp_path):
     train(config_for(tiny_corpus, max_steps=2), tmp_path / "small", progress=False)
     config = config_for(tiny_corpus, overrides=["model.d_model=64"], init_from=str(tmp_path / "small"))

@@ -86,7 +86,7 @@ def build_model(
         if checkpoint is not None:
             load_model_weights(model, checkpoint)
         elif config.train.init_from:
-            init_info = initialize_from(model, config.train.init_from, log)
+            init_info = initialize_from(model, config.train.init_from, log, config.train.init_positions)
         return model, init_info
     if checkpoint is not None:
         model = load_checkpoint_model(config, checkpoint, meta)

@@ -290,11 +290,19 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
     return state
 
 
-def initialize_from(model: TransformerLM, source: str | Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Continued pre-training: copy a run's weights into ``model``; position modules whose shapes differ stay fresh.
+def initialize_from(
+    model: TransformerLM, source: str | Path, log: Callable[[str], None], positions: str = "fresh"
+) -> dict[str, Any]:
+    """Continued pre-training: copy a run's weights into ``model``; position tensors whose shapes differ stay fresh.
 
-    Every other weight must exist in the source with the same shape (a different architecture is an error).
+    ``positions="expand"`` is the authors' ``len_extra_fourier_expand`` (their OLMo fork's ``checkpoint.py``): a FoPE
+    coefficient tensor ``(heads, K, d_out)`` whose last two sizes changed keeps its fresh initialisation (identity
+    plus Xavier noise, at the new shape) except the overlap ``[..., :K, :d_out]`` of both shapes, which is copied from
+    the source; a smaller new shape is the source's top-left block. Every other weight must exist in the source with
+    the same shape (a different architecture is an error).
     """
+    if positions not in ("fresh", "expand"):
+        raise ValueError(f"positions must be 'fresh' or 'expand'; got {positions!r}")
     directory = Path(source)
     if (directory / "config.yaml").is_file():
         directory = find_checkpoint(directory)
@@ -303,11 +311,16 @@ def initialize_from(model: TransformerLM, source: str | Path, log: Callable[[str
 
     source_state = load_file(str(directory / "model.safetensors"))
     target_state = model.state_dict()
-    kept_fresh = []
+    kept_fresh, expanded = [], []
     for name, tensor in target_state.items():
         if name.startswith("position_modules."):
-            if name in source_state and source_state[name].shape == tensor.shape:
-                tensor.copy_(source_state[name])
+            there = source_state.get(name)
+            if there is not None and there.shape == tensor.shape:
+                tensor.copy_(there)
+            elif positions == "expand" and there is not None and _expandable(name, there, tensor):
+                rows, columns = min(there.shape[-2], tensor.shape[-2]), min(there.shape[-1], tensor.shape[-1])
+                tensor[..., :rows, :columns] = there[..., :rows, :columns]
+                expanded.append(f"{name} {tuple(there.shape)} -> {tuple(tensor.shape)}")
             else:
                 kept_fresh.append(name)
             continue
@@ -323,7 +336,16 @@ def initialize_from(model: TransformerLM, source: str | Path, log: Callable[[str
         tensor.copy_(source_state[name])
     if kept_fresh:
         log(f"position encoding differs from the source: {len(kept_fresh)} position tensors freshly initialised")
-    return {"init_from": str(directory), "init_from_step": meta["step"], "fresh_position_tensors": kept_fresh}
+    if expanded:
+        log(f"{len(expanded)} FoPE coefficient tensors expanded from the source (e.g. {expanded[0]})")
+    info = {"init_from": str(directory), "init_from_step": meta["step"], "fresh_position_tensors": kept_fresh}
+    return info | ({"expanded_position_tensors": len(expanded)} if expanded else {})
+
+
+def _expandable(name: str, source: torch.Tensor, target: torch.Tensor) -> bool:
+    """A FoPE coefficient tensor whose leading (head) sizes agree: only ``K`` and ``d_out`` may change."""
+    coefficient = name.endswith(("cos_coef", "sin_coef"))
+    return coefficient and source.ndim == target.ndim >= 2 and source.shape[:-2] == target.shape[:-2]
 
 
 def load_checkpoint_model(config: RunConfig, directory: Path, meta: dict[str, Any]) -> TransformerLM | HFCausalLM:

@@ -310,8 +310,13 @@ class TrainConfig:
     compile: bool = False
     threads: int | None = None
     init_from: str | None = None
+    #: With ``init_from``: position tensors whose shape changed (FoPE's coefficients when the new length keeps more
+    #: frequencies) start "fresh", or "expand" keeps the source's overlap (the authors' ``len_extra_fourier_expand``).
+    init_positions: Literal["fresh", "expand"] = "fresh"
 
     def __post_init__(self) -> None:
+        if self.init_positions not in ("fresh", "expand"):
+            raise ValueError(f"init_positions must be 'fresh' or 'expand'; got {self.init_positions!r}")
         for name in (
             "seq_len",
             "batch_size",

@@ -54,6 +54,22 @@ def test_a_stored_run_is_neither_trained_nor_evaluated(tmp_path, tiny_corpus, mo
     assert recipe["reports"][0]["runs"] == ["rope-s0"] and recipe["reports"][0]["evaluation"] == "perplexity"
 
 
+def test_a_run_stored_before_a_config_key_existed_matches_when_the_key_keeps_its_default(
+    tmp_path, tiny_corpus, monkeypatch
+):
+    out, results = tmp_path / "out", tmp_path / "results"
+    store_rope(results, out, tiny_corpus)
+    record = json.loads((results / "runs" / "rope-s0.json").read_text())
+    del record["config"]["train"]["init_positions"]  # stored by a fope without the option
+    (results / "runs" / "rope-s0.json").write_text(json.dumps(record))
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.build.prepare_run_data", no_work)
+    outcome = run_campaign(campaign_of(tiny_corpus, results), out, log=lambda _: None)
+    assert outcome["report"]["groups"]["rope"]["n"] == 1
+    with pytest.raises(CampaignError, match=r"train\.init_positions: 'fresh' there, 'expand' here"):
+        run_campaign(campaign_of(tiny_corpus, results, "train.init_positions=expand"), out, log=lambda _: None)
+
+
 def test_stored_results_with_other_settings_stop_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus, "optim.lr=0.1")
@@ -96,12 +112,13 @@ def test_a_campaign_continues_elsewhere_from_the_stored_extension_runs(tmp_path)
         stored_run(results, run.name, run.config.name, 0, {256: 3.0, 4096: 4.0}, accuracy={256: 1.0}, config=config)
     elsewhere = plan_experiment("extension", there, results, seeds=[0])
     assert checked_store(elsewhere.campaign, there) == {run.name for run in elsewhere.campaign.runs}
-    assert "(6 of 6 runs come from stored results" in format_experiment(elsewhere)
+    assert "(7 of 7 runs come from stored results" in format_experiment(elsewhere)
     (results / "runs" / "rope-to-yarn-s0.json").unlink()
     assert checked_store(elsewhere.campaign, there) == {
         "fope-s0",
         "fope-to-yarn-s0",
         "fope-to-fope-s0",
+        "fope-to-fope-expand-s0",
         "rope-to-fope-s0",
     }
 

@@ -1,5 +1,5 @@
 """``fope experiment extension``: continued pre-training from L to 2L, {RoPE, FoPE} start x {YaRN, FoPE} extension,
-the same tokens for each."""
+and FoPE from FoPE with the authors' coefficient expansion, the same tokens for each."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from fope.experiments.summaries import contrast_lines, groups_of, header, summar
 NAME = "extension"
 STARTS = ("rope", "fope")
 METHODS = ("yarn", "fope")
+#: FoPE from the FoPE start a second way: the authors' coefficient expansion (``train.init_positions=expand``: the
+#: start's coefficients are kept where the shapes overlap) instead of fresh coefficients at 2L.
+EXPAND = "fope-expand"
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,14 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     for seed in settings.seeds:
         for start in STARTS:
             source = starts[start, seed]
-            for method, position_options in methods.items():
+            continuations = [*methods] + ([EXPAND] if start == "fope" else [])  # RoPE has no coefficients to keep
+            for method in continuations:
                 label = arms[start, method] = f"{start}-to-{method}{settings.suffix(size)}"
+                position = "fope" if method == EXPAND else method
+                expand = {"init_positions": "expand"} if method == EXPAND else {}
                 values = {
-                    "train": {"init_from": str((out / "runs" / source.name).resolve()), **train},
-                    "model": {"position": method, "position_options": position_options},
+                    "train": {"init_from": str((out / "runs" / source.name).resolve()), **train, **expand},
+                    "model": {"position": position, "position_options": methods[position]},
                     "optim": {"warmup_steps": max(1, steps // 10)},
                 }
                 runs.append(make_run(settings, size, start, seed, label=label, values=values, after=(source.name,)))
@@ -76,9 +82,12 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
 
 
 def pairs(arms: Mapping[tuple[str, str], str]) -> tuple[tuple[str, str, str], ...]:
-    """YaRN against FoPE from each start, RoPE against FoPE starts for each method."""
+    """YaRN against FoPE from each start, RoPE against FoPE starts for each method, fresh against expanded
+    coefficients from the FoPE start."""
     found = [(arms[start, "yarn"], arms[start, "fope"], f"extension from {start} (YaRN vs FoPE)") for start in STARTS]
     found += [(arms["rope", m], arms["fope", m], f"start with {m} extension (RoPE vs FoPE)") for m in METHODS]
+    if ("fope", EXPAND) in arms:
+        found.append((arms["fope", "fope"], arms["fope", EXPAND], "FoPE from fope: fresh vs expanded coefficients"))
     return tuple(found)
 
 

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from fope.config import to_dict
+from fope.config import ConfigError, RunConfig, from_dict, to_dict
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
 from fope.experiments.jobs import CampaignError
 from fope.experiments.state import differences
@@ -57,12 +57,21 @@ def wanted_evaluations(campaign: Campaign, name: str, out: Path) -> dict[str, di
     return wanted
 
 
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with today's defaults for keys added since it was stored (``train.init_positions``): a new
+    option whose default keeps the old behaviour does not make stored runs mismatch. As stored when it does not load."""
+    try:
+        return to_dict(from_dict(RunConfig, config))
+    except ConfigError:
+        return config
+
+
 def stored_state(campaign: Campaign, run: Run, out: Path) -> StoredState:
     """What the campaign's results folder holds for ``run``."""
     record = None if campaign.results is None else read_run(campaign.results, run.name)
     if record is None:
         return StoredState("none")
-    found = differences(record["config"], portable(to_dict(run.config), out))
+    found = differences(with_defaults(record["config"]), portable(to_dict(run.config), out))
     wanted = wanted_evaluations(campaign, run.name, out)
     for key, settings in wanted.items():
         there = (record["evaluations"].get(key) or {}).get("settings")
