@@ -163,6 +163,13 @@ def test_cross_domain_trains_on_shakespeare_and_evaluates_on_exported_bible(tmp_
     assert plan.prepare is not None and any(str(tmp_path / "eval-data" / "bible") in note for note in plan.notes)
     assert [(r.folder, r.data) for r in plan.campaign.reports] == [("report-in-domain", None), ("report-bible", bible)]
     assert plan.campaign.passkey_trials is None
+    # Titles name the data, not where this machine keeps it: the page is shared across machines.
+    titles = [report.title for report in plan.campaign.reports]
+    assert titles[1].endswith("evaluated on the King James Bible (bible source)")
+    assert not any(str(tmp_path) in title for title in titles)
+    (tmp_path / "psalms.txt").write_text("text", encoding="utf-8")
+    own = plan_experiment("cross-domain", tmp_path, seeds=[0], eval_data=str(tmp_path / "psalms.txt"))
+    assert own.campaign.reports[1].title.endswith("evaluated on the text at psalms.txt")
     with pytest.raises(ValueError, match="needs --eval-data"):
         plan_experiment("cross-domain", tmp_path, overrides=[f"data.source={tiny_corpus}"])
 

@@ -59,6 +59,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     arms = tuple(options.encodings or ARMS)
     default_corpus = make_run(settings, size, arms[0], settings.seeds[0]).config.data.source == "default"
     train_sources, eval_data, prepare, notes = options.train_sources, options.eval_data, None, ()
+    named = f"the text at {Path(eval_data).name}" if eval_data is not None else "the King James Bible (bible source)"
     if train_sources is None and default_corpus:
         train_sources = ("shakespeare",)
     if eval_data is None:
@@ -84,7 +85,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         Report("report-in-domain", in_domain, names(runs)),
         Report(
             other,
-            f"Trained on {trained_on}: evaluated on {eval_data}",
+            f"Trained on {trained_on}: evaluated on {named}",
             names(runs),
             data=eval_data,
             contrasts=pairs(labels),
