@@ -150,6 +150,39 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     assert path.read_bytes() == before
 
 
+def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path, tiny_corpus, monkeypatch):
+    """One worker, two runs: the first run's results reach the results folder before the second run trains."""
+    import subprocess
+
+    out, results = tmp_path / "out", tmp_path / "results"
+    runs = tuple(
+        Run(f"{position}-s0", load_config(base=tiny_run_config(tiny_corpus, position, max_steps=4)))
+        for position in ("rope", "fope")
+    )
+    report = Report("report", "as they come", tuple(run.name for run in runs))
+    campaign = Campaign(runs, (report,), max_spans=2, passkey_trials=None, jobs=1, results=results, name="demo")
+    started, real = [], subprocess.Popen
+
+    def recording(command, *args, **kwargs):
+        if "fope.experiments.worker" in command:  # not git, which provenance asks through the same module
+            action = command[command.index("fope.experiments.worker") + 1]
+            run = command[-2] if action == "evaluate" else command[-1]
+            stored = sorted(path.name for path in (results / "runs").glob("*.json"))
+            started.append((action, run.rsplit("/", 1)[-1], stored))
+        return real(command, *args, **kwargs)
+
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", recording)
+    outcome = run_campaign(campaign, out, log=lambda _: None)
+    assert started == [
+        ("train", "rope-s0", []),
+        ("evaluate", "rope-s0", []),
+        ("train", "fope-s0", ["rope-s0.json"]),
+        ("evaluate", "fope-s0", ["rope-s0.json"]),
+    ]
+    assert sorted(path.name for path in (results / "runs").iterdir()) == ["fope-s0.json", "rope-s0.json"]
+    assert set(outcome["report"]["groups"]) == {"rope", "fope"}
+
+
 @pytest.mark.slow
 def test_a_campaign_stops_and_continues_on_another_machine_from_the_json_alone(tmp_path, tiny_corpus, monkeypatch):
     options = {

@@ -182,11 +182,11 @@ def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print
         )
 
 
-def train_runs(
-    campaign: Campaign, out: Path, log: Callable[[str], None] = print, skip: Collection[str] = ()
-) -> dict[str, Path]:
-    """Train every run but those in ``skip`` ``campaign.jobs`` at a time; finished runs are reused, unfinished ones
-    resumed or extended. Returns every run's folder."""
+def _training_jobs(
+    campaign: Campaign, out: Path, log: Callable[[str], None], skip: Collection[str]
+) -> tuple[list[Job], dict[str, Path], Callable[[], int], int]:
+    """The training jobs (finished runs are reused, unfinished ones resumed or extended), every run's folder, and
+    the training progress in steps with its total."""
     states = checked_states(campaign, out, skip)
     run_dirs = {run.name: out / "runs" / run.name for run in campaign.runs}
     jobs = []
@@ -211,29 +211,85 @@ def train_runs(
     def progress() -> int:
         return sum(min(max(logged_step(run_dirs[n]), completed_step(run_dirs[n])), s) for n, s in steps.items())
 
-    run_jobs(jobs, campaign.jobs, progress, sum(steps.values()), "training")
+    return jobs, run_dirs, progress, sum(steps.values())
+
+
+def train_runs(
+    campaign: Campaign, out: Path, log: Callable[[str], None] = print, skip: Collection[str] = ()
+) -> dict[str, Path]:
+    """Train every run but those in ``skip`` ``campaign.jobs`` at a time; finished runs are reused, unfinished ones
+    resumed or extended. Returns every run's folder."""
+    jobs, run_dirs, progress, total = _training_jobs(campaign, out, log, skip)
+    run_jobs(jobs, campaign.jobs, progress, total, "training")
     return run_dirs
+
+
+def _evaluation_jobs(
+    campaign: Campaign, run_dirs: Mapping[str, Path], out: Path, trained: Collection[str] = ()
+) -> dict[str, Job]:
+    """By run: the job for its evaluations. A run in ``trained`` (trained by this campaign) gets all of them, after
+    its training; another run gets those not yet done on its latest checkpoint, and is stored at once when none is
+    left."""
+    jobs = {}
+    for name, run_dir in run_dirs.items():
+        fresh = name in trained
+        command = evaluation_command(campaign, name, run_dir, pending_only=not fresh)
+        if command is None:
+            store_run(campaign, name, out)
+        else:
+            log = out / "logs" / f"{name}.eval.log"
+            jobs[name] = Job(f"{name} (evaluation)", tuple(command), log, (name,) if fresh else ())
+    return jobs
+
+
+def _evaluated(
+    campaign: Campaign, run_dirs: Mapping[str, Path], jobs: Mapping[str, Job], out: Path
+) -> tuple[Callable[[], int], Callable[[Job], None]]:
+    """The progress of evaluation ``jobs`` in runs, and the callback that stores a run when its job succeeds."""
+    by_job = {job.name: name for name, job in jobs.items()}
+
+    def progress() -> int:
+        return sum(pending_evaluations(campaign, name, run_dirs[name]) is None for name in jobs)
+
+    def finished(job: Job) -> None:
+        if job.name in by_job:
+            store_run(campaign, by_job[job.name], out)
+
+    return progress, finished
 
 
 def evaluate_runs(campaign: Campaign, run_dirs: Mapping[str, Path], out: Path) -> None:
     """Perplexity (held-out and other text) and passkey for every run in ``run_dirs``, skipping what is already
     done; each run's evaluations go to the results folder as soon as they are all done."""
-    jobs = []
-    for name, run_dir in run_dirs.items():
-        command = evaluation_command(campaign, name, run_dir)
-        if command is None:
-            store_run(campaign, name, out)
-        else:
-            jobs.append(Job(name, tuple(command), out / "logs" / f"{name}.eval.log"))
-    names = [job.name for job in jobs]
+    jobs = _evaluation_jobs(campaign, run_dirs, out)
+    progress, finished = _evaluated(campaign, run_dirs, jobs, out)
+    run_jobs(list(jobs.values()), campaign.jobs, progress, len(jobs), "evaluating", unit="run", finished=finished)
 
-    def progress() -> int:
-        return sum(pending_evaluations(campaign, name, run_dirs[name]) is None for name in names)
 
-    def finished(job: Job) -> None:
-        store_run(campaign, job.name, out)
+def train_and_evaluate(
+    campaign: Campaign, out: Path, log: Callable[[str], None] = print, skip: Collection[str] = ()
+) -> dict[str, Path]:
+    """``train_runs`` and ``evaluate_runs`` (of the reported runs) in one queue: each run is evaluated, and its
+    results stored, as soon as its training ends, so a long campaign leaves results as it goes (to commit before it
+    is stopped) instead of all at the end. Returns every run's folder."""
+    training, run_dirs, steps, total = _training_jobs(campaign, out, log, skip)
+    reported = {name: run_dirs[name] for name in campaign.reported() if name not in skip}
+    trained_here = {job.name for job in training}
+    evaluations = _evaluation_jobs(campaign, reported, out, trained=trained_here)
+    evaluated, finished = _evaluated(campaign, reported, evaluations, out)
+    # Runs trained earlier are evaluated first; each training job is followed by its run's evaluation, which is
+    # ready (and so starts before later training jobs) the moment that training ends.
+    queue = [job for name, job in evaluations.items() if name not in trained_here]
+    for job in training:
+        queue += [job, *([evaluations[job.name]] if job.name in evaluations else [])]
 
-    run_jobs(jobs, campaign.jobs, progress, len(jobs), "evaluating", unit="run", finished=finished)
+    def postfix() -> str:
+        return f"evaluated {evaluated()}/{len(evaluations)} runs"
+
+    run_jobs(
+        queue, campaign.jobs, steps, total, "training", finished=finished, postfix=postfix if evaluations else None
+    )
+    return run_dirs
 
 
 def report_runs(
@@ -291,8 +347,7 @@ def run_campaign(
     out.mkdir(parents=True, exist_ok=True)
     store_recipe(campaign, out)
     prepare_campaign_data(campaign, log, skip)
-    run_dirs = train_runs(campaign, out, log, skip)
-    evaluate_runs(campaign, {name: run_dirs[name] for name in campaign.reported() if name not in skip}, out)
+    run_dirs = train_and_evaluate(campaign, out, log, skip)
     return write_reports(campaign, run_dirs, Path(report_root) if report_root is not None else out, skip)
 
 

@@ -49,9 +49,11 @@ def run_jobs(
     unit: str = "step",
     poll: float = 0.5,
     finished: Callable[[Job], None] | None = None,
+    postfix: Callable[[], str] | None = None,
 ) -> None:
     """Run ``jobs`` ``workers`` at a time (one torch thread each) in dependency order, with a progress bar of
-    ``progress()`` out of ``total`` ``unit``s; ``finished(job)`` is called as each job succeeds."""
+    ``progress()`` out of ``total`` ``unit``s (and ``postfix()`` after it); ``finished(job)`` is called as each job
+    succeeds. A job starts as soon as a worker is free and the jobs it comes ``after`` have ended, in list order."""
     pending = list(jobs)
     running: list[tuple[Job, subprocess.Popen]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -80,6 +82,8 @@ def run_jobs(
                 if code == 0 and finished is not None:
                     finished(job)
             bar.n = progress()
+            if postfix is not None:
+                bar.set_postfix_str(postfix(), refresh=False)
             bar.refresh()
     finally:
         for _, process in running:
