@@ -111,6 +111,19 @@ def test_run_jobs_waits_for_dependencies(tmp_path):
         run_jobs(failing, 1, lambda: 0, 1, "testing", unit="run", poll=0.05)
 
 
+def test_after_a_failure_running_jobs_end_and_no_new_job_starts(tmp_path):
+    def writing(name: str, delay: float) -> Job:
+        code = f"import time, pathlib; time.sleep({delay}); pathlib.Path({str(tmp_path / name)!r}).write_text('x')"
+        return Job(name, (sys.executable, "-c", code), tmp_path / f"{name}.log")
+
+    bad = Job("bad", (sys.executable, "-c", "raise SystemExit(3)"), tmp_path / "bad.log", label="evaluation of run")
+    jobs = [writing("slow", 1.0), bad, writing("later", 0.0)]
+    with pytest.raises(RuntimeError, match=r"^evaluation of run failed \(exit 3\)"):
+        run_jobs(jobs, 2, lambda: 0, 3, "testing", unit="run", poll=0.05)
+    assert (tmp_path / "slow").exists()  # not killed: its work is kept
+    assert not (tmp_path / "later").exists()  # never started
+
+
 def _group(n: int, loss: float, std: float | None) -> dict:
     spread = {"n": n, "mean": loss, "std": std, "min": loss, "max": loss}
     row = {"length": 512, "multiple": 16.0, "loss": spread, "perplexity": dict(spread, mean=2.718**loss)}

@@ -183,6 +183,40 @@ def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path,
     assert set(outcome["report"]["groups"]) == {"rope", "fope"}
 
 
+def test_an_extended_run_is_evaluated_after_its_new_training_ends(tmp_path, tiny_corpus, monkeypatch):
+    """Two workers: a run trained for 2 steps, then extended to 4, stores the evaluation of step 4, and no
+    evaluation starts before its run's training has exited."""
+    import subprocess
+
+    out, results = tmp_path / "out", tmp_path / "results"
+
+    def runs(steps: int) -> tuple[Run, ...]:
+        configs = [tiny_run_config(tiny_corpus, p, max_steps=steps, checkpoint_every=2) for p in ("rope", "fope")]
+        return tuple(Run(f"{c['name']}-s0", load_config(base=c)) for c in configs)
+
+    report = Report("report", "extended", ("rope-s0", "fope-s0"))
+    run_campaign(Campaign(runs(2), (report,), max_spans=2, passkey_trials=None), out, log=lambda _: None)
+    training, real, early = {}, subprocess.Popen, []
+
+    def recording(command, *args, **kwargs):
+        process = real(command, *args, **kwargs)
+        if "fope.experiments.worker" in command:
+            action = command[command.index("fope.experiments.worker") + 1]
+            run = (command[-2] if action == "evaluate" else command[-1]).rsplit("/", 1)[-1]
+            if action == "train":
+                training[run] = process
+            elif run not in training or training[run].poll() is None:
+                early.append(run)
+        return process
+
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", recording)
+    campaign = Campaign(runs(4), (report,), max_spans=2, passkey_trials=None, jobs=2, results=results, name="demo")
+    run_campaign(campaign, out, log=lambda _: None)
+    assert set(training) == {"rope-s0", "fope-s0"} and early == []
+    for name in ("rope-s0", "fope-s0"):
+        assert read_run(results, name)["evaluations"]["perplexity"]["checkpoint"]["step"] == 4
+
+
 @pytest.mark.slow
 def test_a_campaign_stops_and_continues_on_another_machine_from_the_json_alone(tmp_path, tiny_corpus, monkeypatch):
     options = {

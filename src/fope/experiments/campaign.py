@@ -238,22 +238,25 @@ def _evaluation_jobs(
             store_run(campaign, name, out)
         else:
             log = out / "logs" / f"{name}.eval.log"
-            jobs[name] = Job(f"{name} (evaluation)", tuple(command), log, (name,) if fresh else ())
+            label = f"evaluation of {name}"
+            jobs[name] = Job(f"{name} (evaluation)", tuple(command), log, (name,) if fresh else (), label)
     return jobs
 
 
 def _evaluated(
-    campaign: Campaign, run_dirs: Mapping[str, Path], jobs: Mapping[str, Job], out: Path
+    campaign: Campaign, jobs: Mapping[str, Job], out: Path
 ) -> tuple[Callable[[], int], Callable[[Job], None]]:
-    """The progress of evaluation ``jobs`` in runs, and the callback that stores a run when its job succeeds."""
+    """The number of evaluation ``jobs`` done, and the callback that stores a run when its job succeeds."""
     by_job = {job.name: name for name, job in jobs.items()}
+    done: set[str] = set()
 
     def progress() -> int:
-        return sum(pending_evaluations(campaign, name, run_dirs[name]) is None for name in jobs)
+        return len(done)
 
     def finished(job: Job) -> None:
         if job.name in by_job:
             store_run(campaign, by_job[job.name], out)
+            done.add(job.name)
 
     return progress, finished
 
@@ -262,7 +265,7 @@ def evaluate_runs(campaign: Campaign, run_dirs: Mapping[str, Path], out: Path) -
     """Perplexity (held-out and other text) and passkey for every run in ``run_dirs``, skipping what is already
     done; each run's evaluations go to the results folder as soon as they are all done."""
     jobs = _evaluation_jobs(campaign, run_dirs, out)
-    progress, finished = _evaluated(campaign, run_dirs, jobs, out)
+    progress, finished = _evaluated(campaign, jobs, out)
     run_jobs(list(jobs.values()), campaign.jobs, progress, len(jobs), "evaluating", unit="run", finished=finished)
 
 
@@ -276,7 +279,7 @@ def train_and_evaluate(
     reported = {name: run_dirs[name] for name in campaign.reported() if name not in skip}
     trained_here = {job.name for job in training}
     evaluations = _evaluation_jobs(campaign, reported, out, trained=trained_here)
-    evaluated, finished = _evaluated(campaign, reported, evaluations, out)
+    evaluated, finished = _evaluated(campaign, evaluations, out)
     # Runs trained earlier are evaluated first; each training job is followed by its run's evaluation, which is
     # ready (and so starts before later training jobs) the moment that training ends.
     queue = [job for name, job in evaluations.items() if name not in trained_here]

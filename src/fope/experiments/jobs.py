@@ -32,12 +32,14 @@ def worker_command(action: str, *arguments: str, gpus: int = 1) -> list[str]:
 
 @dataclass(frozen=True)
 class Job:
-    """A command to run as a worker, its log file, and the jobs that must finish first."""
+    """A command to run as a worker, its log file, the jobs that must finish first, and what it is in messages
+    (``label``; default ``"<description> of <name>"``)."""
 
     name: str
     command: tuple[str, ...]
     log: Path
     after: tuple[str, ...] = ()
+    label: str | None = None
 
 
 def run_jobs(
@@ -53,15 +55,17 @@ def run_jobs(
 ) -> None:
     """Run ``jobs`` ``workers`` at a time (one torch thread each) in dependency order, with a progress bar of
     ``progress()`` out of ``total`` ``unit``s (and ``postfix()`` after it); ``finished(job)`` is called as each job
-    succeeds. A job starts as soon as a worker is free and the jobs it comes ``after`` have ended, in list order."""
+    succeeds. A job starts as soon as a worker is free and the jobs it comes ``after`` have ended, in list order.
+    After a job fails no new job starts, the running ones end (their work is kept), then the failure is raised."""
     pending = list(jobs)
     running: list[tuple[Job, subprocess.Popen]] = []
+    failures: list[str] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     bar = tqdm(total=total, initial=progress(), desc=description, unit=unit)
     try:
-        while pending or running:
+        while (pending and not failures) or running:
             waiting = {job.name for job in pending} | {job.name for job, _ in running}
-            while len(running) < workers:
+            while len(running) < workers and not failures:
                 ready = next((job for job in pending if not waiting.intersection(job.after)), None)
                 if ready is None:
                     break
@@ -71,20 +75,24 @@ def run_jobs(
                     process = subprocess.Popen(ready.command, stdout=log, stderr=subprocess.STDOUT, env=env)
                 running.append((ready, process))
             if not running:
+                if failures:
+                    break
                 raise CampaignError(f"jobs {[job.name for job in pending]} wait on each other; nothing can start")
             time.sleep(poll)
             codes = [(job, process, process.poll()) for job, process in running]  # one poll each: no job is missed
-            for job, _, code in codes:
-                if code not in (None, 0):
-                    raise RuntimeError(f"{description} of {job.name} failed (exit {code}); see {job.log}")
             running = [(job, process) for job, process, code in codes if code is None]
             for job, _, code in codes:
                 if code == 0 and finished is not None:
                     finished(job)
+                elif code not in (None, 0):
+                    label = job.label or f"{description} of {job.name}"
+                    failures.append(f"{label} failed (exit {code}); see {job.log}")
             bar.n = progress()
             if postfix is not None:
                 bar.set_postfix_str(postfix(), refresh=False)
             bar.refresh()
+        if failures:
+            raise RuntimeError("; ".join(failures))
     finally:
         for _, process in running:
             process.terminate()
