@@ -14,7 +14,15 @@ from fope.config import load_config, to_dict
 from fope.evaluate.passkey import evaluate_run_passkey
 from fope.evaluate.perplexity import evaluate_run_perplexity
 from fope.experiments import format_experiment, plan_experiment, run_experiment
-from fope.experiments.campaign import Campaign, Report, Run, evaluate_runs, format_plan, run_campaign
+from fope.experiments.campaign import (
+    Campaign,
+    Report,
+    Run,
+    evaluate_runs,
+    format_plan,
+    pending_evaluations,
+    run_campaign,
+)
 from fope.experiments.jobs import CampaignError
 from fope.experiments.stored import checked_store
 from fope.report.store import portable, read_json, read_run
@@ -126,8 +134,8 @@ def test_a_campaign_continues_elsewhere_from_the_stored_extension_runs(tmp_path)
 def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_path, tiny_runs, tiny_corpus):
     out, results = tmp_path / "out", tmp_path / "results"
     run_dir = shutil.copytree(tiny_runs["rope"], out / "runs" / "rope-s0")
-    evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)
-    evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
+    evaluate_run_perplexity(run_dir, max_spans=2, device="cpu", progress=False)  # as the campaign's worker does
+    evaluate_run_passkey(run_dir, trials=3, device="cpu", progress=False)
     campaign = campaign_of(tiny_corpus, results, max_spans=2, passkey_trials=3)
     evaluate_runs(campaign, {"rope-s0": run_dir}, out)  # nothing pending: stored at once
     path = results / "runs" / "rope-s0.json"
@@ -138,7 +146,7 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     perplexity, passkey = record["evaluations"]["perplexity"], record["evaluations"]["passkey"]
     assert perplexity["settings"] == {"data": None, "max_spans": 2} and passkey["settings"] == {"trials": 3}
     assert "trials" not in passkey["result"] and passkey["result"]["trials_per_length"] == 3
-    assert [row["length"] for row in perplexity["result"]["results"]] == [32, 64]
+    assert [row["length"] for row in perplexity["result"]["results"]] == [32, 64, 128, 256, 512]
     assert perplexity["checkpoint"]["step"] == 8 and re.fullmatch(r"[0-9a-f]{64}", perplexity["checkpoint"]["sha256"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", perplexity["evaluated"]) and perplexity["fope_version"]
     before = path.read_bytes()
@@ -148,6 +156,14 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     eval_file.write_text(json.dumps(changed))
     evaluate_runs(campaign, {"rope-s0": run_dir}, out)
     assert path.read_bytes() == before
+    # An evaluation at other lengths in between (fope passkey --lengths 256) is not the campaign's: pending again.
+    evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
+    assert pending_evaluations(campaign, "rope-s0", run_dir) == {"perplexity": [], "max_spans": 2, "trials": 3}
+    evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)  # merged by length
+    assert pending_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == []
+    (run_dir / "eval" / "perplexity.json").unlink()
+    evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)  # 1x, 2x only
+    assert pending_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == [None]
 
 
 def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path, tiny_corpus, monkeypatch):

@@ -34,6 +34,7 @@ from fope.runs import Run
 __all__ = [
     "DEFAULT_TRIALS",
     "MAX_LENGTH_MULTIPLE",
+    "MAX_NEW_TOKENS",
     "PasskeyTrial",
     "build_passkey_prompt",
     "default_passkey_lengths",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 TASK = PasskeyTask()
+#: Tokens a passkey answer may take (five digits and what follows them).
+MAX_NEW_TOKENS = 10
 #: A passkey trial is a retrieval trial whose ``key`` and ``answer`` are single ints.
 PasskeyTrial = RetrievalTrial
 
@@ -96,7 +99,7 @@ def evaluate_passkey(
     train_length: int | None = None,
     trials: int = DEFAULT_TRIALS,
     seed: int = 0,
-    max_new_tokens: int = 10,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     depth_bins: int = 5,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
@@ -132,7 +135,7 @@ def evaluate_run_passkey(
     lengths: Sequence[int] | None = None,
     trials: int = DEFAULT_TRIALS,
     seed: int = 0,
-    max_new_tokens: int = 10,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     depth_bins: int = 5,
     batch_size: int | None = None,
     device: str = "auto",

@@ -131,18 +131,38 @@ def _current(results: dict[str, Any] | None, step: int, key: tuple[str, ...], va
     return results == value
 
 
+def _standard(results: dict[str, Any], evaluation: str) -> bool:
+    """Results that hold what the campaign's worker computes: perplexity at (at least: the file merges lengths) 1x..16x
+    the run's training length; passkey at exactly those lengths that hold the prompt, with seed 0 and the default
+    answer budget. So a ``fope eval --lengths 128`` or ``fope passkey --lengths 256`` of the run in between is not
+    taken for the campaign's evaluation."""
+    from fope.evaluate.chunks import LENGTH_MULTIPLES
+    from fope.evaluate.passkey import MAX_NEW_TOKENS
+
+    train_length = results["run"]["train_length"]
+    lengths = [train_length * multiple for multiple in LENGTH_MULTIPLES]
+    if evaluation == PASSKEY:
+        lengths = [length for length in lengths if length >= results["min_prompt_tokens"]]
+        if (results["seed"], results["max_new_tokens"]) != (0, MAX_NEW_TOKENS):
+            return False
+        return results["train_length"] == train_length and list(results["lengths"]) == lengths
+    return results["train_length"] == train_length and set(lengths) <= set(results["lengths"])
+
+
 def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
     """What the worker's ``evaluate`` still has to do for a run (everything with ``pending_only=False``), or None."""
     step = completed_step(run_dir)
     texts = []
     for data in campaign.evaluations(name):
         results = read_results(run_dir, results_name(PERPLEXITY, data)) if pending_only else None
-        if not _current(results, step, ("spans", "max_spans"), campaign.max_spans):
+        current = _current(results, step, ("spans", "max_spans"), campaign.max_spans)
+        if not (current and _standard(results, PERPLEXITY)):
             texts.append(None if data is None else str(data))
     trials = None
     if campaign.passkey_trials is not None and campaign.evaluations(name):
         results = read_results(run_dir, PASSKEY) if pending_only else None
-        if not _current(results, step, ("trials_per_length",), campaign.passkey_trials):
+        current = _current(results, step, ("trials_per_length",), campaign.passkey_trials)
+        if not (current and _standard(results, PASSKEY)):
             trials = campaign.passkey_trials
     if not texts and trials is None:
         return None
