@@ -140,13 +140,13 @@ def _standard(results: dict[str, Any], evaluation: str) -> bool:
     from fope.evaluate.passkey import MAX_NEW_TOKENS
 
     train_length = results["run"]["train_length"]
+    if results["train_length"] != train_length:
+        return False
     lengths = [train_length * multiple for multiple in LENGTH_MULTIPLES]
     if evaluation == PASSKEY:
-        lengths = [length for length in lengths if length >= results["min_prompt_tokens"]]
-        if (results["seed"], results["max_new_tokens"]) != (0, MAX_NEW_TOKENS):
-            return False
-        return results["train_length"] == train_length and list(results["lengths"]) == lengths
-    return results["train_length"] == train_length and set(lengths) <= set(results["lengths"])
+        defaults = (results["seed"], results["max_new_tokens"]) == (0, MAX_NEW_TOKENS)
+        return defaults and list(results["lengths"]) == [n for n in lengths if n >= results["min_prompt_tokens"]]
+    return set(lengths) <= set(results["lengths"])
 
 
 def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
