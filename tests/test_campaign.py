@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from fope.config import load_config, parse_yaml, save_config
-from fope.experiments.campaign import Campaign, Report, Run, assignment, preset_changes, train_runs
+from fope.experiments.campaign import Campaign, Report, Run, _training_jobs, assignment, preset_changes, train_runs
 from fope.experiments.jobs import CampaignError, Job, run_jobs
 from fope.experiments.state import run_state
 from fope.presets import load_preset
@@ -76,6 +77,22 @@ def test_a_folder_with_other_settings_stops_the_campaign_before_anything_runs(tm
     monkeypatch.setattr("fope.experiments.campaign.run_jobs", no_jobs)
     with pytest.raises(CampaignError, match=r"rope-s0: optim.lr: 0.1 there, 0.003 here"):
         train_runs(Campaign((run,)), out, log=lambda _: None)
+
+
+def test_progress_starts_from_the_checkpoints_not_from_what_an_interrupted_run_logged_after_them(tmp_path, tiny_corpus):
+    config = load_config(_base(tmp_path, tiny_corpus))
+    out = tmp_path / "out"
+    for name, step in [("rope-s0", 0), ("rope-s1", 4)]:  # killed at step 6, before / after a checkpoint at step 4
+        run_dir = out / "runs" / name
+        _fake_run(run_dir, config, step)
+        (run_dir / "metrics.jsonl").write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in (2, 4, 6)))
+    campaign = Campaign((Run("rope-s0", config), Run("rope-s1", config)))
+    jobs, run_dirs, progress, total = _training_jobs(campaign, out, lambda _: None, ())
+    assert [job.name for job in jobs] == ["rope-s0", "rope-s1"] and total == 16
+    assert progress() == 4  # rope-s0 restarts from step 0, rope-s1 from its checkpoint: the bar never goes back
+    assert (run_dirs["rope-s0"] / "metrics.jsonl").read_text() == ""
+    lines = (run_dirs["rope-s1"] / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4]
 
 
 def test_campaign_checks_names_dependencies_and_reports():

@@ -10,7 +10,7 @@ from typing import Any
 
 from fope.checkpoint import write_atomic
 
-__all__ = ["METRICS_FILE", "MetricsLog", "iterate_losses", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "drop_records_after", "iterate_losses", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -36,6 +36,15 @@ def iterate_losses(run_dir: str | Path) -> Iterator[tuple[int, float]]:
             yield record["step"], record["loss"]
 
 
+def drop_records_after(run_dir: str | Path, step: int) -> None:
+    """Drop the records after ``step`` from a run's ``metrics.jsonl``: what an interrupted run logged after its last
+    checkpoint, which the resumed run logs again."""
+    path = Path(run_dir) / METRICS_FILE
+    if path.is_file():
+        kept = [record for record in read_metrics(run_dir) if record["step"] <= step]
+        write_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
 class MetricsLog:
     """Appends JSON records to ``metrics.jsonl`` (and TensorBoard scalars when ``tensorboard`` is installed).
 
@@ -47,9 +56,8 @@ class MetricsLog:
         self.path = run_dir / METRICS_FILE
         self.enabled = enabled
         self.writer = None
-        if enabled and resume_step is not None and self.path.is_file():
-            kept = [record for record in read_metrics(run_dir) if record["step"] <= resume_step]
-            write_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
+        if enabled and resume_step is not None:
+            drop_records_after(run_dir, resume_step)
         if enabled:
             with contextlib.suppress(ImportError):
                 from torch.utils.tensorboard import SummaryWriter

@@ -31,6 +31,7 @@ from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_nam
 from fope.experiments.jobs import CampaignError, Job, run_jobs, worker_command
 from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
 from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
+from fope.metrics import drop_records_after
 from fope.model import ModelConfig, TransformerLM
 from fope.report import RunResults, load_results, text_table, write_report
 from fope.report.store import read_run, run_file, stored_run_results
@@ -219,6 +220,9 @@ def _training_jobs(
         if state.status == "extend":
             log(f"{run.name}: {state.reason} (the cosine schedule is recomputed for the new length)")
         save_config(run.config, run_dirs[run.name] / "config.yaml")  # what the worker trains
+        # What an interrupted run logged after its last checkpoint is logged again when it resumes: dropped now (as the
+        # worker would), so that the bar starts from the checkpoint and never counts backwards.
+        drop_records_after(run_dirs[run.name], completed_step(run_dirs[run.name]))
         command = worker_command("train", str(run_dirs[run.name]), gpus=campaign.gpus)
         jobs.append(Job(run.name, tuple(command), out / "logs" / f"{run.name}.train.log", run.after))
     reused = len(campaign.runs) - len(jobs) - len(skip)
