@@ -25,7 +25,7 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
         "train.max_steps=600",
         "train.seed=0",
         "train.threads=1",
-        "train.checkpoint_every=600",
+        "train.checkpoint_every=500",  # common.CHECKPOINT_EVERY: a stopped demo resumes from step 500
         "train.eval_every=600",
         "data.passkey_fraction=0.5",
     ]

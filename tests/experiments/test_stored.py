@@ -78,6 +78,19 @@ def test_a_run_stored_before_a_config_key_existed_matches_when_the_key_keeps_its
         run_campaign(campaign_of(tiny_corpus, results, "train.init_positions=expand"), out, log=lambda _: None)
 
 
+def test_a_run_stored_with_other_checkpoint_steps_matches(tmp_path, tiny_corpus, monkeypatch):
+    """Where a run saved its checkpoints does not change its numbers: results stored by a campaign that checkpointed
+    only at the end are reused by one that checkpoints every 500 steps; the run length still has to match."""
+    out, results = tmp_path / "out", tmp_path / "results"
+    store_rope(results, out, tiny_corpus, "train.checkpoint_every=8")
+    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.build.prepare_run_data", no_work)
+    campaign = campaign_of(tiny_corpus, results, "train.checkpoint_every=2")
+    assert run_campaign(campaign, out, log=lambda _: None)["report"]["groups"]["rope"]["n"] == 1
+    with pytest.raises(CampaignError, match=r"train\.max_steps: 8 there, 16 here"):
+        run_campaign(campaign_of(tiny_corpus, results, "train.max_steps=16"), out, log=lambda _: None)
+
+
 def test_stored_results_with_other_settings_stop_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus, "optim.lr=0.1")

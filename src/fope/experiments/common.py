@@ -35,6 +35,9 @@ NON_ROTARY = frozenset({"alibi", "nope"})
 #: With the compact prompt and keys of distinct digits, half the rows teach retrieval in-length within a few hundred
 #: steps (docs/retrieval.md has the learning curves and the settings that did not learn).
 TINY_PASSKEY_FRACTION = 0.5
+#: Steps between a tiny run's checkpoints: a campaign stopped mid-run (a session that ends, a killed job) resumes from
+#: the last one and loses at most these steps. Where the checkpoints fall changes nothing in a run that is not stopped.
+CHECKPOINT_EVERY = 500
 
 
 def option(help: str, **metadata: Any) -> Any:
@@ -118,7 +121,8 @@ class Settings:
         if self.scale == "paper":
             return {"train": {"seed": seed} | ({} if self.steps is None else {"max_steps": self.steps})}
         steps = self.steps
-        train = {"max_steps": steps, "seed": seed, "threads": 1, "checkpoint_every": steps, "eval_every": steps}
+        every = min(steps, CHECKPOINT_EVERY)
+        train = {"max_steps": steps, "seed": seed, "threads": 1, "checkpoint_every": every, "eval_every": steps}
         return {"train": train, "data": {"passkey_fraction": TINY_PASSKEY_FRACTION}}
 
     def campaign(self, runs: list[Run], reports: list[Report], passkey: bool = True) -> Campaign:

@@ -11,6 +11,8 @@ from fope.config import RunConfig, load_config, to_dict
 
 #: Config keys that follow the run length: a run whose config differs only in these can be extended.
 LENGTH_KEYS = frozenset({"train.max_steps", "train.checkpoint_every", "train.eval_every"})
+#: Keys that change when a run is saved, not what it computes: a stored result does not mismatch on them.
+BOOKKEEPING_KEYS = frozenset({"train.checkpoint_every"})
 
 
 class RunState(NamedTuple):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from fope.config import ConfigError, RunConfig, from_dict, to_dict
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
 from fope.experiments.jobs import CampaignError
-from fope.experiments.state import differences
+from fope.experiments.state import BOOKKEEPING_KEYS, differences
 from fope.provenance import provenance
 from fope.report.store import (
     evaluation_entry,
@@ -71,7 +71,7 @@ def stored_state(campaign: Campaign, run: Run, out: Path) -> StoredState:
     record = None if campaign.results is None else read_run(campaign.results, run.name)
     if record is None:
         return StoredState("none")
-    found = differences(with_defaults(record["config"]), portable(to_dict(run.config), out))
+    found = differences(with_defaults(record["config"]), portable(to_dict(run.config), out), BOOKKEEPING_KEYS)
     wanted = wanted_evaluations(campaign, run.name, out)
     for key, settings in wanted.items():
         there = (record["evaluations"].get(key) or {}).get("settings")
