@@ -195,10 +195,23 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
     demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1, 2]))
     for name, config in configs.items():  # the demo's run with more steps
         demo_config = demo[name.replace("-retrieval", "")]
-        assert differing(config, demo_config) == {"name", "train.max_steps", "train.eval_every"}
+        assert differing(config, demo_config) == {
+            "name",
+            "train.max_steps",
+            "train.eval_every",
+            "data.passkey_fraction",
+        }
         assert config.train.checkpoint_every == 500  # a stopped campaign loses at most 500 steps of a run
     assert {config.train.max_steps for config in configs.values()} == {retrieval.STEPS} and retrieval.STEPS > 600
-    assert {config.data.passkey_fraction for config in configs.values()} == {0.5}
+    assert {config.data.passkey_fraction for config in configs.values()} == {retrieval.ROWS} != {0.5}
+    assert {config.data.passkey_fraction for config in demo.values()} == {0.5}
+    assert plan.options["rows"] == retrieval.ROWS
+    half = resolved(plan_experiment("retrieval", tmp_path, rows=0.5))
+    assert {config.data.passkey_fraction for config in half.values()} == {0.5}
+    with pytest.raises(ValueError, match="--rows must be in"):
+        plan_experiment("retrieval", tmp_path, rows=1.5)
+    with pytest.raises(ValueError, match="use --rows"):
+        plan_experiment("retrieval", tmp_path, overrides=["data.passkey_fraction=0.3"])
     assert plan.campaign.passkey_trials == 100
     quick = plan_experiment("retrieval", tmp_path, quick=True)
     assert {config.train.max_steps for config in resolved(quick).values()} == {60}
