@@ -1,11 +1,10 @@
 """``fope experiment retrieval``: passkey retrieval learned in-length, then asked past the training length.
 
-Every tiny run learns retrieval from the half of its training rows that end with a passkey example (docs/retrieval.md
-says why these settings), but at the demo's 600 steps not every encoding and seed has learned it. This recipe trains
-the same presets for ``STEPS`` steps with ``ROWS`` of the rows ending in an example (runs
-``<encoding>-retrieval-s<seed>``) and asks whether retrieval is learned
-in-length by each encoding (the mean over seeds at the training length against ``LEARNED``) and how it holds from 1x
-to 16x, with 100 trials per length.
+Every tiny run learns retrieval from the training rows that end with a passkey example (half of them in the demo;
+docs/retrieval.md says why these settings), but at the demo's 600 steps not every encoding and seed has learned it.
+This recipe trains the same presets for ``STEPS`` steps with ``ROWS`` of the rows ending in an example (runs
+``<encoding>-retrieval-s<seed>``) and asks whether retrieval is learned in-length by each encoding (the mean over
+seeds at the training length against ``LEARNED``) and how it holds from 1x to 16x, with 100 trials per length.
 """
 
 from __future__ import annotations
