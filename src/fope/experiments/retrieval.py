@@ -29,7 +29,7 @@ STEPS = 2000
 ROWS = 0.75
 #: The full runs' default steps (``--quick`` keeps the smoke-run defaults; ``--steps`` wins over both).
 DEFAULTS = {"steps": STEPS}
-#: In-length accuracy that counts as "learned" (the 3-seed mean).
+#: In-length accuracy that counts as "learned" (the mean over seeds).
 LEARNED = 0.95
 
 
