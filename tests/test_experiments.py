@@ -193,14 +193,22 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
     configs = resolved(plan)
     assert list(configs) == [f"{arm}-retrieval-s{seed}" for seed in (0, 1, 2) for arm in ("rope", "fope", "alibi")]
     demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1, 2]))
-    for name, config in configs.items():  # the demo's run with more steps
+    for name, config in configs.items():  # the demo's run with more steps (and FoPE with the recipe's sigma)
         demo_config = demo[name.replace("-retrieval", "")]
-        assert differing(config, demo_config) == {
-            "name",
-            "train.max_steps",
-            "train.eval_every",
-            "data.passkey_fraction",
-        }
+        sigma = {"model.position_options"} if name.startswith("fope-") else set()
+        assert (
+            differing(config, demo_config)
+            == {
+                "name",
+                "train.max_steps",
+                "train.eval_every",
+                "data.passkey_fraction",
+            }
+            | sigma
+        )
+        if sigma:
+            options, demo_options = config.model["position_options"], demo_config.model["position_options"]
+            assert options == {**demo_options, "sigma": retrieval.SIGMA} != demo_options
         assert config.train.checkpoint_every == 500  # a stopped campaign loses at most 500 steps of a run
     assert {config.train.max_steps for config in configs.values()} == {retrieval.STEPS} and retrieval.STEPS > 600
     assert {config.data.passkey_fraction for config in configs.values()} == {retrieval.ROWS} != {0.5}
@@ -212,6 +220,15 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
         plan_experiment("retrieval", tmp_path, rows=1.5)
     with pytest.raises(ValueError, match="use --rows"):
         plan_experiment("retrieval", tmp_path, overrides=["data.passkey_fraction=0.3"])
+    assert plan.options["sigma"] == retrieval.SIGMA
+    arms = ("fope", "fope-no-cf-square", "rope")
+    chosen = resolved(plan_experiment("retrieval", tmp_path, sigma=0.2, encodings=arms))
+    assert [c.model["position_options"].get("sigma") for c in chosen.values()][:3] == [0.2, 0.2, None]
+    assert chosen["fope-no-cf-square-retrieval-s0"].model["position_options"]["output_dim"] == "square"
+    with pytest.raises(ValueError, match="--sigma must be > 0"):
+        plan_experiment("retrieval", tmp_path, sigma=0.0)
+    with pytest.raises(ValueError, match="use --sigma"):
+        plan_experiment("retrieval", tmp_path, overrides=["model.position_options.sigma=0.2"])
     assert plan.campaign.passkey_trials == 100
     quick = plan_experiment("retrieval", tmp_path, quick=True)
     assert {config.train.max_steps for config in resolved(quick).values()} == {60}
