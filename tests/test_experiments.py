@@ -225,8 +225,9 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
     chosen = resolved(plan_experiment("retrieval", tmp_path, sigma=0.2, encodings=arms))
     assert [c.model["position_options"].get("sigma") for c in chosen.values()][:3] == [0.2, 0.2, None]
     assert chosen["fope-no-cf-square-retrieval-s0"].model["position_options"]["output_dim"] == "square"
-    with pytest.raises(ValueError, match="--sigma must be > 0"):
-        plan_experiment("retrieval", tmp_path, sigma=0.0)
+    for bad in (0.0, -0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="--sigma must be finite and > 0"):
+            plan_experiment("retrieval", tmp_path, sigma=bad)
     with pytest.raises(ValueError, match="use --sigma"):
         plan_experiment("retrieval", tmp_path, overrides=["model.position_options.sigma=0.2"])
     assert plan.campaign.passkey_trials == 100

@@ -2,14 +2,16 @@
 
 Every tiny run learns retrieval from the training rows that end with a passkey example (half of them in the demo;
 docs/retrieval.md says why these settings), but at the demo's 600 steps not every encoding and seed has learned it.
-This recipe trains the same presets for ``STEPS`` steps with ``ROWS`` of the rows ending in an example (runs
-``<encoding>-retrieval-s<seed>``) and asks whether retrieval is learned in-length by each encoding (the mean over
-seeds at the training length against ``LEARNED``) and how it holds from 1x to 16x, with 100 trials per length.
+This recipe trains the same presets for ``STEPS`` steps with ``ROWS`` of the rows ending in an example and FoPE's
+sigma at ``SIGMA`` (runs ``<encoding>-retrieval-s<seed>``), and asks whether retrieval is learned in-length by each
+encoding (the mean over seeds at the training length against ``LEARNED``) and how it holds from 1x to 16x, with 100
+trials per length.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +33,9 @@ ROWS = 0.75
 DEFAULTS = {"steps": STEPS}
 #: In-length accuracy that counts as "learned" (the mean over seeds).
 LEARNED = 0.95
-#: FoPE's sigma in this recipe (the tiny preset's 0.3, the paper's 60M value, everywhere else). At 0.3 two of five
-#: seeds stalled near 86% in-length with offset-1 copy slips; at 0.1 SIGMA_EVIDENCE (docs/retrieval.md).
+#: Sigma of the arms with a Fourier series here (everywhere else the tiny presets' 0.3, the paper's 60M value). At 0.3
+#: two of five FoPE seeds stalled near 86% in-length, slipping in the offset-1 copy of the key's digits; at 0.1 the
+#: same seeds reached 100% and 99% (docs/retrieval.md).
 SIGMA = 0.1
 
 
@@ -52,8 +55,10 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     if not 0 < rows <= 1:
         raise ValueError(f"--rows must be in (0, 1], got {rows}")
     sigma = SIGMA if options.sigma is None else options.sigma
-    if not sigma > 0:
-        raise ValueError(f"--sigma must be > 0 (0 removes the Fourier series: use --encodings fope-no-fs), got {sigma}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(
+            f"--sigma must be finite and > 0 (0 removes the Fourier series: use --encodings fope-no-fs), got {sigma}"
+        )
     keys = {item.split("=", 1)[0].strip() for item in settings.overrides}
     if "data.passkey_fraction" in keys:
         raise ValueError("the retrieval recipe sets data.passkey_fraction itself: use --rows")
