@@ -230,6 +230,10 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
             plan_experiment("retrieval", tmp_path, sigma=bad)
     with pytest.raises(ValueError, match="use --sigma"):
         plan_experiment("retrieval", tmp_path, overrides=["model.position_options.sigma=0.2"])
+    cope = plan_experiment(
+        "retrieval", tmp_path, encodings=("cope",), overrides=["model.position_options.num_clipped=4"]
+    )
+    assert {c.model["position_options"]["num_clipped"] for c in resolved(cope).values()} == {4}
     assert plan.campaign.passkey_trials == 100
     quick = plan_experiment("retrieval", tmp_path, quick=True)
     assert {config.train.max_steps for config in resolved(quick).values()} == {60}

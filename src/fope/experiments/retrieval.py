@@ -62,7 +62,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     keys = {item.split("=", 1)[0].strip() for item in settings.overrides}
     if "data.passkey_fraction" in keys:
         raise ValueError("the retrieval recipe sets data.passkey_fraction itself: use --rows")
-    if any(key.startswith("model.position_options") for key in keys):
+    if keys & {"model.position_options", "model.position_options.sigma"}:
         raise ValueError("the retrieval recipe sets FoPE's sigma itself: use --sigma")
     labels = {arm: f"{arm}-{NAME}" for arm in arms}
     runs = [
