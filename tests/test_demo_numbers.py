@@ -1,13 +1,15 @@
 """`pip install fope` then `fope demo --quick`, from an unrelated folder, gives the numbers it gave before.
 
 One demo run checks two things. The package as a wheel: built from this repository, installed into a fresh virtual
-environment (its dependencies, torch and the rest, lent by this environment's site-packages through a ``.pth`` file,
-so nothing is downloaded; this checkout's editable install is not visible there), run from a temporary folder, so the
-presets must come from the wheel's package data. And the numbers: tests/data/demo_quick_baseline.json holds, per run
-of a `fope demo --quick`, every training log line (loss, grad norm, lr, tokens, validation), the held-out loss at
-every evaluation length, and every passkey continuation. It was written at a484a4e (before the restructuring of issue
-12, which kept it bit for bit) and regenerated at 3e16425 for issue 13's deliberate change of numerics (the tokenizer
-splits digits, the compact passkey prompt with keys of distinct digits, half the rows with passkey examples).
+environment with its declared dependencies and nothing else (none of the optional extras, nothing lent from this
+environment, this checkout's editable install not visible), run from a temporary folder, so the presets must come
+from the wheel's package data and a core path that imports an undeclared package fails. And the numbers:
+tests/data/demo_quick_baseline.json holds, per run of a `fope demo --quick`, every training log line (loss, grad
+norm, lr, tokens, validation), the held-out loss at every evaluation length, and every passkey continuation. It was
+written at a484a4e (before the restructuring of issue 12, which kept it bit for bit), regenerated at 3e16425 for issue
+13's deliberate change of numerics (the tokenizer splits digits, the compact passkey prompt with keys of distinct
+digits, half the rows with passkey examples) and again for issue 23's (the references' float32 frequencies; the demo's
+retrieval settings: three arms, three quarters of the rows, FoPE's sigma 0.1).
 CPU kernels are deterministic for one thread per worker (what the demo runs), so on one machine the numbers are bit
 for bit the same; on another CPU the vectorised kernels round differently, and the float numbers move in the 7th
 significant digit (measured on a second Xeon: losses and perplexities by at most 1.6e-7 relative, the grad norms, which
@@ -23,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -76,16 +77,21 @@ def run(command: list[str], **keywords) -> subprocess.CompletedProcess:
 
 
 def fresh_install(tmp_path: Path) -> Path:
-    """A new virtual environment with the wheel of this repository installed; its Python."""
+    """A new virtual environment with the wheel of this repository and its declared dependencies, nothing else; its
+    Python. Nothing is lent from this environment: torch is this environment's version (on a CPU machine the CPU build
+    that pip finds on local disk), the rest resolves from the wheel's metadata at the versions of constraints.txt
+    (pip's cache or the package index), so a dependency the wheel fails to declare fails here."""
+    import torch
+
     wheels = tmp_path / "wheels"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)])
     (wheel,) = wheels.glob("fope-*.whl")
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])
     python = venv / "bin" / "python"
-    site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
-    (site / "lent-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)])
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    run([*pip, f"torch=={torch.__version__.split('+')[0]}"])
+    run([*pip, "-c", str(ROOT / "constraints.txt"), str(wheel)])
     return python
 
 
@@ -96,6 +102,8 @@ def test_installed_quick_demo_gives_the_numbers_it_gave_before(tmp_path):
     where.mkdir()
     located = run([str(python), "-c", "import fope, fope.presets; print(fope.__file__)"], cwd=where).stdout.strip()
     assert Path(located).is_relative_to(python.parent.parent), located  # the wheel's fope, not this checkout's
+    extras = "import importlib.util as u; from fope.extras import EXTRAS; print([p for p in EXTRAS if u.find_spec(p)])"
+    assert run([str(python), "-c", extras], cwd=where).stdout.strip() == "[]"  # the core install: no extra present
     out = where / "demo"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop("PYTHONPATH", None)

@@ -82,3 +82,60 @@ def test_evaluation_and_reports_never_import_training():
         if name.startswith(("fope.evaluate", "fope.report")):
             bad = sorted(t for t in targets if t.startswith(forbidden))
             assert not bad, f"{name} imports {bad}"
+
+
+#: Modules that exist to serve an optional extra (importing them needs it): everything else is a core path.
+EXTRA_MODULES = {
+    "fope.integrations.export": "transformers",
+    "fope.integrations.hf_lm": "transformers",
+    "fope.integrations.modeling_fope": "transformers",
+    "fope.integrations.rope_check": "transformers",
+    "fope.integrations.transformers": "transformers",
+}
+
+BLOCKED_IMPORTS = """
+import importlib, importlib.abc, json, pkgutil, sys
+from fope.extras import EXTRAS
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in EXTRAS:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+sys.meta_path.insert(0, Blocked())
+import fope
+failed = {}
+for module in pkgutil.walk_packages(fope.__path__, "fope."):
+    if module.name == "fope.__main__":
+        continue
+    try:
+        importlib.import_module(module.name)
+    except ImportError as error:
+        failed[module.name] = error.name
+print(json.dumps(failed))
+"""
+
+
+def test_no_core_module_imports_an_optional_extra():
+    """Every optional package of ``fope.extras.EXTRAS`` blocked: only the extras' own modules fail to import.
+    (test_demo_numbers installs the wheel without the extras and runs the demo: this names the module that broke.)"""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS], capture_output=True, text=True, check=True)
+    failed = json.loads(done.stdout)
+    assert failed == {name: EXTRA_MODULES[name] for name in failed}, failed
+    assert set(failed) == set(EXTRA_MODULES), "an extra's module imported without its extra: update EXTRA_MODULES"
+
+
+def test_a_feature_without_its_extra_says_which_extra_in_one_line(monkeypatch):
+    import importlib.util
+
+    import pytest
+
+    from fope.extras import MissingExtra, require
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name))
+    with pytest.raises(MissingExtra, match=r"fope convert needs the optional package 'transformers': pip install"):
+        require("transformers", "fope convert")
+    require("torch", "training")  # a present package passes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,8 +17,10 @@ from fope.config import ConfigError, RunConfig
 from fope.data.prepare import PreparedData, prepare_data
 from fope.data.retrieval import retrieval_mixer
 from fope.data.sampler import WindowSampler
-from fope.integrations.hf_lm import HFCausalLM, load_for_training
 from fope.model import TransformerLM
+
+if TYPE_CHECKING:
+    from fope.integrations.hf_lm import HFCausalLM
 
 __all__ = ["POSITION_PARAMETER_MARKERS", "build_model", "build_optimizer", "build_sampler", "prepare_run_data"]
 
@@ -91,6 +93,8 @@ def build_model(
     if checkpoint is not None:
         model = load_checkpoint_model(config, checkpoint, meta)
     else:
+        from fope.integrations.hf_lm import load_for_training
+
         options = dict(hf.position_options)
         if hf.position.startswith("fope"):
             options.setdefault("seed", config.train.seed)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fope.errors import FopeError
+from fope.extras import require
 
 if TYPE_CHECKING:
     from fope.config import RunConfig
@@ -161,7 +163,7 @@ def save_checkpoint(
     """
     from safetensors.torch import save_model
 
-    from fope.integrations.hf_lm import HFCausalLM
+    hf_lm = sys.modules.get("fope.integrations.hf_lm")  # an HFCausalLM exists only once its module is imported
 
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,7 @@ def save_checkpoint(
     if temporary.exists():
         shutil.rmtree(temporary)
     temporary.mkdir()
-    if isinstance(model, HFCausalLM):
+    if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
         model.save_pretrained(temporary)
     else:
         save_model(model, str(temporary / "model.safetensors"))
@@ -350,11 +352,13 @@ def _expandable(name: str, source: torch.Tensor, target: torch.Tensor) -> bool:
 
 def load_checkpoint_model(config: RunConfig, directory: Path, meta: dict[str, Any]) -> TransformerLM | HFCausalLM:
     """The model saved in a checkpoint of a run with this config (on the CPU)."""
-    from fope.integrations.hf_lm import load_checkpoint
     from fope.model import ModelConfig, TransformerLM
 
     saved = meta["model_config"]
     if config.transformers is not None:
+        require("transformers", f"the transformers model in {directory}")
+        from fope.integrations.hf_lm import load_checkpoint
+
         try:
             return load_checkpoint(
                 directory,

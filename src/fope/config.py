@@ -27,7 +27,7 @@ from fope.checkpoint import write_atomic
 from fope.data.corpus import check_sources
 from fope.data.retrieval import check_retrieval_tasks
 from fope.errors import ConfigError
-from fope.integrations.hf_lm import check_model_directory, check_position_options
+from fope.extras import require
 from fope.model import ModelConfig, build_position
 from fope.positions.registry import position_options
 
@@ -356,6 +356,9 @@ class TransformersConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        require("transformers", "a run config with a transformers section")
+        from fope.integrations.hf_lm import check_position_options
+
         check_position_options(self.position, self.position_options)
         if self.train_length is not None and self.train_length < 1:
             raise ValueError(f"train_length must be >= 1; got {self.train_length}")
@@ -442,6 +445,8 @@ def load_config(
     data = apply_overrides(data, list(overrides))
     config = from_dict(RunConfig, data)
     if config.transformers is not None:
+        from fope.integrations.hf_lm import check_model_directory
+
         try:
             check_model_directory(config.transformers.path)
         except ValueError as error:

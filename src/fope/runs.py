@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,8 +26,10 @@ from fope.checkpoint import CheckpointError, find_checkpoint, load_checkpoint_mo
 from fope.config import RunConfig, from_dict, load_yaml
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
-from fope.integrations.hf_lm import HFCausalLM
 from fope.model import TransformerLM
+
+if TYPE_CHECKING:
+    from fope.integrations.hf_lm import HFCausalLM
 
 __all__ = ["Run", "load_run"]
 

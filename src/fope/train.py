@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -39,9 +39,11 @@ from fope.config import ConfigError, RunConfig, load_config, save_config
 from fope.data.prepare import PreparedData
 from fope.data.sampler import WindowSampler
 from fope.device import Distributed, init_distributed, resolve_device
-from fope.integrations.hf_lm import HFCausalLM
 from fope.metrics import MetricsLog, iterate_losses
 from fope.model import TransformerLM
+
+if TYPE_CHECKING:
+    from fope.integrations.hf_lm import HFCausalLM
 
 __all__ = ["TrainingDiverged", "iterate_losses", "lr_factor", "train", "train_from_files"]
 

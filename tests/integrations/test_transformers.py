@@ -17,6 +17,7 @@ from fope.integrations.transformers import (  # noqa: E402
     fope_modules,
     from_pretrained,
 )
+from fope.positions import FoPE  # noqa: E402
 
 SMALL = {
     "hidden_size": 64,
@@ -80,6 +81,32 @@ def test_fope_that_is_rope_reproduces_the_original_model(name):
     assert type(converted).__name__ == "FoPEForCausalLM" and isinstance(converted, type(model))
     assert len(fope_modules(converted)) == SMALL["num_hidden_layers"]
     torch.testing.assert_close(logits(converted, ids), logits(model, ids), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_the_rope_special_case_has_the_models_own_features_bit_for_bit(name):
+    """With the references' float32 frequency arithmetic (the default), a converted model's FoPE-that-is-RoPE gives the
+    model's own rotary cos/sin exactly, at long positions too; float64 frequencies do not (1 ulp in some of them)."""
+    model = tiny_model(name)
+    converted = convert(model, TRAIN_LENGTH, inplace=False, **AS_ROPE)
+    fope = fope_modules(converted)[0]
+    positions = torch.tensor([[0, 1, 5, 63, 1000, 4095, 32767]])
+    rotary = model.model.rotary_emb
+    cos, sin = rotary(torch.zeros(1, dtype=torch.float32), positions)
+    half = cos.shape[-1] // 2
+    ours_cos, ours_sin = (feature[0, 0] for feature in fope.features(positions))
+    assert torch.equal(fope.inv_freq, rotary.inv_freq)
+    assert torch.equal(ours_cos, cos[0, :, :half]) and torch.equal(ours_sin, sin[0, :, :half])
+    float64 = FoPE(
+        head_dim=fope.head_dim,
+        num_heads=fope.num_heads,
+        train_length=TRAIN_LENGTH,
+        clip_floor=False,
+        sigma=0.0,
+        output_dim="square",
+        frequency_precision="float64",
+    )
+    assert not torch.equal(float64.inv_freq, rotary.inv_freq)
 
 
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])

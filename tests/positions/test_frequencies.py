@@ -19,13 +19,17 @@ from tests.positions.reference import frequencies
 
 def test_rope_frequencies_formula():
     expected = torch.tensor(frequencies(128, 500000.0), dtype=torch.float64)
-    torch.testing.assert_close(rope_frequencies(128, 500000.0), expected, rtol=1e-12, atol=0)
-    assert rope_frequencies(64)[0] == 1.0
+    torch.testing.assert_close(rope_frequencies(128, 500000.0, "float64"), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(rope_frequencies(128, 500000.0).double(), expected, rtol=3e-7, atol=0)
+    assert rope_frequencies(64)[0] == 1.0 and rope_frequencies(64).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        rope_frequencies(64, 1e4, "float16")
 
 
 @pytest.mark.parametrize(("dim", "length", "kept"), [(64, 512, 16), (128, 512, 31), (32, 128, 6), (64, 4096, 23)])
 def test_kept_counts(dim, length, kept):
     assert num_kept_frequencies(rope_frequencies(dim), length) == kept
+    assert num_kept_frequencies(rope_frequencies(dim, precision="float64"), length) == kept
     freqs = rope_frequencies(dim)
     assert freqs[kept - 1] >= 2 * math.pi / length > (freqs[kept] if kept < dim // 2 else 0)
 

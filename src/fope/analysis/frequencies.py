@@ -98,7 +98,7 @@ def frequency_map(pe: PositionEncoding, train_length: int) -> dict[str, Any]:
         raise TypeError(f"frequency_map needs a RoPE or FoPE module; got {type(pe).__name__} (kind {pe.kind!r})")
     if isinstance(train_length, bool) or not isinstance(train_length, int) or train_length < 1:
         raise ValueError(f"train_length must be a positive int; got {train_length!r}")
-    base = rope_frequencies(pe.rotary_dim, pe.theta)
+    base = rope_frequencies(pe.rotary_dim, pe.theta, getattr(pe, "frequency_precision", "float32"))
     pairs = base.shape[0]
     floor = floor_frequency(train_length)
     result: dict[str, Any] = {
@@ -108,8 +108,8 @@ def frequency_map(pe: PositionEncoding, train_length: int) -> dict[str, Any]:
         "train_length": train_length,
         "floor": floor,
         "base_frequencies": base.tolist(),
-        "periods": (2 * math.pi / base).tolist(),
-        "period_over_train_length": (2 * math.pi / base / train_length).tolist(),
+        "periods": (2 * math.pi / base.double()).tolist(),
+        "period_over_train_length": (2 * math.pi / base.double() / train_length).tolist(),
         "below_floor": (base < floor).tolist(),
     }
     if isinstance(pe, FoPE):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fope.cli.args import command, positive_int
+from fope.extras import require
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +57,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
+    require("transformers", "fope convert")
     from fope.integrations.transformers import convert_directory, fope_modules
 
     output_dim = int(args.output_dim) if args.output_dim.isdigit() else args.output_dim
@@ -88,6 +90,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    require("transformers", "fope export")
     from fope.integrations.export import export_run
 
     out = export_run(args.run_dir, args.out_dir, step=args.step, overwrite=args.overwrite)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fope.checkpoint import file_sha256
+from fope.extras import require
 
 
 @dataclass(frozen=True)
@@ -212,10 +213,9 @@ def jsonl_documents(path: str | Path, text_field: str = "text") -> list[Document
 
 def hf_dataset_documents(name_or_path: str, split: str = "train", text_field: str = "text") -> list[Document]:
     """One document per row of a Hugging Face dataset (a hub name, a data folder, or a ``save_to_disk`` folder)."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError("reading a Hugging Face dataset needs `datasets`: pip install 'fope[datasets]'") from None
+    require("datasets", "reading a Hugging Face dataset")
+    import datasets
+
     saved = Path(name_or_path)
     if (saved / "dataset_dict.json").is_file() or (saved / "state.json").is_file():
         dataset = datasets.load_from_disk(str(saved))

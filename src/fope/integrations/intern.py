@@ -22,14 +22,15 @@ from fope.positions.frequencies import floor_frequency, num_kept_frequencies, ro
 __all__ = ["export_intern", "intern_fope_options", "load_intern_fope"]
 
 _INTERN_KEY = re.compile(r"(?:^|\.)rotary_emb\.(cos|sin)_coef$")
-_INTERN_OPTIONS = ("fope_init_factor", "fope_sep_head", "num_inv_freq")
+_INTERN_OPTIONS = ("fope_init_factor", "fope_sep_head", "fope_num_inv_freq", "num_inv_freq")
 
 
 def intern_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict[str, Any]:
     """``FoPE`` arguments for an Intern-stack model config (its FoPE keys sit in ``rope_scaling``).
 
-    ``fope_init_factor`` -> sigma, ``fope_sep_head=False`` -> share_heads, K = ``num_inv_freq`` or the number of
-    frequencies strictly above ``2*pi/max_position_embeddings``, output_dim K ("square"), layout "half".
+    ``fope_init_factor`` -> sigma, ``fope_sep_head=False`` -> share_heads, K = ``fope_num_inv_freq`` (LMDeploy's key),
+    else ``num_inv_freq``, else the number of frequencies strictly above ``2*pi/max_position_embeddings`` in the
+    Intern stack's float32 arithmetic, output_dim K ("square"), layout "half".
     """
     config = config_section(read_config(config), "text_config", "num_attention_heads")
     # transformers 5 writes rope_parameters where 4.x wrote rope_scaling (and rope_theta beside it).
@@ -59,7 +60,7 @@ def intern_fope_options(config: Mapping[str, Any] | str | PathLike[str]) -> dict
     rotary_dim = head_dim
     theta = float(config.get("rope_theta") or next((sec["rope_theta"] for sec in sections if "rope_theta" in sec), 1e4))
     max_positions = config["max_position_embeddings"]
-    num_kept = rope.get("num_inv_freq")
+    num_kept = rope.get("fope_num_inv_freq", rope.get("num_inv_freq"))  # LMDeploy reads both, in this order
     if num_kept is None:
         num_kept = num_kept_frequencies(rope_frequencies(rotary_dim, theta), max_positions, strict=True)
         if num_kept == 0:

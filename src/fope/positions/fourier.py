@@ -28,7 +28,13 @@ from fope.positions._checks import (
     check_int,
     check_rotary_dims,
 )
-from fope.positions.frequencies import floor_frequency, num_kept_frequencies, rope_frequencies, scaled_frequencies
+from fope.positions.frequencies import (
+    check_precision,
+    floor_frequency,
+    num_kept_frequencies,
+    rope_frequencies,
+    scaled_frequencies,
+)
 from fope.positions.rotary import RotaryEncoding
 
 __all__ = ["FoPE", "fourier_coefficients", "resolve_output_dim", "strided_identity"]
@@ -110,7 +116,9 @@ class FoPE(RotaryEncoding):
     generates the frequency ladder ``theta ** (-2i / frequency_dim)``, ``i < frequency_dim / 2``, so the series runs
     over more, finer frequencies than there are pairs; ``keep_zeroed=True`` (their ``fourier_ignore_zero=False``) keeps
     the zeroed frequencies in the series as constant terms (``cos 0 = 1``, ``sin 0 = 0``): coefficients
-    ``(Hc, frequency_dim / 2, d_out)`` with "official" ``d_out = rotary_dim / 2``.
+    ``(Hc, frequency_dim / 2, d_out)`` with "official" ``d_out = rotary_dim / 2``. ``frequency_precision``: the
+    frequencies and the floor comparison in the references' float32 arithmetic (default: their K and frequencies bit for
+    bit) or ``"float64"`` (``fope.positions.frequencies``).
     """
 
     _float32_tensors = ("inv_freq", "cos_coef", "sin_coef")
@@ -137,6 +145,7 @@ class FoPE(RotaryEncoding):
         scaling: Mapping[str, Any] | None = None,
         frequency_dim: int | None = None,
         keep_zeroed: bool = False,
+        frequency_precision: str = "float32",
     ) -> None:
         super().__init__()
         self.head_dim, self.rotary_dim = check_rotary_dims(head_dim, rotary_dim)
@@ -183,8 +192,9 @@ class FoPE(RotaryEncoding):
             seed = check_int("seed", seed, minimum=0)
         self.seed = seed
 
+        self.frequency_precision = check_precision(frequency_precision)
         num_frequencies = frequency_dim // 2
-        base = rope_frequencies(frequency_dim, self.theta)
+        base = rope_frequencies(frequency_dim, self.theta, frequency_precision)
         if num_inv_freq is not None:
             if not clip_floor:
                 raise ValueError(
@@ -218,7 +228,9 @@ class FoPE(RotaryEncoding):
             self.output_dim = num_kept
             self.zero_pad = "identity"  # zero frequency: cos(0) = 1, sin(0) = 0, as in the authors' RoPE path
 
-        frequencies, self.attention_factor = scaled_frequencies(frequency_dim, self.theta, self.scaling)
+        frequencies, self.attention_factor = scaled_frequencies(
+            frequency_dim, self.theta, self.scaling, frequency_precision
+        )
         self.register_buffer("inv_freq", frequencies[:num_kept].to(torch.float32), persistent=False)
 
         coef_heads = 1 if share_heads else self.num_kv_heads
@@ -270,6 +282,7 @@ class FoPE(RotaryEncoding):
             f"share_heads={self.share_heads}, learnable={self.learnable}, layout={self.layout!r}, "
             f"scaling={self.scaling}"
             + (f", frequency_dim={self.frequency_dim}" if self.frequency_dim != self.rotary_dim else "")
+            + (", frequency_precision='float64'" if self.frequency_precision == "float64" else "")
             + (", keep_zeroed=True" if self.keep_zeroed else "")
         )
 

@@ -1,8 +1,13 @@
 """Rotary frequency schemes as pure functions: RoPE base frequencies, FoPE's floor, PI / NTK / YaRN / p-RoPE.
 
-Every scheme maps the base frequencies ``w_i = theta ** (-2i / rotary_dim)`` (float64, decreasing in ``i``) to new
-frequencies and an attention factor. ``SCALING_SCHEMES`` is the one place that lists them all; ``scaled_frequencies``
-resolves a config dict such as ``{"type": "yarn", "factor": 16, "original_max_position": 512}``.
+Every scheme maps the base frequencies ``w_i = theta ** (-2i / rotary_dim)`` (decreasing in ``i``) to new frequencies
+and an attention factor, in the dtype of the base frequencies. ``precision="float32"`` (the default) is the references'
+arithmetic: the authors' fork, transformers, vLLM, SGLang, LMDeploy and xtuner all compute
+``1 / theta ** (arange(0, d, 2).float() / d)`` in float32 and compare it with the floor ``2*pi/L`` in float32, so a
+checkpoint's kept frequencies and count K are theirs bit for bit. ``precision="float64"`` computes in float64 (rounded
+once to float32 by the modules): up to 1 ulp closer to the exact values, and at some lengths one frequency more or
+fewer above the floor than the references keep. ``SCALING_SCHEMES`` is the one place that lists them all;
+``scaled_frequencies`` resolves a config dict such as ``{"type": "yarn", "factor": 16, "original_max_position": 512}``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "PRECISIONS",
     "SCALING_SCHEMES",
     "floor_frequency",
     "floor_scaling",
@@ -30,10 +36,32 @@ __all__ = [
 ]
 
 
-def rope_frequencies(rotary_dim: int, theta: float = 10000.0) -> Tensor:
-    """RoPE frequencies ``w_i = theta ** (-2i / rotary_dim)`` for ``i = 0 .. rotary_dim/2 - 1``, in float64."""
-    pair_index = torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu")  # CPU even under a meta device
+#: Arithmetic of the frequency ladder and the floor comparison: the references' float32 (default), or float64.
+PRECISIONS = ("float32", "float64")
+
+
+def check_precision(precision: object) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"frequency precision must be one of {list(PRECISIONS)}; got {precision!r}")
+    return str(precision)
+
+
+def rope_frequencies(rotary_dim: int, theta: float = 10000.0, precision: str = "float32") -> Tensor:
+    """RoPE frequencies ``w_i = theta ** (-2i / rotary_dim)`` for ``i = 0 .. rotary_dim/2 - 1``, on the CPU (even
+    under a meta device).
+
+    ``"float32"``: a float32 tensor computed as every reference does, ``1.0 / (theta ** (arange(0, d, 2).float() /
+    d))``; ``"float64"``: a float64 tensor of ``theta ** (-2i / d)``.
+    """
+    if check_precision(precision) == "float32":
+        exponent = torch.arange(0, rotary_dim, 2, dtype=torch.int64, device="cpu").float() / rotary_dim
+        return 1.0 / (float(theta) ** exponent)
+    pair_index = torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu")
     return float(theta) ** (-2.0 * pair_index / rotary_dim)
+
+
+def _precision_of(frequencies: Tensor) -> str:
+    return "float64" if frequencies.dtype == torch.float64 else "float32"
 
 
 def floor_frequency(train_length: int) -> float:
@@ -44,11 +72,12 @@ def floor_frequency(train_length: int) -> float:
 def num_kept_frequencies(frequencies: Tensor, train_length: int, *, strict: bool = False) -> int:
     """Number ``K`` of leading frequencies at or above the floor (strictly above it with ``strict=True``).
 
-    The authors' code keeps ``w >= 2*pi/L``; the Intern stack keeps ``w > 2*pi/max_position_embeddings``.
-    Frequencies are decreasing, so the kept ones are always a prefix.
+    The authors' code keeps ``w >= 2*pi/L``; the Intern stack keeps ``w > 2*pi/max_position_embeddings``. The
+    comparison runs in the frequencies' dtype, as in the references (a float32 tensor against the Python float
+    ``2*pi/L``, which torch rounds to float32). Frequencies are decreasing, so the kept ones are always a prefix.
     """
     floor = floor_frequency(train_length)
-    kept = frequencies.double() > floor if strict else frequencies.double() >= floor
+    kept = frequencies > floor if strict else frequencies >= floor
     return int(kept.sum())
 
 
@@ -60,7 +89,7 @@ def linear_scaling(base: Tensor, *, theta: float, rotary_dim: int, factor: float
 def ntk_scaling(base: Tensor, *, theta: float, rotary_dim: int, factor: float) -> tuple[Tensor, float]:
     """NTK-aware scaling: the base grows to ``theta * factor ** (d / (d - 2))``; the highest frequency is unchanged."""
     new_theta = theta * factor ** (rotary_dim / (rotary_dim - 2))
-    return rope_frequencies(rotary_dim, new_theta), 1.0
+    return rope_frequencies(rotary_dim, new_theta, _precision_of(base)), 1.0
 
 
 def yarn_attention_factor(factor: float) -> float:
@@ -108,6 +137,7 @@ def yarn_scaling(
     if low == high:
         high += 0.001  # avoid a division by zero, as transformers does
     ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu") - low) / (high - low)).clamp(0, 1)
+    ramp = ramp.to(base.dtype)
     keep_weight = 1.0 - ramp  # 1: extrapolate (keep w), 0: interpolate (w / factor)
     frequencies = base / factor * (1 - keep_weight) + base * keep_weight
     if attention_factor is None:
@@ -159,7 +189,7 @@ def cope_scaling(
     1 (the first clipped frequency is kept) to 0 (the lowest becomes the zero frequency); ``n = 1`` changes nothing.
     They clip ``n = 20`` of Llama-3's 64; the default here is the number of frequencies below FoPE's floor
     ``2*pi / train_length`` (29 of 64 for Llama-3-8B at 8k), so that CoPE, HardClip and FoPE act on the same
-    under-trained band at any scale. The taper is computed in float64 (the released code: float32).
+    under-trained band at any scale. The taper is computed in float64 and applied in the frequencies' dtype.
     """
     n = _num_clipped(base, train_length, num_clipped)
     frequencies = base.clone()
@@ -207,10 +237,11 @@ def _scheme_options(scheme: Callable[..., Any]) -> tuple[set[str], set[str]]:
 
 
 def scaled_frequencies(
-    rotary_dim: int, theta: float = 10000.0, scaling: Mapping[str, Any] | None = None
+    rotary_dim: int, theta: float = 10000.0, scaling: Mapping[str, Any] | None = None, precision: str = "float32"
 ) -> tuple[Tensor, float]:
-    """Frequencies (float64, shape ``(rotary_dim/2,)``) and attention factor for a scaling config (or plain RoPE)."""
-    base = rope_frequencies(rotary_dim, theta)
+    """Frequencies (shape ``(rotary_dim/2,)``, in ``precision``) and attention factor for a scaling config (or plain
+    RoPE)."""
+    base = rope_frequencies(rotary_dim, theta, precision)
     if scaling is None:
         return base, 1.0
     if not isinstance(scaling, Mapping):

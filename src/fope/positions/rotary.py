@@ -17,7 +17,7 @@ from fope.positions._checks import (
     resolve_positions,
 )
 from fope.positions.base import PositionEncoding
-from fope.positions.frequencies import scaled_frequencies
+from fope.positions.frequencies import check_precision, scaled_frequencies
 
 __all__ = ["RoPE", "RotaryEncoding", "apply_rotary", "rotate_half"]
 
@@ -160,7 +160,8 @@ class RoPE(RotaryEncoding):
     """Rotary position embedding (Su et al. 2021): pair ``i`` turns by ``w_i * n``, ``w_i = theta ** (-2i / d)``.
 
     ``scaling`` selects a frequency scheme from ``fope.positions.frequencies.SCALING_SCHEMES`` (PI, NTK, YaRN, p-RoPE),
-    e.g. ``{"type": "yarn", "factor": 4, "original_max_position": 512}``.
+    e.g. ``{"type": "yarn", "factor": 4, "original_max_position": 512}``. ``frequency_precision``: the references'
+    float32 arithmetic for the frequencies (default; transformers' Llama RoPE bit for bit) or ``"float64"``.
     """
 
     def __init__(
@@ -170,13 +171,15 @@ class RoPE(RotaryEncoding):
         layout: str = "half",
         rotary_dim: int | None = None,
         scaling: Mapping[str, Any] | None = None,
+        frequency_precision: str = "float32",
     ) -> None:
         super().__init__()
         self.head_dim, self.rotary_dim = check_rotary_dims(head_dim, rotary_dim)
         self.theta = check_float("theta", theta, minimum=1.0, strict=True)
         self.layout = check_choice("layout", layout, LAYOUTS)
         self.scaling = dict(scaling) if scaling is not None else None
-        frequencies, attention_factor = scaled_frequencies(self.rotary_dim, self.theta, scaling)
+        self.frequency_precision = check_precision(frequency_precision)
+        frequencies, attention_factor = scaled_frequencies(self.rotary_dim, self.theta, scaling, frequency_precision)
         self.attention_factor = attention_factor
         self.register_buffer("inv_freq", frequencies.to(torch.float32), persistent=False)
 
@@ -193,4 +196,5 @@ class RoPE(RotaryEncoding):
         return (
             f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, theta={self.theta:g}, layout={self.layout!r}, "
             f"scaling={self.scaling}"
+            + (", frequency_precision='float64'" if self.frequency_precision == "float64" else "")
         )
