@@ -85,10 +85,10 @@ def test_ablation_sizes_keep_head_dim_and_label_by_size(tmp_path):
         plan_experiment("ablation", tmp_path, sizes=["huge"])
 
 
-def test_demo_runs_are_reused_by_the_recipes(tmp_path):
-    """Same name and same resolved config: an experiment pointed at a demo folder does not retrain rope or fope."""
-    demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1]))
-    for experiment in ("ablation", "baselines", "extension", "sweep"):
+def test_the_recipes_share_their_tiny_runs(tmp_path):
+    """Same name and same resolved config: an experiment pointed at another's folder does not retrain rope or fope."""
+    demo = resolved(plan_experiment("ablation", tmp_path, seeds=[0, 1]))
+    for experiment in ("baselines", "extension", "sweep"):
         configs = resolved(plan_experiment(experiment, tmp_path, seeds=[0, 1]))
         for name in ("rope-s0", "fope-s1") if experiment != "sweep" else ("fope-s0", "fope-s1"):
             assert to_dict(configs[name]) == to_dict(demo[name]), (experiment, name)
@@ -186,14 +186,27 @@ def test_baselines_plan(tmp_path):
         assert differing(config, configs["rope-s3"]) <= POSITION_KEYS
 
 
+def test_the_demo_is_the_retrieval_recipe_with_fewer_steps(tmp_path):
+    from fope.experiments import demo, retrieval
+
+    runs = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1]))
+    recipe = resolved(plan_experiment("retrieval", tmp_path, seeds=[0, 1]))
+    assert list(runs) == [f"{arm}-demo-s{seed}" for seed in (0, 1) for arm in ("rope", "fope", "alibi")]
+    for name, config in runs.items():
+        other = recipe[name.replace("-demo", "-retrieval")]
+        assert differing(config, other) == {"name", "train.max_steps", "train.eval_every"}
+        assert config.train.max_steps == demo.STEPS < retrieval.STEPS
+    assert (demo.ROWS, demo.SIGMA) == (retrieval.ROWS, retrieval.SIGMA)
+
+
 def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(tmp_path):
     from fope.experiments import retrieval
 
     plan = plan_experiment("retrieval", tmp_path)
     configs = resolved(plan)
     assert list(configs) == [f"{arm}-retrieval-s{seed}" for seed in (0, 1, 2) for arm in ("rope", "fope", "alibi")]
-    demo = resolved(plan_experiment("demo", tmp_path, seeds=[0, 1, 2]))
-    for name, config in configs.items():  # the demo's run with more steps (and FoPE with the recipe's sigma)
+    demo = resolved(plan_experiment("baselines", tmp_path, seeds=[0, 1, 2]))
+    for name, config in configs.items():  # the recipes' shared run with more steps (and FoPE with the recipe's sigma)
         demo_config = demo[name.replace("-retrieval", "")]
         sigma = {"model.position_options"} if name.startswith("fope-") else set()
         assert (

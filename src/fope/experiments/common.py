@@ -139,6 +139,16 @@ def tiny_arm(arm: str) -> dict[str, Any]:
     return preset_data(f"tiny/{arm}")
 
 
+def retrieval_values(arm: str, rows: float, sigma: float) -> dict[str, Any]:
+    """What the retrieval settings set in tiny arm ``arm``'s config: ``rows`` (the share of training rows that end with
+    a passkey example), and FoPE's ``sigma`` where the preset has one (the demo and ``fope experiment retrieval``)."""
+    values: dict[str, Any] = {"data": {"passkey_fraction": rows}}
+    options = tiny_arm(arm)["model"].get("position_options") or {}
+    if "sigma" in options:
+        values["model"] = {"position_options": {**options, "sigma": sigma}}  # options mappings replace (merge)
+    return values
+
+
 def arm_position(settings: Settings, size: str, arm: str) -> tuple[str, dict[str, Any]]:
     """The position encoding and options of tiny preset ``arm``; at paper scale rotary arms take the size preset's
     ``theta`` and FoPE arms its ``sigma`` (0.3 / 0.4 / 0.6 at 60M / 180M / 1.2B)."""

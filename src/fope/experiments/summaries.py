@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fope.report import by_length, contrast, format_contrast, key_table
+from fope.report.page import LEARNED
 
 SPREAD_NOTE = (
     "Cells are mean ± sample std over seeds (n runs). Contrasts compare mean log-perplexity (nats/token); ± is the "
@@ -58,3 +59,17 @@ def ranking(groups: Mapping[str, Any], length: int | None) -> list[str]:
         if row is not None:
             scored.append((row["perplexity"]["mean"], label))
     return [label for _, label in sorted(scored)]
+
+
+def learned_lines(results: Mapping[str, Any]) -> list[str]:
+    """Per encoding: mean passkey accuracy at the training length over seeds, and whether it reaches ``LEARNED``."""
+    lines = []
+    for label, group in results["groups"].items():
+        passkey = group.get("passkey")
+        if not passkey:
+            continue
+        first = passkey["by_length"][0]
+        mean = first["accuracy"]["mean"]
+        verdict = "learned" if mean >= LEARNED else f"not learned (< {LEARNED:.0%})"
+        lines.append(f"- {label}: {mean:.1%} at {first['length']} tokens (n={first['accuracy']['n']}): {verdict}")
+    return lines
