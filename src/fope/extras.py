@@ -8,6 +8,7 @@ path imports one of them at import time (tests/test_imports.py checks it with th
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from fope.errors import FopeError
 
@@ -29,6 +30,8 @@ class MissingExtra(FopeError):
 
 def require(package: str, purpose: str) -> None:
     """Raise ``MissingExtra`` (one line: what needs it and how to install it) unless ``package`` is importable."""
+    if package in sys.modules:  # imported already (or a stand-in put there): importable
+        return
     if importlib.util.find_spec(package) is None:
         extra = EXTRAS.get(package, package)
         raise MissingExtra(f"{purpose} needs the optional package {package!r}: pip install 'fope[{extra}]'")
