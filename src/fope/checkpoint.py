@@ -95,17 +95,20 @@ def publish_directory(staging: str | Path, final: str | Path, *, replace: bool =
     """Move the finished directory ``staging`` to ``final`` in one rename, its files flushed to disk first.
 
     An existing non-empty ``final`` raises ``OSError`` (another writer got there first), unless ``replace``: then it
-    is moved aside, and removed once the new one is in place.
+    (a folder, a file or a link) is moved aside, and removed once the new one is in place.
     """
     staging, final = Path(staging), Path(final)
     for file in staging.rglob("*"):
         if file.is_file():
             _fsync_file(file)
-    if replace and final.exists():
+    if replace and (final.exists() or final.is_symlink()):
         aside = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.rename(final, aside)
         os.rename(staging, final)
-        shutil.rmtree(aside)
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside)
+        else:
+            aside.unlink()
     else:
         os.replace(staging, final)
     return final
