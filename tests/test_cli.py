@@ -146,6 +146,38 @@ def test_eval_merges_by_length(tiny_runs, tmp_path, capsys):
     assert json.loads(path.read_text())["lengths"] == [32]
 
 
+@pytest.mark.parametrize("command", ["passkey", "retrieval"])
+def test_passkey_and_retrieval_merge_by_length(tiny_runs, tmp_path, capsys, command):
+    from fope.evaluate.passkey import evaluate_run_passkey
+    from fope.evaluate.retrieval import evaluate_run_retrieval
+
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    task = [] if command == "passkey" else ["--task", "multi-key"]
+    path = run_dir / "eval" / ("passkey.json" if command == "passkey" else "retrieval-multi-key.json")
+    base = [command, str(run_dir), *task, "--no-progress"]
+    assert main([*base, "--trials", "3", "--lengths", "256,384"]) == 0
+    assert main([*base, "--trials", "3", "--lengths", "320,384"]) == 0
+    assert "(kept lengths [256] evaluated before)" in capsys.readouterr().out
+    merged = json.loads(path.read_text())
+
+    # what one evaluation of all three lengths gives (timings and run-time details aside)
+    options = {"lengths": [256, 320, 384], "trials": 3, "progress": False, "write": False}
+    if command == "passkey":
+        whole = evaluate_run_passkey(run_dir, **options)
+    else:
+        whole = evaluate_run_retrieval(run_dir, "multi-key", **options)
+    for result in (merged, whole):
+        for row in result["by_length"]:
+            del row["seconds"]
+    assert merged["lengths"] == merged["grid_lengths"] == [256, 320, 384]
+    for key in ("by_length", "grid_accuracy", "grid_trials", "trials"):
+        assert merged[key] == whole[key], key
+
+    # other settings (or another checkpoint) are another evaluation: it replaces the file
+    assert main([*base, "--trials", "2", "--lengths", "256"]) == 0
+    assert json.loads(path.read_text())["lengths"] == [256]
+
+
 def test_merge_by_length_keeps_track_of_earlier_spans():
     def result(lengths, span_tokens, step=8, note=None):
         return {
