@@ -162,7 +162,8 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
         description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
-        "report.md, results.json and PNG plots to --out. A run given twice counts once.",
+        "report.md, results.json and PNG plots to --out. A run given twice counts once. A report.md in --out that "
+        "fope compare did not write (or that was edited since) is not replaced without --force.",
         handler=_run_compare,
         user_errors=(ValueError,),
     )
@@ -180,12 +181,15 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a report.md in --out that fope compare did not write"
+    )
 
 
 def _run_compare(args: argparse.Namespace) -> int:
     from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
-    check_out_dir(args.out)  # before any evaluation
+    check_out_dir(args.out, args.force)  # before any evaluation
     run_dirs, repeats = unique_run_dirs(args.run_dirs)
     for run_dir in run_dirs:
         check_run_dir(run_dir)
@@ -198,7 +202,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         from fope.analysis.report_section import attention_section
 
         sections.append(attention_section)
-    results = compare_runs(run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections)
+    results = compare_runs(
+        run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections, force=args.force
+    )
     groups = ", ".join(f"{label} (n={group['n']})" for label, group in results["groups"].items())
     print(f"compared {groups}")
     print(f"wrote {Path(args.out) / 'report.md'}, results.json and {len(results['figures'])} figures")

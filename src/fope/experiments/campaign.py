@@ -360,6 +360,7 @@ def write_reports(
             data=report.data,
             extra_sections=sections,
             section_runs=local,
+            force=True,  # a recipe's report folders are its output: each rerun rewrites them, as before the stamp
         )
     return results
 
