@@ -348,35 +348,38 @@ def test_a_run_is_trained_by_one_process_at_a_time(tiny_corpus, tmp_path, capsys
     import fope.train
     from fope.cli import main
     from fope.errors import FopeError
-    from fope.train import LOCK_FILE, training_lock
 
     config, run = write_config(tmp_path, tiny_corpus), tmp_path / "run"
+    lock_file = ".train.lock"  # docs/training.md
+    run.mkdir()
+    # another process holds the lock as fope train does: flock on RUN/.train.lock, its pid inside
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pathlib import Path; from fope.train import training_lock\n"
-         f"with training_lock(Path({str(run)!r})):\n    print('locked', flush=True); input()"],
+        [sys.executable, "-c", "import fcntl, os, sys\nlock = open(sys.argv[1], 'w')\n"
+         "fcntl.flock(lock, fcntl.LOCK_EX)\nlock.write(f'{os.getpid()}\\n'); lock.flush()\n"
+         "print('locked', flush=True); input()", str(run / lock_file)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert holder.stdout.readline() == "locked\n"
         assert main(["train", "--config", config, "--out", str(run), "--max-steps", "2", "--no-progress"]) == 2
         assert f"{run} is being trained by another process (pid {holder.pid})" in one_error_line(capsys)
+        assert [path.name for path in run.iterdir()] == [lock_file]  # nothing written
     finally:
         holder.communicate("\n")
-    assert not run.exists()  # the holder made the folder for its lock and left it as it found it
 
     held = []
-    train_step = fope.train.train_step
+    train_step, training_lock = fope.train.train_step, fope.train.training_lock
 
     def step(session):  # while it trains, the run is locked
         with pytest.raises(FopeError, match="being trained by another process"), training_lock(run):
             pass
-        held.append((run / LOCK_FILE).read_text())
+        held.append((run / lock_file).read_text())
         return train_step(session)
 
     monkeypatch.setattr(fope.train, "train_step", step)
     assert main(["train", "--config", config, "--out", str(run), "--max-steps", "2", "--no-progress"]) == 0
     assert held == [f"{os.getpid()}\n"] * 2
-    assert not (run / LOCK_FILE).exists() and load_run(run).step == 2
+    assert not (run / lock_file).exists() and load_run(run).step == 2
 
 
 def test_resume_keeps_the_runs_tokenizer_and_data(tmp_path, capsys):
@@ -392,9 +395,9 @@ def test_resume_keeps_the_runs_tokenizer_and_data(tmp_path, capsys):
 
     messages = []
     train(config_for(corpus, max_steps=6), run, resume=True, progress=False, log=messages.append)
-    assert any("it resumes on the data it was trained on" in message for message in messages), messages
     assert (run / "tokenizer.json").read_bytes() == tokenizer
     assert json.loads((run / "data.json").read_text()) == recorded
+    assert any("it resumes on the data it was trained on" in message for message in messages), messages
     assert recorded["manifest"]  # the token files' checksums
 
     with pytest.raises(ConfigError, match=r"other options \(data.vocab_size 300 then, 280 now\)"):
