@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fope.checkpoint import publish_directory
 from fope.checks import check_int
 from fope.device import model_device
 from fope.errors import FopeError
+from fope.files import publish_directory
 from fope.integrations.modeling_fope import (
     CONFIG_KEY,
     MODEL_TYPE,
