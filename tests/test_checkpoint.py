@@ -64,7 +64,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(run_dir):
 def test_resume_cleans_up_after_a_killed_writer(tiny_corpus, run_dir):
     stale = run_dir / "checkpoints" / f".step_0000006.tmp-{dead_pid()}"
     stale.mkdir()
-    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=4))
+    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=6))  # a finished run is not resumed: extend it
     train(config, run_dir, resume=True, progress=False)
     assert not stale.exists()
 

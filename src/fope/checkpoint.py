@@ -1,4 +1,4 @@
-"""Checkpoints: save, find, verify and load them; the project's one atomic write and one file checksum.
+"""Checkpoints: save, find, verify and load them (with ``fope.files``' atomic writes and checksums, re-exported here).
 
 A checkpoint directory ``checkpoints/step_XXXXXXX`` holds ``model.safetensors`` (or, for a transformers model, a
 ``save_pretrained`` folder), ``training_state.pt`` and ``meta.json`` (step, model config, the sha256 of every file).
@@ -11,7 +11,6 @@ the training state is read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import torch
 
 from fope.errors import FopeError
 from fope.extras import require
+from fope.files import file_sha256, publish_directory, write_atomic
 
 if TYPE_CHECKING:
     from fope.config import RunConfig
@@ -61,54 +61,7 @@ class CheckpointError(FopeError):
     """A checkpoint that is missing, incomplete or corrupt."""
 
 
-# ------------------------------------------------------------------ files
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return path
-
-
-def publish_directory(staging: str | Path, final: str | Path, *, replace: bool = False) -> Path:
-    """Move the finished directory ``staging`` to ``final`` in one rename, its files flushed to disk first.
-
-    An existing non-empty ``final`` raises ``OSError`` (another writer got there first), unless ``replace``: then it
-    is moved aside, and removed once the new one is in place.
-    """
-    staging, final = Path(staging), Path(final)
-    for file in staging.rglob("*"):
-        if file.is_file():
-            _fsync_file(file)
-    if replace and final.exists():
-        aside = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.rename(final, aside)
-        os.rename(staging, final)
-        shutil.rmtree(aside)
-    else:
-        os.replace(staging, final)
-    return final
+# ------------------------------------------------------------------ temporary files of dead writers
 
 
 def _alive(pid: int) -> bool:

@@ -4,7 +4,7 @@ A run directory holds::
 
     config.yaml                  the resolved config the run was trained with (``fope.config``)
     tokenizer.json               the tokenizer (evaluation needs nothing else from the data)
-    data.json                    where the prepared data lives (root, manifest checksum)
+    data.json                    where the prepared data lives (root, checksums of its files)
     metrics.jsonl                one JSON record per log / evaluation step
     checkpoints/step_000200/     model.safetensors, training_state.pt, meta.json (with checksums); for a run that
                                  trains a transformers model, a save_pretrained folder (config.json, weights,

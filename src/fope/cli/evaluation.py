@@ -37,7 +37,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     import json
 
     from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity, records
-    from fope.evaluate.results import PERPLEXITY, read_results, results_name, results_path
+    from fope.evaluate.results import PERPLEXITY, results_name
 
     given = {"max_spans": args.max_spans, "batch_tokens": args.batch_tokens}
     results = evaluate_run_perplexity(
@@ -51,11 +51,17 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(records(results)))
         return 0
     print(format_perplexity(results))
-    name = results_name(PERPLEXITY, args.data)
-    stored = read_results(args.run_dir, name) or {}
-    kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
-    print(f"saved {results_path(args.run_dir, name)}" + (f" (kept lengths {kept} evaluated before)" if kept else ""))
+    print(_saved(args.run_dir, results_name(PERPLEXITY, args.data), results))
     return 0
+
+
+def _saved(run_dir: str, name: str, results: dict) -> str:
+    """``saved PATH``, and the lengths the file kept from earlier evaluations (``fope.evaluate.results``)."""
+    from fope.evaluate.results import read_results, results_path
+
+    stored = read_results(run_dir, name) or {}
+    kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
+    return f"saved {results_path(run_dir, name)}" + (f" (kept lengths {kept} evaluated before)" if kept else "")
 
 
 def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +70,8 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
         "passkey",
         help="passkey retrieval accuracy against prompt length of a trained run",
         description="Greedy passkey retrieval at each length (seeded keys and depths); results go to "
-        "RUN_DIR/eval/passkey.json.",
+        "RUN_DIR/eval/passkey.json, merged by length with what it holds for the same checkpoint, trials and seed: "
+        "other lengths are kept.",
         handler=_run_passkey,
         user_errors=(ValueError,),
     )
@@ -98,14 +105,13 @@ def _trial_keywords(args: argparse.Namespace) -> dict:
 def _print_retrieval(args: argparse.Namespace, results: dict, name: str) -> int:
     import json
 
-    from fope.evaluate.results import results_path
     from fope.evaluate.retrieval import format_retrieval
 
     if args.json:
         print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
         return 0
     print(format_retrieval(results))
-    print(f"saved {results_path(args.run_dir, name)}")
+    print(_saved(args.run_dir, name, results))
     return 0
 
 
@@ -124,7 +130,8 @@ def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
         "retrieval",
         help="accuracy of a retrieval task (multi-key, multi-value, variable-tracking, passkey) against prompt length",
         description="Greedy retrieval at each length (seeded prompts, accuracy by length and needle depth); results "
-        "go to RUN_DIR/eval/retrieval-<task>.json. The tasks and their prompts are described in docs/evaluation.md.",
+        "go to RUN_DIR/eval/retrieval-<task>.json, merged by length with what it holds for the same checkpoint, "
+        "trials and seed. The tasks and their prompts are described in docs/evaluation.md.",
         handler=_run_retrieval,
         user_errors=(ValueError,),
     )
@@ -155,7 +162,8 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
         description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
-        "report.md, results.json and PNG plots to --out. A run given twice counts once.",
+        "report.md, results.json and PNG plots to --out. A run given twice counts once. A report.md in --out that "
+        "fope compare did not write (or that was edited since) is not replaced without --force.",
         handler=_run_compare,
         user_errors=(ValueError,),
     )
@@ -173,12 +181,15 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a report.md in --out that fope compare did not write"
+    )
 
 
 def _run_compare(args: argparse.Namespace) -> int:
     from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
-    check_out_dir(args.out)  # before any evaluation
+    check_out_dir(args.out, args.force)  # before any evaluation
     run_dirs, repeats = unique_run_dirs(args.run_dirs)
     for run_dir in run_dirs:
         check_run_dir(run_dir)
@@ -191,7 +202,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         from fope.analysis.report_section import attention_section
 
         sections.append(attention_section)
-    results = compare_runs(run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections)
+    results = compare_runs(
+        run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections, force=args.force
+    )
     groups = ", ".join(f"{label} (n={group['n']})" for label, group in results["groups"].items())
     print(f"compared {groups}")
     print(f"wrote {Path(args.out) / 'report.md'}, results.json and {len(results['figures'])} figures")

@@ -74,7 +74,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "hope, p-rope) or paper/SIZE (60m, 180m, 1.2b)",
     )
     source.add_argument("--config", default=None, help="a YAML config file")
-    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--out", required=True, help="run directory: new or empty, or the run to --resume")
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -130,6 +130,26 @@ def _options(
     return options
 
 
+def preparation_options(
+    source: str = "default",
+    *,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    text_field: str = "text",
+    tokenizer: str | Path | None = None,
+    sources: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The ``options`` that ``prepare_data`` with these arguments records in its manifest (checked)."""
+    return _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer, sources)
+
+
+def open_prepared(root: str | Path) -> PreparedData:
+    """The prepared data in ``root`` as it is, checked against its manifest (OSError, ValueError or KeyError if not)."""
+    root = Path(root)
+    return _open(root, _read_manifest(root), reused=True)
+
+
 def options_key(options: dict[str, Any]) -> str:
     """A short hash of the preparation options: the cache folder's name."""
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
@@ -156,7 +176,15 @@ def prepare_data(
     tokenizer is given). Output goes to ``out_dir``, by default
     ``default_cache_dir()/data/<options_key>``; a folder already prepared with the same options is reused.
     """
-    options = _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer, sources)
+    options = preparation_options(
+        source,
+        vocab_size=vocab_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        text_field=text_field,
+        tokenizer=tokenizer,
+        sources=sources,
+    )
     cache_dir = default_cache_dir()
     root = Path(out_dir).expanduser() if out_dir is not None else cache_dir / "data" / options_key(options)
     if root.exists():
