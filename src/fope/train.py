@@ -168,7 +168,10 @@ def write_run_files(config: RunConfig, run_dir: Path, prepared: PreparedData) ->
 def setup(config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str], None]) -> Session:
     """Join the process group, prepare the data, build or restore model, optimizer and schedule, write the run files."""
     tcfg = config.train
-    device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    except ConfigError as error:
+        raise ConfigError(f"train.device: {error}") from error
     ddp = init_distributed(device.type)
     if not ddp.is_main:
 
