@@ -11,6 +11,7 @@ the training state is read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,16 +80,60 @@ def _fsync_file(path: Path) -> None:
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file."""
+    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file.
+
+    A write that fails (a full disk, a read-only folder, Ctrl-C) removes its temporary file and leaves ``path`` as it
+    was; its ``OSError`` names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        named = _naming(error, temporary, path) if isinstance(error, OSError) else error
+        if named is error:
+            raise
+        raise named from error
     return path
+
+
+def _naming(error: OSError, temporary: Path, final: Path) -> OSError:
+    """``error`` naming ``final`` (or its file) instead of the temporary path it was written under; naming ``final``
+    when it names no file (a write to an open file does not)."""
+    if error.errno is None:
+        return error
+    if error.filename is None:
+        name = final
+    else:
+        filename = Path(os.fsdecode(error.filename))
+        if filename == temporary:
+            name = final
+        elif temporary in filename.parents:
+            name = final / filename.relative_to(temporary)
+        else:
+            return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(name))  # its subclass by errno
+
+
+def _os_error(error: Exception, path: Path) -> Exception:
+    """A library's error about an I/O failure as the ``OSError`` it wraps, naming ``path``; other errors unchanged.
+
+    safetensors (Rust) reports a full disk as ``SafetensorError: ... (os error 28)``, not as an ``OSError``.
+    """
+    if isinstance(error, OSError):
+        return error
+    match = re.search(r"os error (\d+)|Os \{ code: (\d+)", str(error))
+    if match is None:
+        return error
+    code = int(match.group(1) or match.group(2))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def publish_directory(staging: str | Path, final: str | Path, *, replace: bool = False) -> Path:
@@ -159,7 +204,9 @@ def save_checkpoint(
     """Write ``checkpoints/step_XXXXXXX`` atomically, point ``latest`` at it, keep only the newest ``keep``.
 
     A ``TransformerLM`` is written to ``model.safetensors``; an ``HFCausalLM`` with ``save_pretrained`` (config.json,
-    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file.
+    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file. A save that fails (a full disk,
+    Ctrl-C) removes its temporary folder and leaves ``latest`` and the earlier checkpoints as they were; its
+    ``OSError`` names the checkpoint.
     """
     from safetensors.torch import save_model
 
@@ -170,26 +217,40 @@ def save_checkpoint(
     clean_stale_temporaries(root)
     final = root / checkpoint_name(step)
     temporary = root / f".{final.name}.tmp-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
-        model.save_pretrained(temporary)
-    else:
-        save_model(model, str(temporary / "model.safetensors"))
-    files = sorted(path.name for path in temporary.iterdir())
-    if training_state is not None:
-        torch.save(training_state, temporary / "training_state.pt")
-        files.append("training_state.pt")
-    record = {
-        "step": step,
-        "time": time.time(),
-        "model_config": model.config.to_dict(),
-        **(meta or {}),
-        "files": {name: file_sha256(temporary / name) for name in files},
-    }
-    (temporary / "meta.json").write_text(json.dumps(record, indent=2))
-    publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    try:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir()
+        try:
+            if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
+                model.save_pretrained(temporary)
+            else:
+                save_model(model, str(temporary / "model.safetensors"))
+        except Exception as error:  # safetensors reports a full disk as its own error type
+            wrapped = _os_error(error, final)
+            if wrapped is error:
+                raise
+            raise wrapped from error
+        files = sorted(path.name for path in temporary.iterdir())
+        if training_state is not None:
+            with open(temporary / "training_state.pt", "wb") as handle:  # a handle: a write error is an OSError
+                torch.save(training_state, handle)
+            files.append("training_state.pt")
+        record = {
+            "step": step,
+            "time": time.time(),
+            "model_config": model.config.to_dict(),
+            **(meta or {}),
+            "files": {name: file_sha256(temporary / name) for name in files},
+        }
+        (temporary / "meta.json").write_text(json.dumps(record, indent=2))
+        publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    except BaseException as error:  # a full disk, Ctrl-C: no half-written checkpoint stays; `latest` is unchanged
+        shutil.rmtree(temporary, ignore_errors=True)
+        named = _naming(error, temporary, final) if isinstance(error, OSError) else error
+        if named is error:
+            raise
+        raise named from error
     write_atomic(root / LATEST, final.name)
     if keep is not None:
         for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
