@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+import yaml
 
-from fope.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from fope.config import (
+    ConfigError,
+    apply_overrides,
+    check_expansion,
+    from_dict,
+    load_config,
+    load_yaml,
+    parse_yaml,
+    to_dict,
+)
 
 
 @dataclass
@@ -70,6 +81,40 @@ def test_overrides():
         apply_overrides(data, ["inner.lr"])
     with pytest.raises(ConfigError, match="steps is not a section"):
         apply_overrides(data, ["steps.x=1"])
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A YAML alias bomb: each level lists the previous one 9 times, so ``levels`` levels expand to 9**levels values."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs())
+    assert bomb.stat().st_size < 1024
+    start = time.perf_counter()
+    for load in (load_yaml, load_config):
+        with pytest.raises(ConfigError, match=r"bomb.yaml is not valid YAML: its aliases expand to more than 100000"):
+            load(bomb)
+    assert time.perf_counter() - start < 5  # expanded, the 387 million values took minutes and gigabytes
+    with pytest.raises(ConfigError, match="line 1 refers to the value that holds it"):
+        bomb.write_text("a: &a [1, *a]\n")
+        load_yaml(bomb)
+    with pytest.raises(ConfigError, match="more than 100000"):
+        apply_overrides({}, ["model.position_options=" + billion_laughs().replace("\n", ", ").join("{}")])
+
+
+def test_aliases_count_every_value_they_stand_for():
+    text = "a: &x [1, 2]\nb: *x\n"  # mapping, key a, list of 2, key b, the same list again: 1 + 1 + 3 + 1 + 3
+    assert check_expansion(yaml.compose(text, Loader=yaml.SafeLoader)) == 9
+    assert parse_yaml(text) == {"a": [1, 2], "b": [1, 2]}
+    # level i is a list of 1 + 9 + 81 + ... + 9**(i + 1) values, (9**(i + 2) - 1) / 8; plus 5 keys and the mapping
+    levels = sum((9 ** (level + 2) - 1) // 8 for level in range(5))
+    assert check_expansion(yaml.compose(billion_laughs(5), Loader=yaml.SafeLoader)) == levels + 5 + 1
+    with pytest.raises(yaml.YAMLError, match="more than 10 values"):
+        check_expansion(yaml.compose(billion_laughs(2), Loader=yaml.SafeLoader), limit=10)
 
 
 def test_load_yaml_errors(tmp_path):

@@ -278,3 +278,39 @@ def test_contrast_is_also_paired_by_seed():
     assert result["paired"]["n"] == 3 and result["paired"]["seeds"] == [0, 1, 2]
     assert result["paired"]["standard_error"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(3))
     assert "; paired over 3 seeds +" in format_contrast(result, "b vs a")
+
+
+def relabel(run_dir: Path, label: str) -> None:
+    """Give a run's stored results another label, as a run named before names were bounded would have."""
+    for name in ("perplexity", "passkey"):
+        path = run_dir / "eval" / f"{name}.json"
+        results = json.loads(path.read_text())
+        results["run"]["label"] = label
+        path.write_text(json.dumps(results))
+
+
+def test_long_labels_are_cut_in_reports_and_stay_distinct(evaluated_runs, tmp_path):
+    first, second = (shutil.copytree(evaluated_runs["fope"], tmp_path / name) for name in ("a", "b"))
+    relabel(first, "x" * 300 + "first")
+    relabel(second, "x" * 300 + "second")
+    results = compare_runs([first, second], tmp_path / "report")
+    labels = list(results["groups"])
+    assert len(labels) == 2 and all(len(label) == 100 and label.startswith("x" * 88 + "...-") for label in labels)
+    assert all(len(figure) < 200 for figure in results["figures"])
+    assert all(label in (tmp_path / "report" / "report.md").read_text() for label in labels)
+
+
+def test_compare_refuses_a_run_whose_name_is_too_long(tiny_runs, tmp_path, capsys):
+    import yaml
+
+    from fope.cli import main
+
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "run")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "name": "n" * 1000}))
+    for evaluate in ([], ["--no-evaluate"]):
+        assert main(["compare", str(run_dir), "--out", str(tmp_path / "report"), "--no-progress", *evaluate]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fope compare: error: {run_dir / 'config.yaml'}: config: name must be at most 100")
+        assert err.count("\n") == 1 and len(err) < 400
+    assert not (tmp_path / "report").exists() and not (run_dir / "eval").exists()

@@ -25,7 +25,7 @@ import torch
 
 from fope.errors import FopeError
 from fope.extras import require
-from fope.files import file_sha256, publish_directory, write_atomic
+from fope.files import file_sha256, os_error, publish_directory, renamed_error, write_atomic
 
 if TYPE_CHECKING:
     from fope.config import RunConfig
@@ -112,7 +112,9 @@ def save_checkpoint(
     """Write ``checkpoints/step_XXXXXXX`` atomically, point ``latest`` at it, keep only the newest ``keep``.
 
     A ``TransformerLM`` is written to ``model.safetensors``; an ``HFCausalLM`` with ``save_pretrained`` (config.json,
-    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file.
+    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file. A save that fails (a full disk,
+    Ctrl-C) removes its temporary folder and leaves ``latest`` and the earlier checkpoints as they were; its
+    ``OSError`` names the checkpoint.
     """
     from safetensors.torch import save_model
 
@@ -123,26 +125,40 @@ def save_checkpoint(
     clean_stale_temporaries(root)
     final = root / checkpoint_name(step)
     temporary = root / f".{final.name}.tmp-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
-        model.save_pretrained(temporary)
-    else:
-        save_model(model, str(temporary / "model.safetensors"))
-    files = sorted(path.name for path in temporary.iterdir())
-    if training_state is not None:
-        torch.save(training_state, temporary / "training_state.pt")
-        files.append("training_state.pt")
-    record = {
-        "step": step,
-        "time": time.time(),
-        "model_config": model.config.to_dict(),
-        **(meta or {}),
-        "files": {name: file_sha256(temporary / name) for name in files},
-    }
-    (temporary / "meta.json").write_text(json.dumps(record, indent=2))
-    publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    try:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir()
+        try:
+            if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
+                model.save_pretrained(temporary)
+            else:
+                save_model(model, str(temporary / "model.safetensors"))
+        except Exception as error:  # safetensors reports a full disk as its own error type
+            wrapped = os_error(error, final)
+            if wrapped is error:
+                raise
+            raise wrapped from error
+        files = sorted(path.name for path in temporary.iterdir())
+        if training_state is not None:
+            with open(temporary / "training_state.pt", "wb") as handle:  # a handle: a write error is an OSError
+                torch.save(training_state, handle)
+            files.append("training_state.pt")
+        record = {
+            "step": step,
+            "time": time.time(),
+            "model_config": model.config.to_dict(),
+            **(meta or {}),
+            "files": {name: file_sha256(temporary / name) for name in files},
+        }
+        (temporary / "meta.json").write_text(json.dumps(record, indent=2))
+        publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    except BaseException as error:  # a full disk, Ctrl-C: no half-written checkpoint stays; `latest` is unchanged
+        shutil.rmtree(temporary, ignore_errors=True)
+        named = renamed_error(error, temporary, final) if isinstance(error, OSError) else error
+        if named is error:
+            raise
+        raise named from error
     write_atomic(root / LATEST, final.name)
     if keep is not None:
         for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:

@@ -52,9 +52,60 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: Values (scalars, lists, mappings) a YAML document may hold once its aliases are expanded; a config holds hundreds.
+MAX_YAML_VALUES = 100_000
+
+
+class YAMLTooLarge(yaml.YAMLError):
+    """A document whose aliases expand to more than ``MAX_YAML_VALUES`` values (an alias bomb), or refer to
+    themselves."""
+
+
+class _BoundedLoader(_Loader):
+    """``_Loader`` that counts the values of each document with its aliases expanded, before building any of them:
+    a 1 KB "billion laughs" file is refused at once instead of filling memory."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        check_expansion(node)
+        return node
+
+
+def check_expansion(node: yaml.Node, limit: int = MAX_YAML_VALUES) -> int:
+    """The values of a composed YAML document with its aliases expanded (an alias counts every value it stands for);
+    ``YAMLTooLarge`` past ``limit`` or for an alias inside its own anchor. Each node is counted once."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(item: yaml.Node) -> int:
+        key = id(item)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise YAMLTooLarge(
+                f"the alias at line {item.start_mark.line + 1} refers to the value that holds it: a cycle"
+            )
+        pending.add(key)
+        if isinstance(item, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in item.value)
+        elif isinstance(item, yaml.MappingNode):
+            total = 1 + sum(size(name) + size(child) for name, child in item.value)
+        else:
+            total = 1
+        if total > limit:
+            raise YAMLTooLarge(
+                f"its aliases expand to more than {limit} values (an alias bomb?); a config is refused past that"
+            )
+        pending.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node)
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text parsed safely, with ``1e-3`` read as a float."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    """YAML text parsed safely, with ``1e-3`` read as a float and aliases expanding to at most ``MAX_YAML_VALUES``."""
+    return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 __all__ = [
@@ -364,6 +415,10 @@ class TransformersConfig:
             raise ValueError(f"train_length must be >= 1; got {self.train_length}")
 
 
+#: Characters a run's ``name`` may hold: it labels the run in progress bars, report tables, legends and file names.
+MAX_NAME_LENGTH = 100
+
+
 @dataclass
 class RunConfig:
     """A whole training run. ``model`` holds ``ModelConfig`` fields; ``vocab_size`` defaults to the tokenizer's and
@@ -381,6 +436,11 @@ class RunConfig:
     transformers: TransformersConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.name is not None and len(self.name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"name must be at most {MAX_NAME_LENGTH} characters (it labels the run in tables, plots and file "
+                f"names); got {len(self.name)} characters: {self.name[:40]!r}..."
+            )
         if self.transformers is None:
             if not self.model:
                 raise ValueError("set either model (a fope TransformerLM) or transformers (a local transformers model)")

@@ -5,12 +5,14 @@ They sit at the bottom (next to ``fope.errors``): any module may use them. ``fop
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
-__all__ = ["file_sha256", "publish_directory", "write_atomic"]
+__all__ = ["file_sha256", "os_error", "publish_directory", "renamed_error", "write_atomic"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -28,16 +30,60 @@ def _fsync_file(path: Path) -> None:
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file."""
+    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file.
+
+    A write that fails (a full disk, a read-only folder, Ctrl-C) removes its temporary file and leaves ``path`` as it
+    was; its ``OSError`` names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        named = renamed_error(error, temporary, path) if isinstance(error, OSError) else error
+        if named is error:
+            raise
+        raise named from error
     return path
+
+
+def renamed_error(error: OSError, temporary: Path, final: Path) -> OSError:
+    """``error`` naming ``final`` (or its file) instead of the temporary path it was written under; naming ``final``
+    when it names no file (a write to an open file does not)."""
+    if error.errno is None:
+        return error
+    if error.filename is None:
+        name = final
+    else:
+        filename = Path(os.fsdecode(error.filename))
+        if filename == temporary:
+            name = final
+        elif temporary in filename.parents:
+            name = final / filename.relative_to(temporary)
+        else:
+            return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(name))  # its subclass by errno
+
+
+def os_error(error: Exception, path: Path) -> Exception:
+    """A library's error about an I/O failure as the ``OSError`` it wraps, naming ``path``; other errors unchanged.
+
+    safetensors (Rust) reports a full disk as ``SafetensorError: ... (os error 28)``, not as an ``OSError``.
+    """
+    if isinstance(error, OSError):
+        return error
+    match = re.search(r"os error (\d+)|Os \{ code: (\d+)", str(error))
+    if match is None:
+        return error
+    code = int(match.group(1) or match.group(2))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def publish_directory(staging: str | Path, final: str | Path, *, replace: bool = False) -> Path:

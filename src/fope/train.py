@@ -261,7 +261,10 @@ def setup(
     Everything is checked before anything is written: a new run's folder (``check_new_run_dir``) and a resumed
     run's remaining steps (``check_resumed_step``)."""
     tcfg = config.train
-    device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    except ConfigError as error:
+        raise ConfigError(f"train.device: {error}") from error
     ddp = init_distributed(device.type)
     if not ddp.is_main:
 

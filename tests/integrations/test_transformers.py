@@ -441,6 +441,19 @@ def test_cli_convert_errors_are_one_line(tmp_path, capsys):
     assert "already a FoPE model" in capsys.readouterr().err and not again.exists()
 
 
+@pytest.mark.parametrize("keep", [0, 100])
+def test_cli_convert_names_a_truncated_weights_file(tmp_path, capsys, keep):
+    source, target = tmp_path / "rope", tmp_path / "fope"
+    tiny_model("llama").save_pretrained(source)
+    weights = source / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: keep or weights.stat().st_size // 2])  # cut in the header or the data
+    capsys.readouterr()
+    assert main(["convert", str(source), str(target), "--train-length", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fope convert: error: {weights} is not a readable safetensors file (")
+    assert "it may be truncated" in err and err.count("\n") == 1 and not target.exists()
+
+
 @pytest.mark.parametrize(
     "options",
     [

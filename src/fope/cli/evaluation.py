@@ -4,6 +4,7 @@ past its length."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         "for the same checkpoint and span settings: other lengths are kept.",
         handler=_run_eval,
         user_errors=(ValueError,),
+        interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--data", default=None, help="evaluate on this text: a folder of .txt, a .txt or a .jsonl file")
@@ -46,22 +48,45 @@ def _run_eval(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         **run_keywords(args),
         **{key: value for key, value in given.items() if value is not None},
+        write=False,
     )
-    if args.json:
-        print(json.dumps(records(results)))
-        return 0
-    print(format_perplexity(results))
-    print(_saved(args.run_dir, results_name(PERPLEXITY, args.data), results))
+    print(json.dumps(records(results)) if args.json else format_perplexity(results))
+    name = results_name(PERPLEXITY, args.data)
+    saved = _save(args, name, results)
+    if saved is None:
+        return 2
+    if not args.json:
+        print(_saved(args.run_dir, name, results, saved))
     return 0
 
 
-def _saved(run_dir: str, name: str, results: dict) -> str:
-    """``saved PATH``, and the lengths the file kept from earlier evaluations (``fope.evaluate.results``)."""
-    from fope.evaluate.results import read_results, results_path
+def _saved(run_dir: str, name: str, results: dict, saved: Path) -> str:
+    """``saved PATH``, and the lengths the file kept from earlier evaluations (``fope.evaluate.results`` merges)."""
+    from fope.evaluate.results import read_results
 
     stored = read_results(run_dir, name) or {}
     kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
-    return f"saved {results_path(run_dir, name)}" + (f" (kept lengths {kept} evaluated before)" if kept else "")
+    return f"saved {saved}" + (f" (kept lengths {kept} evaluated before)" if kept else "")
+
+
+def _save(args: argparse.Namespace, name: str, results: dict) -> Path | None:
+    """Write the results printed above to ``RUN_DIR/eval/<name>.json``; None, said on stderr, when the folder cannot
+    be written (read-only, full, a name too long): the results are then only on stdout."""
+    from fope.errors import describe_os_error, is_environment_error
+    from fope.evaluate.results import write_results
+
+    try:
+        return write_results(args.run_dir, name, results)
+    except OSError as error:
+        if not is_environment_error(error):
+            raise
+        message = f"{describe_os_error(error)}; the results printed above were not saved"
+        print(f"fope {args.command}: error: {message}", file=sys.stderr)
+        return None
+
+
+def _nothing_written(args: argparse.Namespace) -> str:
+    return "nothing written"
 
 
 def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
@@ -74,6 +99,7 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
         "other lengths are kept.",
         handler=_run_passkey,
         user_errors=(ValueError,),
+        interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument(
@@ -103,15 +129,20 @@ def _trial_keywords(args: argparse.Namespace) -> dict:
 
 
 def _print_retrieval(args: argparse.Namespace, results: dict, name: str) -> int:
+    """Print the results (a table, or a JSON list with ``--json``), then save them (exit code 2 when that fails)."""
     import json
 
     from fope.evaluate.retrieval import format_retrieval
 
     if args.json:
         print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
-        return 0
-    print(format_retrieval(results))
-    print(_saved(args.run_dir, name, results))
+    else:
+        print(format_retrieval(results))
+    saved = _save(args, name, results)
+    if saved is None:
+        return 2
+    if not args.json:
+        print(_saved(args.run_dir, name, results, saved))
     return 0
 
 
@@ -119,7 +150,7 @@ def _run_passkey(args: argparse.Namespace) -> int:
     from fope.evaluate.passkey import evaluate_run_passkey
     from fope.evaluate.results import PASSKEY
 
-    return _print_retrieval(args, evaluate_run_passkey(args.run_dir, **_trial_keywords(args)), PASSKEY)
+    return _print_retrieval(args, evaluate_run_passkey(args.run_dir, **_trial_keywords(args), write=False), PASSKEY)
 
 
 def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
@@ -134,6 +165,7 @@ def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
         "trials and seed. The tasks and their prompts are described in docs/evaluation.md.",
         handler=_run_retrieval,
         user_errors=(ValueError,),
+        interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--task", required=True, metavar="TASK", help=f"one of {', '.join(TASK_NAMES)}")
@@ -151,7 +183,7 @@ def _run_retrieval(args: argparse.Namespace) -> int:
     from fope.evaluate.results import retrieval_name
     from fope.evaluate.retrieval import evaluate_run_retrieval
 
-    results = evaluate_run_retrieval(args.run_dir, args.task, **_trial_keywords(args))
+    results = evaluate_run_retrieval(args.run_dir, args.task, **_trial_keywords(args), write=False)
     return _print_retrieval(args, results, retrieval_name(args.task))
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+from pathlib import Path
 
 from fope.cli.args import command, names
+from fope.errors import FopeError
 
 
 def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +68,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a shipped preset (--preset tiny/fope) or a YAML config file into a run directory; "
         "--resume continues (or extends) it from its saved config.",
         handler=_run_train,
+        interrupted=_interrupted,
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -94,7 +98,41 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _resume_note(out: str) -> str:
+    """How to go on with the run in ``out`` after an interruption: resume it (from its last checkpoint), or start it."""
+    from fope.checkpoint import CheckpointError, latest_checkpoint
+
+    run_dir = Path(out)
+    try:
+        written = (run_dir / "config.yaml").is_file()
+    except OSError:  # a name too long, an unreadable folder
+        written = False
+    if not written:
+        return "run the same command again (no run was written yet)"
+    try:
+        checkpoint = latest_checkpoint(run_dir)
+    except CheckpointError:
+        checkpoint = None
+    start = f"from its last checkpoint, {checkpoint.name}" if checkpoint else "from the start: no checkpoint yet"
+    return f"resume with `fope train --resume --out {out}` ({start})"
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    return _resume_note(args.out)
+
+
 def _run_train(args: argparse.Namespace) -> int:
+    from fope.errors import describe_os_error
+
+    try:
+        return _train(args)
+    except OSError as error:  # a full disk: the last checkpoint is kept, the run goes on with --resume
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise FopeError(describe_os_error(error, retry=_resume_note(args.out))) from error
+
+
+def _train(args: argparse.Namespace) -> int:
     from fope.errors import ConfigError
     from fope.train import train, train_from_files
 

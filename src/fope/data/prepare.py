@@ -20,6 +20,7 @@ from fope.data import corpus
 from fope.data.corpus import Document
 from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
 from fope.data.tokenizer import Tokenizer, check_vocab_size, train_bpe
+from fope.errors import UNWRITABLE_ERRNOS, FopeError
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,29 @@ def prepare_data(
         reused = _reuse(root, options)
         if reused is not None:
             return reused
+    try:
+        return _prepare(root, options, cache_dir)
+    except OSError as error:
+        if error.errno not in UNWRITABLE_ERRNOS or not _inside(error.filename, cache_dir):
+            raise
+        where = f": {os.fsdecode(error.filename)}" if error.filename is not None else ""
+        raise FopeError(
+            f"the data cache {cache_dir} cannot be written ({(error.strerror or 'not writable').lower()}{where}); "
+            "point FOPE_CACHE at a writable folder, e.g. FOPE_CACHE=/tmp/fope-cache"
+        ) from error
+
+
+def _inside(filename: str | bytes | None, folder: Path) -> bool:
+    """Whether an error's ``filename`` is ``folder`` or inside it (or unknown)."""
+    if filename is None:
+        return True
+    path = Path(os.fsdecode(filename)).expanduser().absolute()
+    return path == folder.absolute() or folder.absolute() in path.parents
+
+
+def _prepare(root: Path, options: dict[str, Any], cache_dir: Path) -> PreparedData:
+    """``prepare_data`` past its cache: load, split, tokenize and write the corpus into ``root`` (published whole)."""
+    text_field, val_fraction, seed = options["text_field"], options["val_fraction"], options["seed"]
     documents, origins = _load_documents(options["source"], text_field, cache_dir)
     if "sources" in options:
         documents = corpus.select_sources(documents, options["sources"])

@@ -9,6 +9,7 @@ replaced.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -24,14 +25,19 @@ EVAL_DIR = "eval"
 PERPLEXITY = "perplexity"
 PASSKEY = "passkey"
 RETRIEVAL = "retrieval"
+#: Characters of a data name in a results file name (``perplexity-<name>.json``); longer names are cut and hashed.
+MAX_STEM = 200
 
 
 def results_name(kind: str, data: str | Path | None = None) -> str:
-    """``perplexity`` for the run's held-out split, ``perplexity-<data name>`` for other text (file or folder)."""
+    """``perplexity`` for the run's held-out split, ``perplexity-<data name>`` for other text (file or folder), the
+    name cut to ``MAX_STEM`` characters and a hash when longer."""
     if data is None:
         return kind
-    stem = Path(data).name.split(".")[0] or "data"
-    return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]+', '_', stem)}"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(data).name.split(".")[0] or "data")
+    if len(stem) > MAX_STEM:  # keep the file name (and its temporary) under 255 bytes; distinct names stay distinct
+        stem = f"{stem[: MAX_STEM - 9]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+    return f"{kind}-{stem}"
 
 
 def retrieval_name(task: str) -> str:

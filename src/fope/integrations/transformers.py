@@ -178,6 +178,7 @@ def convert_directory(
     config = AutoConfig.from_pretrained(source, local_files_only=True)
     train_length = check_int("train_length", train_length, minimum=1)
     _check_option_names({k: v for k, v in options.items() if k not in ("sigma", "share_layers", "seed")})
+    check_safetensors_files(source)
     model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype="auto", local_files_only=True)
     convert(model, train_length, **options)
 
@@ -190,6 +191,22 @@ def convert_directory(
 
     write_out_dir(target, write)
     return model
+
+
+def check_safetensors_files(directory: str | PathLike[str]) -> None:
+    """Every ``*.safetensors`` file of ``directory`` opens: a truncated or corrupt one is a ``ValueError`` naming it
+    (transformers would raise safetensors' own error, which names no file)."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # safetensors raises its own error type for a malformed file
+            reason = " ".join(str(error).split())
+            raise ValueError(
+                f"{file} is not a readable safetensors file ({reason}): it may be truncated; copy or save it again"
+            ) from error
 
 
 def check_out_dir(

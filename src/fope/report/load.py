@@ -8,11 +8,13 @@ run them before reporting.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fope.config import MAX_NAME_LENGTH
 from fope.errors import FopeError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
 
@@ -39,6 +41,9 @@ class RunResults:
     data: str | None = None
     stored: bool = False
 
+    def __post_init__(self) -> None:
+        self.label = short_label(self.label)
+
     @property
     def seed(self) -> int | None:
         return self.summary.get("seed")
@@ -52,6 +57,15 @@ class RunResults:
         if evaluation == PASSKEY:
             command = f"fope passkey {self.path}"
         return f"{self.path} has no eval/{name}.json (run `{command}`); it is left out of the {evaluation} numbers"
+
+
+def short_label(label: str) -> str:
+    """``label``, or when it is longer than a run's name may be (a long folder name, an old result), its start and a
+    hash of the whole: tables, legends and file names stay short, and distinct labels stay distinct."""
+    if len(label) <= MAX_NAME_LENGTH:
+        return label
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    return f"{label[: MAX_NAME_LENGTH - 12]}...-{digest}"
 
 
 @dataclass(frozen=True)
@@ -94,9 +108,9 @@ def unique_run_dirs(run_dirs: Sequence[str | Path]) -> tuple[list[Path], list[st
 
 
 def _run_config_summary(path: Path) -> dict[str, Any]:
-    from fope.config import RunConfig, from_dict, load_yaml
+    from fope.runs import read_run_config
 
-    config = from_dict(RunConfig, load_yaml(path / "config.yaml"))
+    config = read_run_config(path)
     return {"path": str(path), "label": config.name or path.name, "seed": config.train.seed}
 
 
