@@ -80,6 +80,17 @@ def test_a_run_whose_checkpoint_meta_is_a_list(tiny_runs, tmp_path, capsys):
     one_error_line(capsys, "compare")
 
 
+@pytest.mark.parametrize("pointer", ["", "\n", "checkpoints", "step_0000099"])
+def test_a_run_whose_latest_pointer_is_empty_or_names_no_checkpoint(tiny_runs, tmp_path, capsys, pointer):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "checkpoints" / "latest").write_text(pointer)
+    assert main(["eval", str(run_dir), "--no-progress"]) == 2
+    line = one_error_line(capsys, "eval")
+    said = "is empty" if not pointer.strip() else f"names {pointer!r}, which is not a checkpoint folder here"
+    assert f"{run_dir / 'checkpoints' / 'latest'} {said}" in line
+    assert "like step_0000020 (here: ['step_0000004', 'step_0000008'])" in line  # what is accepted, and what exists
+
+
 def test_a_run_with_a_garbage_tokenizer(tiny_runs, tmp_path, capsys):
     run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
     (run_dir / "tokenizer.json").write_text('{"not": "a tokenizer"}')
