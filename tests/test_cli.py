@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from fope.cli import build_parser, main
+from fope.cli.args import multiples as parse_multiples
 from fope.errors import FopeError
 from fope.evaluate.results import merge_by_length
 from tests.data import fakes
@@ -102,6 +103,74 @@ def test_analyze_multiples_must_be_positive(tiny_runs, capsys):
     for multiples in ("0", "1,-2", "x", ""):
         assert main(["analyze", str(tiny_runs["fope"]), "--multiples", multiples]) == 2
         assert "--multiples" in one_error_line(capsys, "analyze")
+
+
+@pytest.mark.parametrize("multiples", ["1e1", "2E0", "inf", "nan", "+2", "1,0x2", "1_0"])
+def test_analyze_multiples_are_digits_with_an_optional_point(tiny_runs, capsys, multiples):
+    assert main(["analyze", str(tiny_runs["fope"]), "--multiples", multiples]) == 2
+    line = one_error_line(capsys, "analyze")
+    assert "written with digits and an optional decimal point, e.g. 1,2,4 or 0.5,1.5" in line
+    assert line.endswith(f"(no exponent, sign, inf or nan); got {multiples!r}")
+
+
+def test_analyze_multiples_as_documented():
+    assert parse_multiples("1,2,4") == [1, 2, 4] and all(type(value) is int for value in parse_multiples("1,2,4"))
+    assert parse_multiples(" 0.5, 1., .25 ,16") == [0.5, 1.0, 0.25, 16]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--train-length", "0"], "--train-length must be an int >= 2 (the model's training length); got 0"),
+        (["--train-length", "-64"], "--train-length must be an int >= 2 (the model's training length); got -64"),
+        (["--sequences", "0"], "--sequences must be an int >= 1 (validation windows to read); got 0"),
+    ],
+)
+def test_analyze_refuses_a_length_or_count_below_its_minimum(tiny_runs, tmp_path, capsys, option, message):
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(tiny_runs["fope"]), "--out", str(out), "--no-plots", *option]) == 2
+    assert one_error_line(capsys, "analyze") == f"fope analyze: error: {message}"
+    assert not out.exists()  # refused before anything ran
+
+
+# ------------------------------------------------------------------ output folders that are files
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(tiny_corpus, tiny_runs, tmp_path, capsys):
+    import yaml
+
+    from tests.conftest import tiny_run_config
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus)))
+    said = f"must be a folder (existing or new); got {str(a_file)!r}: it is a file"
+    for command, argv, name in [
+        ("train", ["--config", str(config), "--out", str(a_file)], "the run directory"),
+        ("analyze", [str(tiny_runs["fope"]), "--out", str(a_file), "--no-plots"], "--out"),
+        ("demo", ["--out", str(a_file), "--dry-run"], "--out"),
+        ("experiment", ["ablation", "--out", str(a_file), "--dry-run"], "--out"),
+        ("experiment", ["ablation", "--out", str(tmp_path / "x"), "--results", str(a_file), "--dry-run"], "--results"),
+    ]:
+        assert main([command, *argv]) == 2
+        assert one_error_line(capsys, command) == f"fope {command}: error: {name} {said}"
+    inside = f"must be a folder (existing or new); got {str(a_file / 'runs')!r}: {a_file} above it is a file"
+    assert main(["train", "--config", str(config), "--out", str(a_file / "runs")]) == 2
+    assert one_error_line(capsys, "train") == f"fope train: error: the run directory {inside}"
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "passkey", "retrieval"])
+def test_an_eval_folder_that_is_a_file_is_one_line_before_evaluating(tiny_runs, tmp_path, capsys, monkeypatch, command):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "eval").write_text("not a folder")
+    monkeypatch.setattr("fope.runs.load_run", None)  # the check comes before the model would load
+    options = ["--task", "passkey"] if command == "retrieval" else []
+    assert main([command, str(run_dir), *options, "--no-progress"]) == 2
+    line = one_error_line(capsys, command)
+    said = f"must be a folder (existing or new); got {str(run_dir / 'eval')!r}: it is a file"
+    assert line == f"fope {command}: error: eval/ (where the results are written) {said}"
 
 
 # ------------------------------------------------------------------ compare

@@ -3,7 +3,8 @@
 One home for the int / number / bool / choice checks that models, position encodings, samplers and evaluations used
 to spell out each on their own. A wrong type raises ``ArgumentTypeError`` (both a ``TypeError`` and a ``FopeError``,
 so callers that catch either keep working); a value out of range raises ``ArgumentError`` (a ``FopeError``).
-Shape checks of tensors stay with the code that owns the shapes (``fope.positions._checks``).
+Shape checks of tensors stay with the code that owns the shapes (``fope.positions._checks``). ``check_folder``: an
+output folder that can be made (no file in its place or above it), checked before any work is done.
 """
 
 from __future__ import annotations
@@ -11,10 +12,19 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from pathlib import Path
 
 from fope.errors import FopeError
 
-__all__ = ["ArgumentError", "ArgumentTypeError", "check_bool", "check_choice", "check_float", "check_int"]
+__all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_folder",
+    "check_int",
+]
 
 
 class ArgumentError(FopeError):
@@ -55,3 +65,15 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ArgumentError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_folder(name: str, path: str | Path, hint: str = "") -> Path:
+    """``path`` as a ``Path`` when it is a folder or can be made one: neither it nor a folder above it is a file."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "it is a file" if candidate == path else f"{candidate} above it is a file"
+                raise ArgumentError(f"{name} must be a folder (existing or new); got {str(path)!r}: {where}{hint}")
+            break
+    return path

@@ -35,6 +35,7 @@ from fope.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
+from fope.checks import check_folder
 from fope.config import ConfigError, RunConfig, load_config, save_config
 from fope.data.prepare import PreparedData
 from fope.data.sampler import WindowSampler
@@ -168,6 +169,7 @@ def write_run_files(config: RunConfig, run_dir: Path, prepared: PreparedData) ->
 def setup(config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str], None]) -> Session:
     """Join the process group, prepare the data, build or restore model, optimizer and schedule, write the run files."""
     tcfg = config.train
+    check_folder("the run directory", run_dir)
     device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = init_distributed(device.type)
     if not ddp.is_main:

@@ -15,6 +15,19 @@ def test_prepare_command_on_a_text_folder(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"reused data in {tmp_path / 'out'}")
 
 
+def test_prepare_with_fope_cache_on_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "cache"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("FOPE_CACHE", str(a_file))
+    corpus = fakes.text_corpus(tmp_path / "corpus", {"books": 4})
+    assert main(["prepare", "--source", str(corpus), "--vocab-size", "300"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"fope prepare: error: FOPE_CACHE must be a folder (existing or new); got {str(a_file)!r}: it is a file; point "
+        "it at a folder, or unset it for ~/.cache/fope"
+    ]
+
+
 def test_prepare_command_keeps_only_the_given_sources(tmp_path, capsys):
     corpus = fakes.text_corpus(tmp_path / "corpus", {"books": 4, "letters": 3})
     argv = ["prepare", "--source", str(corpus), "--out", str(tmp_path / "out"), "--vocab-size", "300"]

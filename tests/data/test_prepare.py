@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import types
@@ -9,6 +10,7 @@ import pytest
 from fope.data import corpus, prepare
 from fope.data.corpus import file_sha256
 from fope.data.prepare import options_key, prepare_data
+from fope.errors import FopeError
 from tests.data import fakes
 
 
@@ -179,6 +181,21 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert prepare.default_cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("FOPE_CACHE")
     assert prepare.default_cache_dir() == Path.home() / ".cache" / "fope"
+
+
+def test_a_cache_that_is_a_file_is_an_error_naming_fope_cache(monkeypatch, tmp_path):
+    a_file = tmp_path / "cache-file"
+    a_file.write_text("not a folder")
+    for given, where in ((a_file, "it is a file"), (a_file / "sub", f"{a_file} above it is a file")):
+        monkeypatch.setenv("FOPE_CACHE", str(given))
+        expected = f"FOPE_CACHE must be a folder (existing or new); got {str(given)!r}: {where}; point it at a folder"
+        with pytest.raises(FopeError, match=re.escape(expected)):
+            prepare.default_cache_dir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("FOPE_CACHE")
+    (tmp_path / ".cache").write_text("a file where the cache folder goes")
+    with pytest.raises(FopeError, match=r"the cache folder must be a folder .*: .*\.cache above it is a file; move"):
+        prepare.default_cache_dir()
 
 
 def test_changed_tokenizer_file_is_rebuilt(corpus_dir):

@@ -16,6 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fope.checkpoint import file_sha256, publish_directory
+from fope.checks import check_folder
 from fope.data import corpus
 from fope.data.corpus import Document
 from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
@@ -47,8 +48,12 @@ class PreparedData:
 
 
 def default_cache_dir() -> Path:
-    """``$FOPE_CACHE``, else ``~/.cache/fope``."""
-    return Path(os.environ.get("FOPE_CACHE") or Path.home() / ".cache" / "fope").expanduser()
+    """``$FOPE_CACHE``, else ``~/.cache/fope``: a folder, or a path where one can be made."""
+    given = os.environ.get("FOPE_CACHE")
+    if given:
+        hint = "; point it at a folder, or unset it for ~/.cache/fope"
+        return check_folder("FOPE_CACHE", Path(given).expanduser(), hint)
+    return check_folder("the cache folder", Path.home() / ".cache" / "fope", "; move that file, or set FOPE_CACHE")
 
 
 def _fingerprint(path: Path) -> list[list[Any]]:

@@ -66,9 +66,13 @@ def plan_experiment(
     """The ``Plan`` of recipe ``experiment`` (or ``demo``): ``Settings`` fields (``seeds``, ``steps``, ``quick``,
     ``scale``, ...) and the recipe's ``Options`` fields (``sizes``, ``encodings``, ...); None means the default.
     Its campaign stores evaluations in and reuses the results folder ``results`` (default ``OUT/results``)."""
+    from fope.checks import check_folder
     from fope.experiments.common import Settings
 
     module = recipe(experiment)
+    check_folder("--out", out)
+    if results is not None:
+        check_folder("--results", results)
     settings_keys = setting_names(module)
     option_keys = [field.name for field in dataclasses.fields(module.Options)]
     unknown = sorted(set(given) - set(settings_keys) - set(option_keys))
