@@ -24,7 +24,12 @@ __all__ = [
     "check_float",
     "check_folder",
     "check_int",
+    "check_seed",
 ]
+
+#: The largest seed ``torch.manual_seed`` and ``torch.Generator.manual_seed`` take (an unsigned 64-bit int); numpy's
+#: generators take any int >= 0.
+MAX_SEED = 2**64 - 1
 
 
 class ArgumentError(FopeError):
@@ -41,6 +46,17 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
         raise ArgumentTypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ArgumentError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_seed(name: str, value: object, *, offset: int = 0, why: str = "") -> int:
+    """A seed: an int >= 0 that torch takes even with ``offset`` added to it (layer ``i`` is seeded ``seed + i``)."""
+    largest = MAX_SEED - offset
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an int from 0 to {largest}; got {value!r} ({type(value).__name__})")
+    if not 0 <= value <= largest:
+        reason = "2**64 - 1, the largest seed torch takes" + (f", less {offset}: {why}" if offset else "")
+        raise ArgumentError(f"{name} must be an int from 0 to {largest} ({reason}); got {value}")
     return int(value)
 
 

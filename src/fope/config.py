@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from fope.checkpoint import write_atomic
+from fope.checks import check_seed
 from fope.data.corpus import check_sources
 from fope.data.retrieval import check_retrieval_tasks
 from fope.errors import ConfigError
@@ -371,8 +372,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of grad_accum={self.grad_accum}")
-        if self.eval_batches < 0 or self.seed < 0:
-            raise ValueError("eval_batches and seed must be >= 0")
+        if self.eval_batches < 0:
+            raise ValueError(f"eval_batches must be >= 0; got {self.eval_batches}")
+        check_seed("seed", self.seed)
 
 
 @dataclass
