@@ -202,6 +202,30 @@ def test_compare_counts_a_run_given_twice_once(tiny_runs, tmp_path, capsys):
     assert results["groups"]["rope"]["perplexity"]["by_length"][0]["perplexity"]["std"] is None
 
 
+def test_compare_refuses_a_copy_of_a_run(tiny_runs, tmp_path, capsys):
+    from fope.report import ReportError, compare_runs
+
+    original = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    copy = shutil.copytree(original, tmp_path / "rope-copy")
+    other_seed = tiny_runs["rope-seed1"]
+    argv = ["compare", str(original), str(other_seed), str(copy), "--out", str(tmp_path / "report"), "--no-progress"]
+    assert main(argv) == 2
+    line = one_error_line(capsys, "compare")
+    assert line.startswith(
+        f"fope compare: error: {original} and {copy} hold the same run (seed 0, checkpoint step_0000008"
+    )
+    assert "it would count as two seeds with a spread of 0; give one of them" in line
+    assert not (original / "eval").exists() and not (tmp_path / "report").exists()  # refused before any work
+    with pytest.raises(ReportError, match="hold the same run"):
+        compare_runs([copy, original], tmp_path / "report")
+    # the same checkpoint files under another seed are not a copy
+    config = copy / "config.yaml"
+    assert "\n  seed: 0\n" in config.read_text()
+    config.write_text(config.read_text().replace("\n  seed: 0\n", "\n  seed: 5\n"))
+    assert main([*argv, "--no-evaluate"]) == 0
+    assert "rope (n=3)" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------ eval merges by length
 
 

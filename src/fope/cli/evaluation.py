@@ -155,7 +155,8 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
         description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
-        "report.md, results.json and PNG plots to --out. A run given twice counts once.",
+        "report.md, results.json and PNG plots to --out. A run given twice counts once; two folders holding the same "
+        "run (a copy: same seed and checkpoint) are an error.",
         handler=_run_compare,
         user_errors=(ValueError,),
     )
@@ -176,12 +177,13 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
+    from fope.report import check_distinct_runs, check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
     check_out_dir(args.out)  # before any evaluation
     run_dirs, repeats = unique_run_dirs(args.run_dirs)
     for run_dir in run_dirs:
         check_run_dir(run_dir)
+    check_distinct_runs(run_dirs)
     for note in repeats:
         print(f"note: {note}")
     if not args.no_evaluate:

@@ -12,6 +12,7 @@ from fope.report.load import (
     ReportError,
     RunResults,
     SectionBuilder,
+    check_distinct_runs,
     check_run_dir,
     load_results,
     unique_run_dirs,
@@ -44,7 +45,8 @@ def compare_runs(
 
     Reads each run's results and computes nothing: run ``fope eval`` / ``fope passkey`` first (``fope compare`` does
     unless ``--no-evaluate``). A run without a result is shown as missing (``aggregate``); a run given twice is
-    counted once, with a note. Returns what ``results.json`` holds.
+    counted once, with a note; two folders that hold the same run (a copy: same seed and checkpoint) are an error
+    (``check_distinct_runs``). Returns what ``results.json`` holds.
     """
     if not run_dirs:
         raise ReportError("compare_runs needs at least one run directory; got none")
@@ -52,6 +54,7 @@ def compare_runs(
     unique, repeats = unique_run_dirs(run_dirs)
     for run_dir in unique:
         check_run_dir(run_dir)
+    check_distinct_runs(unique)
     runs = [load_results(run_dir, data=data) for run_dir in unique]
     return write_report(runs, out_dir, title=title, data=data, extra_sections=extra_sections, notes=repeats)
 

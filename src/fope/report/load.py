@@ -93,6 +93,30 @@ def unique_run_dirs(run_dirs: Sequence[str | Path]) -> tuple[list[Path], list[st
     return list(seen.values()), notes
 
 
+def check_distinct_runs(run_dirs: Sequence[Path]) -> None:
+    """A ``ReportError`` naming two folders that hold the same run: the same seed and the same latest checkpoint
+    (every file's sha256 in its ``meta.json``), as a copy (``cp -a``) does. They would count as two seeds of one
+    configuration, with a spread of 0; runs without a checkpoint are not compared."""
+    from fope.checkpoint import latest_checkpoint, read_checkpoint_meta
+
+    seen: dict[tuple[Any, ...], Path] = {}
+    for run_dir in run_dirs:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            continue
+        files = read_checkpoint_meta(checkpoint, verify=False)["files"]
+        seed = _run_config_summary(Path(run_dir))["seed"]
+        key = (seed, tuple(sorted(files.items())))
+        if key in seen and files:
+            weights = files.get("model.safetensors") or next(iter(sorted(files.values())))
+            raise ReportError(
+                f"{seen[key]} and {run_dir} hold the same run (seed {seed}, checkpoint {checkpoint.name} with the "
+                f"same files, weights sha256 {weights[:12]}): it would count as two seeds with a spread of 0; give "
+                "one of them (a new seed is trained with --set train.seed=N)"
+            )
+        seen[key] = Path(run_dir)
+
+
 def _run_config_summary(path: Path) -> dict[str, Any]:
     from fope.config import RunConfig, from_dict, load_yaml
 
