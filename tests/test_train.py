@@ -307,3 +307,16 @@ def test_a_set_that_reshapes_the_model_on_resume_is_one_line_naming_it(tiny_runs
     # what leaves the shapes alone still resumes
     assert main([*resume, "--set", "optim.lr=1e-3", "--set", "model.position_options.sigma=0.2"]) == 0
     assert load_run(run_dir).step == 9
+
+
+def test_training_warns_when_the_held_out_share_is_far_from_val_fraction(tmp_path):
+    from tests.data import fakes
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "huge.txt").write_text(" ".join(fakes.english_like(seed).replace("\n", " ") for seed in range(40)))
+    (corpus / "small.txt").write_text(fakes.english_like(999))
+    messages: list[str] = []
+    train(config_for(corpus, max_steps=1, checkpoint_every=1), tmp_path / "run", progress=False, log=messages.append)
+    warned = [message for message in messages if message.startswith("warning: the held-out split has")]
+    assert len(warned) == 1 and "among these 2 the largest, huge.txt" in warned[0]

@@ -196,6 +196,8 @@ def setup(config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str]
 
     if ddp.is_main:
         prepared = prepare_run_data(config)
+        if prepared.split_warning:
+            log(prepared.split_warning)
     ddp.barrier()
     if not ddp.is_main:
         prepared = prepare_run_data(config)
