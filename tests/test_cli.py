@@ -226,6 +226,29 @@ def test_compare_refuses_a_copy_of_a_run(tiny_runs, tmp_path, capsys):
     assert "rope (n=3)" in capsys.readouterr().out
 
 
+def test_compare_refuses_an_impossible_result_in_a_run_folder(tiny_runs, tmp_path, capsys):
+    from tests.report.fakes import passkey_result
+
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "eval").mkdir()
+    path = run_dir / "eval" / "passkey.json"
+    result = {"run": {"label": "rope", "step": 8, "seed": 0}, **passkey_result({32: 7.5, 64: 0.5})}
+    path.write_text(json.dumps(result))
+    argv = ["compare", str(run_dir), "--out", str(tmp_path / "report"), "--no-evaluate"]
+    assert main(argv) == 2
+    assert one_error_line(capsys, "compare") == (
+        f"fope compare: error: {path}: by_length[0].accuracy must be a number from 0 to 1; got 7.5"
+    )
+    del result["run"]["step"]
+    result["by_length"][0]["accuracy"] = 1.0
+    path.write_text(json.dumps(result))
+    assert main(argv) == 2
+    assert one_error_line(capsys, "compare") == f"fope compare: error: {path}: run.step is missing"
+    path.write_text("{not json")
+    assert main(argv) == 2
+    assert one_error_line(capsys, "compare").startswith(f"fope compare: error: cannot read {path}: ")
+
+
 # ------------------------------------------------------------------ eval merges by length
 
 

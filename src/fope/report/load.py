@@ -13,12 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fope.errors import FopeError
-from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
+from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
+from fope.report.checks import ReportError, check_run_results
 
-
-class ReportError(FopeError):
-    """A report that cannot be written as asked (no runs, a path that is not a run, an output path that is a file)."""
+__all__ = [
+    "ReportError",
+    "ReportSection",
+    "RunResults",
+    "SectionBuilder",
+    "check_distinct_runs",
+    "check_run_dir",
+    "latest_step",
+    "load_results",
+    "pending_evaluations",
+    "unique_run_dirs",
+]
 
 
 @dataclass
@@ -131,13 +140,24 @@ def latest_step(run_dir: str | Path) -> int:
     return int(read_checkpoint_meta(find_checkpoint(run_dir), verify=False)["step"])
 
 
+def _read_results(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """``RUN_DIR/eval/<name>.json`` checked as a report reads it (``fope.report.checks``), None when absent."""
+    try:
+        results = read_results(run_dir, name)
+    except (OSError, ValueError) as error:  # unreadable, or not JSON
+        raise ReportError(f"cannot read {results_path(run_dir, name)}: {error}") from error
+    if results is not None:
+        check_run_results(results, name, results_path(run_dir, name))
+    return results
+
+
 def pending_evaluations(run_dir: str | Path, data: str | Path | None = None) -> list[str]:
     """The evaluations (``perplexity``, ``passkey``) whose results are missing or stale for the latest checkpoint."""
     path = check_run_dir(run_dir)
     latest = latest_step(path)
     pending = []
     for evaluation, name in ((PERPLEXITY, results_name(PERPLEXITY, data)), (PASSKEY, PASSKEY)):
-        results = read_results(path, name)
+        results = _read_results(path, name)
         if results is None or results["run"]["step"] != latest:
             pending.append(evaluation)
     return pending
@@ -155,7 +175,7 @@ def load_results(run_dir: str | Path, *, data: str | Path | None = None) -> RunR
     missing: list[str] = []
 
     def read(evaluation: str, name: str) -> dict[str, Any] | None:
-        results = read_results(path, name)
+        results = _read_results(path, name)
         if results is None:
             missing.append(evaluation)
         elif results["run"]["step"] != latest:
