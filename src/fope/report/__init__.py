@@ -14,6 +14,8 @@ each usable alone:
   (``write_report`` from results already read).
 - ``store``: results as data, one small JSON per run in a results folder (``docs/results``) that campaigns write and
   reuse; ``verdicts``: a contrast as a sentence; ``page``: ``fope report``, ``docs/results.md`` from that folder.
+- ``checks``: what a report accepts from a results file (fields, types, ranges), checked by ``load`` and ``store``
+  as they read; ``ReportError`` is defined there.
 
 Other modules add to a report through ``extra_sections``: callables that get the loaded runs and the output folder and
 return a ``ReportSection`` (its text, the figures they drew there, and their numbers).
