@@ -92,6 +92,18 @@ def test_a_run_whose_latest_pointer_is_empty_or_names_no_checkpoint(tiny_runs, t
     assert "like step_0000020 (here: ['step_0000004', 'step_0000008'])" in line  # what is accepted, and what exists
 
 
+def test_a_run_whose_config_is_empty_names_the_file(tiny_runs, tmp_path, capsys):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "config.yaml").write_text("")
+    for command in ("eval", "compare"):
+        extra = ["--out", str(tmp_path / "report")] if command == "compare" else []
+        assert main([command, str(run_dir), *extra, "--no-progress"]) == 2
+        assert one_error_line(capsys, command) == (
+            f"fope {command}: error: {run_dir / 'config.yaml'} is empty (or only comments); a config file holds a "
+            "mapping with name, model, data, optim and train"
+        )
+
+
 def test_a_run_with_a_garbage_tokenizer(tiny_runs, tmp_path, capsys):
     run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
     (run_dir / "tokenizer.json").write_text('{"not": "a tokenizer"}')
