@@ -373,7 +373,10 @@ def refuse_reshaping_overrides(run_dir: Path, overrides: list[str] | tuple[str, 
     saved, checkpoint = run_dir / "config.yaml", latest_checkpoint(run_dir)
     if not overrides or checkpoint is None or load_config(saved, overrides).transformers is not None:
         return  # nothing to fit, or a transformers model, whose shape comes from its own folder
-    stored = ModelConfig.from_dict(read_checkpoint_meta(checkpoint, verify=False)["model_config"])
+    try:
+        stored = ModelConfig.from_dict(read_checkpoint_meta(checkpoint, verify=False)["model_config"])
+    except (TypeError, ValueError):
+        return  # a meta.json that does not describe a model: loading the checkpoint says what is wrong with it
     before = _shapes(stored)
 
     def shapes(given: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:
