@@ -128,3 +128,33 @@ def test_load_yaml_errors(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_yaml(listing)
+
+
+def test_an_empty_config_file_is_an_error_naming_the_file(tmp_path):
+    for text in ("", "# only a comment\n"):
+        empty = tmp_path / "config.yaml"
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match=rf"{tmp_path}/config\.yaml is empty"):
+            load_yaml(empty)
+
+
+#: YAML with a key written twice, and what the error says about it.
+TWICE = {
+    "train:\n  seq_len: 64\n  seq_len: 32\n": r"key train\.seq_len appears twice, on line 2 and on line 3",
+    "model: {position: rope}\nname: x\nmodel: {position: fope}\n": "key model appears twice, on line 1 and on line 3",
+    "runs:\n  - {a: 1}\n  - {b: 1,\n     b: 2}\n": r"key runs\[1\]\.b appears twice, on line 3 and on line 4",
+}
+
+
+@pytest.mark.parametrize(("text", "message"), TWICE.items())
+def test_a_key_written_twice_is_an_error_naming_the_key_and_lines(tmp_path, text, message):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"twice\.yaml is not valid YAML: {message}; write each key once"):
+        load_yaml(path)
+
+
+def test_a_merge_key_may_be_overridden_and_aliases_are_not_duplicates(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &base {lr: 1, eps: 2}\noptim:\n  <<: *base\n  lr: 3\nagain: *base\n")
+    assert load_yaml(path) == {"base": {"lr": 1, "eps": 2}, "optim": {"lr": 3, "eps": 2}, "again": {"lr": 1, "eps": 2}}

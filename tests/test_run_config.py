@@ -7,6 +7,7 @@ import torch
 
 from fope.config import ConfigError, load_config
 from fope.device import model_device, resolve_device
+from fope.model import TransformerLM
 from tests.conftest import tiny_run_config
 
 
@@ -34,6 +35,29 @@ def test_bad_model_and_numbers_fail_at_load(tiny_corpus, override, message):
     with pytest.raises(ConfigError, match=message) as error:
         load(tiny_corpus, override)
     assert "\n" not in str(error.value)
+
+
+def test_seeds_are_those_torch_takes(tiny_corpus):
+    """torch seeds are unsigned 64-bit, and layer i's position coefficients are seeded position_seed + i."""
+    largest = 2**64 - 1
+    with pytest.raises(
+        ConfigError, match=rf"train: seed must be an int from 0 to {largest} \(2\*\*64 - 1, .*got {largest + 1}$"
+    ):
+        load(tiny_corpus, f"train.seed={largest + 1}", position="rope")
+    with pytest.raises(ConfigError, match=r"train: seed must be an int from 0 to .*; got -1$"):
+        load(tiny_corpus, "train.seed=-1", position="rope")
+    # two layers: the largest position seed is 2**64 - 2, which train.seed gives when model.position_seed is not set
+    config = load(tiny_corpus, f"train.seed={largest - 1}")
+    torch.manual_seed(config.train.seed)
+    assert config.model_config(300).position_seed == largest - 1
+    TransformerLM(config.model_config(300))  # layer 1 is seeded 2**64 - 1: torch takes it
+    assert load(tiny_corpus, f"train.seed={largest}", "model.position_seed=0").train.seed == largest
+    with pytest.raises(
+        ConfigError, match=rf"position_seed must be an int from 0 to {largest - 1} .*less 1: layer i of 2"
+    ):
+        load(tiny_corpus, f"train.seed={largest}")
+    with pytest.raises(ConfigError, match=r"got 99999999999999999999$"):
+        load(tiny_corpus, "model.position_seed=99999999999999999999")
 
 
 def test_unknown_option_names_what_is_accepted(tiny_corpus):

@@ -409,3 +409,49 @@ def test_resume_keeps_the_runs_tokenizer_and_data(tmp_path, capsys):
         capsys
     )
     assert (run / "tokenizer.json").read_bytes() == tokenizer and load_run(run).step == 6
+
+
+def test_a_set_that_reshapes_the_model_on_resume_is_one_line_naming_it(tiny_runs, tmp_path, capsys):
+    import shutil
+
+    from fope.cli import main
+
+    run_dir = shutil.copytree(tiny_runs["fope"], tmp_path / "fope")  # d_model 32, 2 layers, seq_len 32
+    checkpoint = run_dir / "checkpoints" / "step_0000008"
+    resume = ["train", "--out", str(run_dir), "--resume", "--no-progress", "--max-steps", "9"]
+    assert main([*resume, "--set", "optim.lr=1e-3", "--set", "model.d_model=64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "fope train: error: --set model.d_model=64 changes the run's model shape (embed.weight [300, 32] -> [300, 64], "
+    )
+    assert err.endswith(
+        f"tensor(s) in all), which a resume cannot: the weights in {checkpoint} keep their shapes. Resume without "
+        f"it, or start a new run in another --out (--set train.init_from={run_dir} copies the weights that fit)\n"
+    )
+    assert err.count("\n") == 1
+    # FoPE keeps more frequencies at a longer training length: its coefficients change shape
+    assert main([*resume, "--set", "train.seq_len=256"]) == 2
+    assert (
+        "--set train.seq_len=256 changes the run's model shape (position_modules.0.cos_coef" in capsys.readouterr().err
+    )
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == [
+        "latest",
+        "step_0000004",
+        "step_0000008",
+    ]
+    # what leaves the shapes alone still resumes
+    assert main([*resume, "--set", "optim.lr=1e-3", "--set", "model.position_options.sigma=0.2"]) == 0
+    assert load_run(run_dir).step == 9
+
+
+def test_training_warns_when_the_held_out_share_is_far_from_val_fraction(tmp_path):
+    from tests.data import fakes
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "huge.txt").write_text(" ".join(fakes.english_like(seed).replace("\n", " ") for seed in range(40)))
+    (corpus / "small.txt").write_text(fakes.english_like(999))
+    messages: list[str] = []
+    train(config_for(corpus, max_steps=1, checkpoint_every=1), tmp_path / "run", progress=False, log=messages.append)
+    warned = [message for message in messages if message.startswith("warning: the held-out split has")]
+    assert len(warned) == 1 and "among these 2 the largest, huge.txt" in warned[0]

@@ -176,9 +176,15 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    directory = root / pointer.read_text().strip()
-    if not directory.is_dir():
-        raise CheckpointError(f"{pointer} names {directory.name}, which does not exist")
+    name = pointer.read_text(errors="replace").strip()
+    directory = root / name
+    if not re.fullmatch(r"step_\d+", name) or not directory.is_dir():
+        available = sorted(path.name for path in root.glob("step_*") if path.is_dir())
+        said = f"names {name!r}, which is not a checkpoint folder here" if name else "is empty"
+        raise CheckpointError(
+            f"{pointer} {said}; it must name a checkpoint folder of the run like step_0000020 (here: {available}); "
+            "write the name of the newest one into it"
+        )
     return directory
 
 

@@ -36,13 +36,14 @@ from fope.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
+from fope.checks import check_folder
 from fope.config import ConfigError, RunConfig, load_config, save_config
 from fope.data.prepare import PreparedData
 from fope.data.sampler import WindowSampler
 from fope.device import Distributed, init_distributed, resolve_device
 from fope.errors import FopeError
 from fope.metrics import MetricsLog, iterate_losses
-from fope.model import TransformerLM
+from fope.model import ModelConfig, TransformerLM
 
 if TYPE_CHECKING:
     from fope.integrations.hf_lm import HFCausalLM
@@ -261,6 +262,7 @@ def setup(
     Everything is checked before anything is written: a new run's folder (``check_new_run_dir``) and a resumed
     run's remaining steps (``check_resumed_step``)."""
     tcfg = config.train
+    check_folder("the run directory", run_dir)
     try:
         device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     except ConfigError as error:
@@ -291,6 +293,8 @@ def setup(
 
     if ddp.is_main:
         prepared = run_data(config, run_dir, resume, log)
+        if prepared.split_warning:
+            log(prepared.split_warning)
     ddp.barrier()
     if not ddp.is_main:
         prepared = run_data(config, run_dir, resume, log)
@@ -468,6 +472,43 @@ def _train(
     return summary
 
 
+def _shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight and buffer a checkpoint of the model holds (built on the meta device)."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = TransformerLM(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def refuse_reshaping_overrides(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> None:
+    """A ``ConfigError`` naming the ``--set`` values that change the shape of the run's model: the weights of the
+    checkpoint a resume starts from would not fit (``--set model.d_model=64``, or ``train.seq_len`` where FoPE keeps
+    more frequencies). Other values, the schedule's or ``position_options.sigma``, may change on resume."""
+    saved, checkpoint = run_dir / "config.yaml", latest_checkpoint(run_dir)
+    if not overrides or checkpoint is None or load_config(saved, overrides).transformers is not None:
+        return  # nothing to fit, or a transformers model, whose shape comes from its own folder
+    try:
+        stored = ModelConfig.from_dict(read_checkpoint_meta(checkpoint, verify=False)["model_config"])
+    except (TypeError, ValueError):
+        return  # a meta.json that does not describe a model: loading the checkpoint says what is wrong with it
+    before = _shapes(stored)
+
+    def shapes(given: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+        return _shapes(load_config(saved, given).model_config(stored.vocab_size))
+
+    after = shapes(overrides)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if not changed:
+        return
+    named = ", ".join(f"--set {item}" for item in [item for item in overrides if shapes([item]) != before] or overrides)
+    first = changed[0]
+    example = " -> ".join(str(list(shape[first])) if first in shape else "none" for shape in (before, after))
+    raise ConfigError(
+        f"{named} changes the run's model shape ({first} {example}, {len(changed)} tensor(s) in all), which a resume "
+        f"cannot: the weights in {checkpoint} keep their shapes. Resume without it, or start a new run in another "
+        f"--out (--set train.init_from={run_dir} copies the weights that fit)"
+    )
+
+
 def train_from_files(
     config_path: str | Path | None,
     run_dir: str | Path,
@@ -485,6 +526,7 @@ def train_from_files(
         raise nothing_to_resume(run_dir)
     if resume:
         config = load_config(saved, overrides)
+        refuse_reshaping_overrides(run_dir, overrides)
     elif config_path is None:
         raise ConfigError("--config is required to start a new run (or pass --resume to continue one)")
     else:

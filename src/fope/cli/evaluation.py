@@ -194,8 +194,9 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
         description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
-        "report.md, results.json and PNG plots to --out. A run given twice counts once. A report.md in --out that "
-        "fope compare did not write (or that was edited since) is not replaced without --force.",
+        "report.md, results.json and PNG plots to --out. A run given twice counts once; two folders holding the same "
+        "run (a copy: same seed and checkpoint) are an error. A report.md in --out that fope compare did not write "
+        "(or that was edited since) is not replaced without --force.",
         handler=_run_compare,
         user_errors=(ValueError,),
     )
@@ -219,12 +220,13 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
+    from fope.report import check_distinct_runs, check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
     check_out_dir(args.out, args.force)  # before any evaluation
     run_dirs, repeats = unique_run_dirs(args.run_dirs)
     for run_dir in run_dirs:
         check_run_dir(run_dir)
+    check_distinct_runs(run_dirs)
     for note in repeats:
         print(f"note: {note}")
     if not args.no_evaluate:
@@ -272,7 +274,9 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
     default = ",".join(map(str, LENGTH_MULTIPLES))
     parser.add_argument(
-        "--multiples", default=default, help=f"contexts as multiples of the training length (default {default})"
+        "--multiples",
+        default=default,
+        help=f"contexts as multiples of the training length: numbers > 0 like 1,2,4 or 0.5,1.5 (default {default})",
     )
     parser.add_argument("--sequences", type=int, default=2, help="validation windows to read (default 2)")
     parser.add_argument("--train-length", type=int, default=None, help="override the model's train_length")
@@ -282,12 +286,19 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_analyze(args: argparse.Namespace) -> int:
     from fope.analysis import analyze
+    from fope.checks import check_folder
+    from fope.errors import FopeError
     from fope.runs import load_run
 
     contexts = multiples(args.multiples)
+    # checked before the model loads; analyze() checks them too, in its own argument names
+    if args.train_length is not None and args.train_length < 2:
+        raise FopeError(f"--train-length must be an int >= 2 (the model's training length); got {args.train_length}")
+    if args.sequences < 1:
+        raise FopeError(f"--sequences must be an int >= 1 (validation windows to read); got {args.sequences}")
+    out_dir = check_folder("--out", Path(args.out) if args.out else Path(args.run_dir) / "analysis")
     run = load_run(args.run_dir, step=args.step, device=args.device)
-    train_length = args.train_length or run.model.config.train_length
-    out_dir = Path(args.out) if args.out else Path(run.path) / "analysis"
+    train_length = run.model.config.train_length if args.train_length is None else args.train_length
     result = analyze(
         run.model,
         run.val_store(),

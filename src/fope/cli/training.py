@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sys
 from pathlib import Path
 
 from fope.cli.args import command, names
@@ -53,6 +54,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         "sources": args.sources,
     }
     data = prepare_data(args.source, args.out, **{key: value for key, value in given.items() if value is not None})
+    if data.split_warning:
+        print(data.split_warning, file=sys.stderr)
     print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
     print(f"tokenizer: {data.tokenizer.vocab_size} tokens, eos id {data.tokenizer.eos_id}")
     for split, store in (("train", data.train), ("val", data.val)):

@@ -16,6 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fope.checkpoint import file_sha256, publish_directory
+from fope.checks import check_folder
 from fope.data import corpus
 from fope.data.corpus import Document
 from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
@@ -33,6 +34,9 @@ TOKENIZER_FILE = "tokenizer.json"
 PREPARE_VERSION = 2  # 2: digits split one per token
 ENCODE_CHUNK = 8
 STORE_FILES = (TOKENS_FILE, INDEX_FILE, META_FILE)
+#: A held-out share of tokens more than this factor above or below ``val_fraction`` is warned about
+#: (``split_warning``): the split is by whole documents, so a few large ones can put far more or less aside.
+SPLIT_TOLERANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,40 @@ class PreparedData:
     manifest: dict[str, Any]
     reused: bool = False
 
+    @property
+    def split_warning(self) -> str | None:
+        """A warning line when the held-out share of tokens is far from ``val_fraction`` (``split_warning``)."""
+        return split_warning(self.manifest)
+
+
+def split_warning(manifest: dict[str, Any]) -> str | None:
+    """``warning: ...`` when the held-out split's share of tokens is more than ``SPLIT_TOLERANCE`` times above or below
+    ``val_fraction``, saying why (few documents, or one that holds much of the text) and what to do; else None.
+
+    The split holds out whole documents (``corpus.split_documents``), ``val_fraction`` of each source's documents, not
+    of its tokens: one 2 MB document next to a 5 KB one puts either almost all or almost none of the text aside."""
+    fraction = manifest["options"]["val_fraction"]
+    held_out = manifest["splits"]["val"]["tokens"]
+    total = held_out + manifest["splits"]["train"]["tokens"]
+    if not total or fraction / SPLIT_TOLERANCE <= held_out / total <= fraction * SPLIT_TOLERANCE:
+        return None
+    documents = manifest["documents"]
+    largest = max(documents, key=lambda record: record["tokens"])
+    return (
+        f"warning: the held-out split has {held_out / total:.1%} of the tokens, against val_fraction {fraction:g}: "
+        f"the split holds out whole documents, and among these {len(documents)} the largest, {largest['name']} "
+        f"({largest['split']}), has {largest['tokens'] / total:.1%} of the tokens; for a held-out share near "
+        "val_fraction, split the text into more documents of similar size (more .txt files or JSONL lines)"
+    )
+
 
 def default_cache_dir() -> Path:
-    """``$FOPE_CACHE``, else ``~/.cache/fope``."""
-    return Path(os.environ.get("FOPE_CACHE") or Path.home() / ".cache" / "fope").expanduser()
+    """``$FOPE_CACHE``, else ``~/.cache/fope``: a folder, or a path where one can be made."""
+    given = os.environ.get("FOPE_CACHE")
+    if given:
+        hint = "; point it at a folder, or unset it for ~/.cache/fope"
+        return check_folder("FOPE_CACHE", Path(given).expanduser(), hint)
+    return check_folder("the cache folder", Path.home() / ".cache" / "fope", "; move that file, or set FOPE_CACHE")
 
 
 def _fingerprint(path: Path) -> list[list[Any]]:

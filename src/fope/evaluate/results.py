@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fope.checkpoint import write_atomic
+from fope.checks import check_folder
 
 if TYPE_CHECKING:
     from fope.runs import Run
@@ -198,6 +199,8 @@ def evaluate_run(
     from fope.device import resolve_device
     from fope.runs import load_run
 
+    if write:  # before the work, not after it
+        check_folder("eval/ (where the results are written)", Path(run_dir) / EVAL_DIR)
     run = load_run(run_dir, step=step, device=resolve_device(device))
     results = {"run": run_summary(run), **evaluate(run)}
     if write:

@@ -17,6 +17,7 @@ from fope.report.load import (
     ReportError,
     RunResults,
     SectionBuilder,
+    check_distinct_runs,
     check_run_dir,
     load_results,
     unique_run_dirs,
@@ -61,7 +62,8 @@ def compare_runs(
 
     Reads each run's results and computes nothing: run ``fope eval`` / ``fope passkey`` first (``fope compare`` does
     unless ``--no-evaluate``). A run without a result is shown as missing (``aggregate``); a run given twice is
-    counted once, with a note. A ``report.md`` not written by ``fope compare`` is replaced only with ``force``
+    counted once, with a note; two folders that hold the same run (a copy: same seed and checkpoint) are an error
+    (``check_distinct_runs``). A ``report.md`` not written by ``fope compare`` is replaced only with ``force``
     (``check_out_dir``). Returns what ``results.json`` holds.
     """
     if not run_dirs:
@@ -70,6 +72,7 @@ def compare_runs(
     unique, repeats = unique_run_dirs(run_dirs)
     for run_dir in unique:
         check_run_dir(run_dir)
+    check_distinct_runs(unique)
     runs = [load_results(run_dir, data=data) for run_dir in unique]
     return write_report(
         runs, out_dir, title=title, data=data, extra_sections=extra_sections, notes=repeats, force=force
