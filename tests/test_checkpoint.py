@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 
@@ -43,6 +45,53 @@ def test_write_atomic_and_file_sha256(tmp_path):
     assert file_sha256(path) == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
 
 
+def test_a_failed_atomic_write_leaves_the_old_file_and_names_it(tmp_path, monkeypatch):
+    path = write_atomic(tmp_path / "results.json", "old")
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write to an open file says it: no file name
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        write_atomic(path, "new")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, "new")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+#: How safetensors (Rust) reports a full disk: its own error type, the errno in the text.
+SAFETENSORS_FULL = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        (SAFETENSORS_FULL, OSError),
+        (OSError(errno.ENOSPC, "No space left on device"), OSError),
+        (KeyboardInterrupt(), KeyboardInterrupt),
+    ],
+    ids=["safetensors", "oserror", "ctrl-c"],
+)
+def test_a_failed_save_leaves_the_last_checkpoint_and_no_temporary(run_dir, monkeypatch, failure, raised):
+    root = run_dir / "checkpoints"
+    before = sorted(p.name for p in root.iterdir())
+    run = load_run(run_dir)
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("safetensors.torch.save_model", fail)
+    with pytest.raises(raised) as error:
+        save_checkpoint(run_dir, 6, run.model, {"optimizer": {}}, keep=2)
+    if raised is OSError:  # the checkpoint is named, not its temporary folder or a file in it
+        assert error.value.errno == errno.ENOSPC and error.value.filename == str(root / "step_0000006")
+    assert sorted(p.name for p in root.iterdir()) == before  # no .step_0000006.tmp-PID, latest unchanged
+    assert load_run(run_dir).step == 4
+
+
 def test_stale_temporaries_of_dead_writers_are_removed(run_dir):
     root = run_dir / "checkpoints"
     dead, alive = dead_pid(), subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -64,7 +113,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(run_dir):
 def test_resume_cleans_up_after_a_killed_writer(tiny_corpus, run_dir):
     stale = run_dir / "checkpoints" / f".step_0000006.tmp-{dead_pid()}"
     stale.mkdir()
-    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=4))
+    config = load_config(base=tiny_run_config(tiny_corpus, max_steps=6))  # a finished run is not resumed: extend it
     train(config, run_dir, resume=True, progress=False)
     assert not stale.exists()
 

@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from fope.cli import build_parser, main
+from fope.cli.args import multiples as parse_multiples
 from fope.errors import FopeError
 from fope.evaluate.results import merge_by_length
 from tests.data import fakes
@@ -80,6 +81,29 @@ def test_a_run_whose_checkpoint_meta_is_a_list(tiny_runs, tmp_path, capsys):
     one_error_line(capsys, "compare")
 
 
+@pytest.mark.parametrize("pointer", ["", "\n", "checkpoints", "step_0000099"])
+def test_a_run_whose_latest_pointer_is_empty_or_names_no_checkpoint(tiny_runs, tmp_path, capsys, pointer):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "checkpoints" / "latest").write_text(pointer)
+    assert main(["eval", str(run_dir), "--no-progress"]) == 2
+    line = one_error_line(capsys, "eval")
+    said = "is empty" if not pointer.strip() else f"names {pointer!r}, which is not a checkpoint folder here"
+    assert f"{run_dir / 'checkpoints' / 'latest'} {said}" in line
+    assert "like step_0000020 (here: ['step_0000004', 'step_0000008'])" in line  # what is accepted, and what exists
+
+
+def test_a_run_whose_config_is_empty_names_the_file(tiny_runs, tmp_path, capsys):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "config.yaml").write_text("")
+    for command in ("eval", "compare"):
+        extra = ["--out", str(tmp_path / "report")] if command == "compare" else []
+        assert main([command, str(run_dir), *extra, "--no-progress"]) == 2
+        assert one_error_line(capsys, command) == (
+            f"fope {command}: error: {run_dir / 'config.yaml'} is empty (or only comments); a config file holds a "
+            "mapping with name, model, data, optim and train"
+        )
+
+
 def test_a_run_with_a_garbage_tokenizer(tiny_runs, tmp_path, capsys):
     run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
     (run_dir / "tokenizer.json").write_text('{"not": "a tokenizer"}')
@@ -91,6 +115,74 @@ def test_analyze_multiples_must_be_positive(tiny_runs, capsys):
     for multiples in ("0", "1,-2", "x", ""):
         assert main(["analyze", str(tiny_runs["fope"]), "--multiples", multiples]) == 2
         assert "--multiples" in one_error_line(capsys, "analyze")
+
+
+@pytest.mark.parametrize("multiples", ["1e1", "2E0", "inf", "nan", "+2", "1,0x2", "1_0"])
+def test_analyze_multiples_are_digits_with_an_optional_point(tiny_runs, capsys, multiples):
+    assert main(["analyze", str(tiny_runs["fope"]), "--multiples", multiples]) == 2
+    line = one_error_line(capsys, "analyze")
+    assert "written with digits and an optional decimal point, e.g. 1,2,4 or 0.5,1.5" in line
+    assert line.endswith(f"(no exponent, sign, inf or nan); got {multiples!r}")
+
+
+def test_analyze_multiples_as_documented():
+    assert parse_multiples("1,2,4") == [1, 2, 4] and all(type(value) is int for value in parse_multiples("1,2,4"))
+    assert parse_multiples(" 0.5, 1., .25 ,16") == [0.5, 1.0, 0.25, 16]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--train-length", "0"], "--train-length must be an int >= 2 (the model's training length); got 0"),
+        (["--train-length", "-64"], "--train-length must be an int >= 2 (the model's training length); got -64"),
+        (["--sequences", "0"], "--sequences must be an int >= 1 (validation windows to read); got 0"),
+    ],
+)
+def test_analyze_refuses_a_length_or_count_below_its_minimum(tiny_runs, tmp_path, capsys, option, message):
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(tiny_runs["fope"]), "--out", str(out), "--no-plots", *option]) == 2
+    assert one_error_line(capsys, "analyze") == f"fope analyze: error: {message}"
+    assert not out.exists()  # refused before anything ran
+
+
+# ------------------------------------------------------------------ output folders that are files
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(tiny_corpus, tiny_runs, tmp_path, capsys):
+    import yaml
+
+    from tests.conftest import tiny_run_config
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus)))
+    said = f"must be a folder (existing or new); got {str(a_file)!r}: it is a file"
+    for command, argv, name in [
+        ("train", ["--config", str(config), "--out", str(a_file)], "the run directory"),
+        ("analyze", [str(tiny_runs["fope"]), "--out", str(a_file), "--no-plots"], "--out"),
+        ("demo", ["--out", str(a_file), "--dry-run"], "--out"),
+        ("experiment", ["ablation", "--out", str(a_file), "--dry-run"], "--out"),
+        ("experiment", ["ablation", "--out", str(tmp_path / "x"), "--results", str(a_file), "--dry-run"], "--results"),
+    ]:
+        assert main([command, *argv]) == 2
+        assert one_error_line(capsys, command) == f"fope {command}: error: {name} {said}"
+    inside = f"must be a folder (existing or new); got {str(a_file / 'runs')!r}: {a_file} above it is a file"
+    assert main(["train", "--config", str(config), "--out", str(a_file / "runs")]) == 2
+    assert one_error_line(capsys, "train") == f"fope train: error: the run directory {inside}"
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "passkey", "retrieval"])
+def test_an_eval_folder_that_is_a_file_is_one_line_before_evaluating(tiny_runs, tmp_path, capsys, monkeypatch, command):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "eval").write_text("not a folder")
+    monkeypatch.setattr("fope.runs.load_run", None)  # the check comes before the model would load
+    options = ["--task", "passkey"] if command == "retrieval" else []
+    assert main([command, str(run_dir), *options, "--no-progress"]) == 2
+    line = one_error_line(capsys, command)
+    said = f"must be a folder (existing or new); got {str(run_dir / 'eval')!r}: it is a file"
+    assert line == f"fope {command}: error: eval/ (where the results are written) {said}"
 
 
 # ------------------------------------------------------------------ compare
@@ -107,6 +199,28 @@ def test_compare_out_on_an_existing_file_fails_before_evaluating(tiny_runs, tmp_
     one_error_line(capsys, "compare")
 
 
+def test_compare_replaces_only_a_report_it_wrote(tiny_runs, tmp_path, capsys):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("# my notes\n")
+    assert main(["compare", str(run_dir), "--out", str(out), "--no-progress"]) == 2
+    line = one_error_line(capsys, "compare")
+    assert f"{out / 'report.md'} was not written by fope compare" in line and "--force" in line
+    assert [path.name for path in out.iterdir()] == ["report.md"] and (out / "report.md").read_text() == "# my notes\n"
+    assert not (run_dir / "eval").exists()  # refused before any evaluation
+
+    argv = ["compare", str(run_dir), "--out", str(out), "--no-evaluate", "--no-progress"]
+    assert main([*argv, "--force"]) == 0
+    written = (out / "report.md").read_text()
+    assert written.startswith("<!-- generated by fope compare") and "# my notes" not in written
+    assert main(argv) == 0  # its own report is rewritten
+    (out / "report.md").write_text(written + "A line added by hand.\n")
+    assert main(argv) == 2  # ...until someone edits it
+    assert "was not written by fope compare, or was edited since" in one_error_line(capsys, "compare")
+    assert (out / "report.md").read_text().endswith("A line added by hand.\n")
+
+
 def test_compare_counts_a_run_given_twice_once(tiny_runs, tmp_path, capsys):
     run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
     evaluated = ["eval", str(run_dir), "--lengths", "32,64", "--max-spans", "1", "--no-progress"]
@@ -120,6 +234,53 @@ def test_compare_counts_a_run_given_twice_once(tiny_runs, tmp_path, capsys):
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert results["groups"]["rope"]["n"] == 1
     assert results["groups"]["rope"]["perplexity"]["by_length"][0]["perplexity"]["std"] is None
+
+
+def test_compare_refuses_a_copy_of_a_run(tiny_runs, tmp_path, capsys):
+    from fope.report import ReportError, compare_runs
+
+    original = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    copy = shutil.copytree(original, tmp_path / "rope-copy")
+    other_seed = tiny_runs["rope-seed1"]
+    argv = ["compare", str(original), str(other_seed), str(copy), "--out", str(tmp_path / "report"), "--no-progress"]
+    assert main(argv) == 2
+    line = one_error_line(capsys, "compare")
+    assert line.startswith(
+        f"fope compare: error: {original} and {copy} hold the same run (seed 0, checkpoint step_0000008"
+    )
+    assert "it would count as two seeds with a spread of 0; give one of them" in line
+    assert not (original / "eval").exists() and not (tmp_path / "report").exists()  # refused before any work
+    with pytest.raises(ReportError, match="hold the same run"):
+        compare_runs([copy, original], tmp_path / "report")
+    # the same checkpoint files under another seed are not a copy
+    config = copy / "config.yaml"
+    assert "\n  seed: 0\n" in config.read_text()
+    config.write_text(config.read_text().replace("\n  seed: 0\n", "\n  seed: 5\n"))
+    assert main([*argv, "--no-evaluate"]) == 0
+    assert "rope (n=3)" in capsys.readouterr().out
+
+
+def test_compare_refuses_an_impossible_result_in_a_run_folder(tiny_runs, tmp_path, capsys):
+    from tests.report.fakes import passkey_result
+
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    (run_dir / "eval").mkdir()
+    path = run_dir / "eval" / "passkey.json"
+    result = {"run": {"label": "rope", "step": 8, "seed": 0}, **passkey_result({32: 7.5, 64: 0.5})}
+    path.write_text(json.dumps(result))
+    argv = ["compare", str(run_dir), "--out", str(tmp_path / "report"), "--no-evaluate"]
+    assert main(argv) == 2
+    assert one_error_line(capsys, "compare") == (
+        f"fope compare: error: {path}: by_length[0].accuracy must be a number from 0 to 1; got 7.5"
+    )
+    del result["run"]["step"]
+    result["by_length"][0]["accuracy"] = 1.0
+    path.write_text(json.dumps(result))
+    assert main(argv) == 2
+    assert one_error_line(capsys, "compare") == f"fope compare: error: {path}: run.step is missing"
+    path.write_text("{not json")
+    assert main(argv) == 2
+    assert one_error_line(capsys, "compare").startswith(f"fope compare: error: cannot read {path}: ")
 
 
 # ------------------------------------------------------------------ eval merges by length
@@ -144,6 +305,38 @@ def test_eval_merges_by_length(tiny_runs, tmp_path, capsys):
     # other span settings (or another checkpoint) are another evaluation: it replaces the file
     assert main([*base[:-3], "--max-spans", "1", "--lengths", "32", "--no-progress"]) == 0
     assert json.loads(path.read_text())["lengths"] == [32]
+
+
+@pytest.mark.parametrize("command", ["passkey", "retrieval"])
+def test_passkey_and_retrieval_merge_by_length(tiny_runs, tmp_path, capsys, command):
+    from fope.evaluate.passkey import evaluate_run_passkey
+    from fope.evaluate.retrieval import evaluate_run_retrieval
+
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "rope")
+    task = [] if command == "passkey" else ["--task", "multi-key"]
+    path = run_dir / "eval" / ("passkey.json" if command == "passkey" else "retrieval-multi-key.json")
+    base = [command, str(run_dir), *task, "--no-progress"]
+    assert main([*base, "--trials", "3", "--lengths", "256,384"]) == 0
+    assert main([*base, "--trials", "3", "--lengths", "320,384"]) == 0
+    assert "(kept lengths [256] evaluated before)" in capsys.readouterr().out
+    merged = json.loads(path.read_text())
+
+    # what one evaluation of all three lengths gives (timings and run-time details aside)
+    options = {"lengths": [256, 320, 384], "trials": 3, "progress": False, "write": False}
+    if command == "passkey":
+        whole = evaluate_run_passkey(run_dir, **options)
+    else:
+        whole = evaluate_run_retrieval(run_dir, "multi-key", **options)
+    for result in (merged, whole):
+        for row in result["by_length"]:
+            del row["seconds"]
+    assert merged["lengths"] == merged["grid_lengths"] == [256, 320, 384]
+    for key in ("by_length", "grid_accuracy", "grid_trials", "trials"):
+        assert merged[key] == whole[key], key
+
+    # other settings (or another checkpoint) are another evaluation: it replaces the file
+    assert main([*base, "--trials", "2", "--lengths", "256"]) == 0
+    assert json.loads(path.read_text())["lengths"] == [256]
 
 
 def test_merge_by_length_keeps_track_of_earlier_spans():

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+import yaml
 
-from fope.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from fope.config import (
+    ConfigError,
+    apply_overrides,
+    check_expansion,
+    from_dict,
+    load_config,
+    load_yaml,
+    parse_yaml,
+    to_dict,
+)
 
 
 @dataclass
@@ -72,6 +83,40 @@ def test_overrides():
         apply_overrides(data, ["steps.x=1"])
 
 
+def billion_laughs(levels: int = 9) -> str:
+    """A YAML alias bomb: each level lists the previous one 9 times, so ``levels`` levels expand to 9**levels values."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs())
+    assert bomb.stat().st_size < 1024
+    start = time.perf_counter()
+    for load in (load_yaml, load_config):
+        with pytest.raises(ConfigError, match=r"bomb.yaml is not valid YAML: its aliases expand to more than 100000"):
+            load(bomb)
+    assert time.perf_counter() - start < 5  # expanded, the 387 million values took minutes and gigabytes
+    with pytest.raises(ConfigError, match="line 1 refers to the value that holds it"):
+        bomb.write_text("a: &a [1, *a]\n")
+        load_yaml(bomb)
+    with pytest.raises(ConfigError, match="more than 100000"):
+        apply_overrides({}, ["model.position_options=" + billion_laughs().replace("\n", ", ").join("{}")])
+
+
+def test_aliases_count_every_value_they_stand_for():
+    text = "a: &x [1, 2]\nb: *x\n"  # mapping, key a, list of 2, key b, the same list again: 1 + 1 + 3 + 1 + 3
+    assert check_expansion(yaml.compose(text, Loader=yaml.SafeLoader)) == 9
+    assert parse_yaml(text) == {"a": [1, 2], "b": [1, 2]}
+    # level i is a list of 1 + 9 + 81 + ... + 9**(i + 1) values, (9**(i + 2) - 1) / 8; plus 5 keys and the mapping
+    levels = sum((9 ** (level + 2) - 1) // 8 for level in range(5))
+    assert check_expansion(yaml.compose(billion_laughs(5), Loader=yaml.SafeLoader)) == levels + 5 + 1
+    with pytest.raises(yaml.YAMLError, match="more than 10 values"):
+        check_expansion(yaml.compose(billion_laughs(2), Loader=yaml.SafeLoader), limit=10)
+
+
 def test_load_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(tmp_path / "missing.yaml")
@@ -83,3 +128,33 @@ def test_load_yaml_errors(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_yaml(listing)
+
+
+def test_an_empty_config_file_is_an_error_naming_the_file(tmp_path):
+    for text in ("", "# only a comment\n"):
+        empty = tmp_path / "config.yaml"
+        empty.write_text(text)
+        with pytest.raises(ConfigError, match=rf"{tmp_path}/config\.yaml is empty"):
+            load_yaml(empty)
+
+
+#: YAML with a key written twice, and what the error says about it.
+TWICE = {
+    "train:\n  seq_len: 64\n  seq_len: 32\n": r"key train\.seq_len appears twice, on line 2 and on line 3",
+    "model: {position: rope}\nname: x\nmodel: {position: fope}\n": "key model appears twice, on line 1 and on line 3",
+    "runs:\n  - {a: 1}\n  - {b: 1,\n     b: 2}\n": r"key runs\[1\]\.b appears twice, on line 3 and on line 4",
+}
+
+
+@pytest.mark.parametrize(("text", "message"), TWICE.items())
+def test_a_key_written_twice_is_an_error_naming_the_key_and_lines(tmp_path, text, message):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"twice\.yaml is not valid YAML: {message}; write each key once"):
+        load_yaml(path)
+
+
+def test_a_merge_key_may_be_overridden_and_aliases_are_not_duplicates(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &base {lr: 1, eps: 2}\noptim:\n  <<: *base\n  lr: 3\nagain: *base\n")
+    assert load_yaml(path) == {"base": {"lr": 1, "eps": 2}, "optim": {"lr": 3, "eps": 2}, "again": {"lr": 1, "eps": 2}}

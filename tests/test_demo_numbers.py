@@ -137,5 +137,6 @@ def test_numbers_are_compared_to_their_tolerance_and_no_looser():
         assert_same_numbers({**logged, "train": []}, logged, "run")
 
 
-if __name__ == "__main__":  # regenerate: PYTHONHASHSEED=0 fope demo --quick --out OUT; python -m tests.test_demo_numbers OUT
+if __name__ == "__main__":  # PYTHONHASHSEED=0 fope demo --quick --out OUT, then python -m tests.test_demo_numbers OUT
+    # (after a deliberate change of numerics only)
     BASELINE.write_text(json.dumps(demo_numbers(Path(sys.argv[1])), indent=1, sort_keys=True) + "\n")

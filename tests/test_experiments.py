@@ -292,6 +292,38 @@ def test_options_and_overrides_are_checked(tmp_path, capsys):
     assert "no tiny preset 'nonsense'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["experiment", "ablation"], "--seeds"),
+        (["experiment", "sweep"], "--sweeps"),
+        (["experiment", "cross-domain"], "--train-sources"),
+        (["demo"], "--encodings"),
+        (["demo"], "--seeds"),
+    ],
+)
+def test_an_empty_list_option_is_refused_not_taken_as_the_default(tmp_path, capsys, command, flag):
+    for empty in ("", " , "):
+        assert main([*command, flag, empty, "--out", str(tmp_path), "--dry-run"]) == 2
+        assert capsys.readouterr().err == (
+            f"fope {command[0]}: error: {flag} must list one or more comma-separated values (leave {flag} out for the "
+            "default); got none\n"
+        )
+    with pytest.raises(ValueError, match="--encodings must list one or more"):
+        plan_experiment("baselines", tmp_path, encodings=())
+
+
+def test_seeds_beyond_what_torch_takes_are_one_line(tmp_path, capsys):
+    argv = ["experiment", "ablation", "--out", str(tmp_path), "--dry-run", "--seeds"]
+    assert main([*argv, "0,99999999999999999999"]) == 2
+    assert capsys.readouterr().err == (
+        "fope experiment: error: --seeds: each seed must be an int from 0 to 18446744073709551615 (2**64 - 1, the "
+        "largest seed torch takes); got 99999999999999999999\n"
+    )
+    assert main([*argv, str(2**63)]) == 0  # beyond int64, within torch's unsigned 64-bit seeds
+    assert f"seeds [{2**63}]" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_recipe_end_to_end_then_reused(tmp_path, tiny_corpus, monkeypatch):
     options = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,183 @@ def test_resume_of_a_directory_without_a_run_is_one_clear_error(tiny_corpus, tmp
     with pytest.raises(ConfigError, match="holds no run to resume"):
         train(config_for(tiny_corpus), tmp_path / "new", resume=True, progress=False)
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------------------------------ what a run folder may be, and who trains it
+
+
+def write_config(tmp_path, corpus, **train_options):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_run_config(corpus, **train_options)))
+    return str(path)
+
+
+def one_error_line(capsys, command="train"):
+    """The error line (after any progress bars of data preparation on stderr): one line, no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"fope {command}: error: " in err, err
+    line = err[err.index(f"fope {command}: error: ") :]
+    assert line.count("\n") == 1 and line.endswith("\n"), err
+    return line
+
+
+def files_of(folder):
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_new_run_goes_into_a_new_or_empty_folder(tiny_corpus, tmp_path, capsys):
+    from fope.cli import main
+
+    config = write_config(tmp_path, tiny_corpus)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "data.json").write_text("my data")
+    (folder / "metrics.jsonl").write_text("my metrics\n")
+    assert main(["train", "--config", config, "--out", str(folder), "--max-steps", "2", "--no-progress"]) == 2
+    assert "is not empty and holds no run (no config.yaml; it holds data.json, metrics.jsonl)" in one_error_line(capsys)
+    assert files_of(folder) == {"data.json": b"my data", "metrics.jsonl": b"my metrics\n"}
+    (tmp_path / "empty").mkdir()
+    empty = tmp_path / "empty"
+    assert main(["train", "--config", config, "--out", str(empty), "--max-steps", "2", "--no-progress"]) == 0
+    assert load_run(empty).step == 2
+
+
+def test_max_steps_must_leave_steps_to_train(tiny_corpus, tmp_path, capsys):
+    from fope.cli import main
+
+    config = write_config(tmp_path, tiny_corpus)
+    new = tmp_path / "new"
+    for bad in ("0", "-1"):
+        assert main(["train", "--config", config, "--out", str(new), "--max-steps", bad, "--no-progress"]) == 2
+        assert f"train.max_steps (--max-steps) must be an int >= 1; got {bad}" in one_error_line(capsys)
+        assert main(["train", "--preset", "tiny/fope", "--out", str(new), "--max-steps", bad, "--no-progress"]) == 2
+        assert f"got {bad}" in one_error_line(capsys)
+    assert not new.exists()
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", config, "--out", str(run), "--max-steps", "4", "--no-progress"]) == 0
+    capsys.readouterr()
+    before = files_of(run)
+    resume = ["train", "--resume", "--out", str(run), "--no-progress"]
+    assert main([*resume, "--max-steps", "-5"]) == 2
+    assert "must be an int >= 1; got -5" in one_error_line(capsys)
+    for shorter in (["--max-steps", "2"], ["--max-steps", "4"], []):
+        assert main([*resume, *shorter]) == 2
+        assert f"{run} is already at step 4" in one_error_line(capsys)
+    assert main([*resume, "--max-steps", "8", "--until-step", "3"]) == 2
+    assert "--until-step must be after the run's step 4; got 3" in one_error_line(capsys)
+    assert files_of(run) == before  # config.yaml (max_steps), metrics and checkpoints as they were
+    assert main([*resume, "--max-steps", "6"]) == 0 and load_run(run).step == 6
+
+
+def test_a_run_is_trained_by_one_process_at_a_time(tiny_corpus, tmp_path, capsys, monkeypatch):
+    import fope.train
+    from fope.cli import main
+    from fope.errors import FopeError
+
+    config, run = write_config(tmp_path, tiny_corpus), tmp_path / "run"
+    lock_file = ".train.lock"  # docs/training.md
+    run.mkdir()
+    # another process holds the lock as fope train does: flock on RUN/.train.lock, its pid inside
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys\nlock = open(sys.argv[1], 'w')\n"
+         "fcntl.flock(lock, fcntl.LOCK_EX)\nlock.write(f'{os.getpid()}\\n'); lock.flush()\n"
+         "print('locked', flush=True); input()", str(run / lock_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        assert main(["train", "--config", config, "--out", str(run), "--max-steps", "2", "--no-progress"]) == 2
+        assert f"{run} is being trained by another process (pid {holder.pid})" in one_error_line(capsys)
+        assert [path.name for path in run.iterdir()] == [lock_file]  # nothing written
+    finally:
+        holder.communicate("\n")
+
+    held = []
+    train_step, training_lock = fope.train.train_step, fope.train.training_lock
+
+    def step(session):  # while it trains, the run is locked
+        with pytest.raises(FopeError, match="being trained by another process"), training_lock(run):
+            pass
+        held.append((run / lock_file).read_text())
+        return train_step(session)
+
+    monkeypatch.setattr(fope.train, "train_step", step)
+    assert main(["train", "--config", config, "--out", str(run), "--max-steps", "2", "--no-progress"]) == 0
+    assert held == [f"{os.getpid()}\n"] * 2
+    assert not (run / lock_file).exists() and load_run(run).step == 2
+
+
+def test_resume_keeps_the_runs_tokenizer_and_data(tmp_path, capsys):
+    from fope.cli import main
+    from tests.data.fakes import text_corpus
+
+    corpus = text_corpus(tmp_path / "corpus", {"plays": 12, "verse": 8})
+    run = tmp_path / "run"
+    train(config_for(corpus, max_steps=4), run, progress=False)
+    tokenizer, recorded = (run / "tokenizer.json").read_bytes(), json.loads((run / "data.json").read_text())
+    for document in corpus.rglob("*.txt"):  # the source changes: prepared again, it gives another tokenizer
+        document.write_text(document.read_text().upper())
+
+    messages = []
+    train(config_for(corpus, max_steps=6), run, resume=True, progress=False, log=messages.append)
+    assert (run / "tokenizer.json").read_bytes() == tokenizer
+    assert json.loads((run / "data.json").read_text()) == recorded
+    assert any("it resumes on the data it was trained on" in message for message in messages), messages
+    assert recorded["manifest"]  # the token files' checksums
+
+    with pytest.raises(ConfigError, match=r"other options \(data.vocab_size 300 then, 280 now\)"):
+        train(config_for(corpus, overrides=["data.vocab_size=280"], max_steps=8), run, resume=True, progress=False)
+
+    shutil.rmtree(recorded["root"])  # the data it was trained on is gone: the source now gives another tokenizer
+    assert main(["train", "--resume", "--out", str(run), "--max-steps", "8", "--no-progress"]) == 2
+    assert f"its tokenizer is not {run / 'tokenizer.json'}, which the weights were trained with" in one_error_line(
+        capsys
+    )
+    assert (run / "tokenizer.json").read_bytes() == tokenizer and load_run(run).step == 6
+
+
+def test_a_set_that_reshapes_the_model_on_resume_is_one_line_naming_it(tiny_runs, tmp_path, capsys):
+    import shutil
+
+    from fope.cli import main
+
+    run_dir = shutil.copytree(tiny_runs["fope"], tmp_path / "fope")  # d_model 32, 2 layers, seq_len 32
+    checkpoint = run_dir / "checkpoints" / "step_0000008"
+    resume = ["train", "--out", str(run_dir), "--resume", "--no-progress", "--max-steps", "9"]
+    assert main([*resume, "--set", "optim.lr=1e-3", "--set", "model.d_model=64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "fope train: error: --set model.d_model=64 changes the run's model shape (embed.weight [300, 32] -> [300, 64], "
+    )
+    assert err.endswith(
+        f"tensor(s) in all), which a resume cannot: the weights in {checkpoint} keep their shapes. Resume without "
+        f"it, or start a new run in another --out (--set train.init_from={run_dir} copies the weights that fit)\n"
+    )
+    assert err.count("\n") == 1
+    # FoPE keeps more frequencies at a longer training length: its coefficients change shape
+    assert main([*resume, "--set", "train.seq_len=256"]) == 2
+    assert (
+        "--set train.seq_len=256 changes the run's model shape (position_modules.0.cos_coef" in capsys.readouterr().err
+    )
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == [
+        "latest",
+        "step_0000004",
+        "step_0000008",
+    ]
+    # what leaves the shapes alone still resumes
+    assert main([*resume, "--set", "optim.lr=1e-3", "--set", "model.position_options.sigma=0.2"]) == 0
+    assert load_run(run_dir).step == 9
+
+
+def test_training_warns_when_the_held_out_share_is_far_from_val_fraction(tmp_path):
+    from tests.data import fakes
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "huge.txt").write_text(" ".join(fakes.english_like(seed).replace("\n", " ") for seed in range(40)))
+    (corpus / "small.txt").write_text(fakes.english_like(999))
+    messages: list[str] = []
+    train(config_for(corpus, max_steps=1, checkpoint_every=1), tmp_path / "run", progress=False, log=messages.append)
+    warned = [message for message in messages if message.startswith("warning: the held-out split has")]
+    assert len(warned) == 1 and "among these 2 the largest, huge.txt" in warned[0]

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from fope.checkpoint import write_atomic
+from fope.device import resolve_device
+from fope.errors import FopeError
 from fope.positions import PositionEncoding, build_position_encoding
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -73,8 +76,13 @@ def run_position_benchmark(
     compile: bool = False,
     progress: Callable[[str], None] | None = print,
 ) -> dict:
-    """Time forward + backward of FoPE, RoPE and YaRN on ``(B, H, T, D)`` q and k; return rows and the bandwidth."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """Time forward + backward of FoPE, RoPE and YaRN on ``(B, H, T, D)`` q and k; return rows and the bandwidth.
+
+    ``device`` (default: CUDA when available) and ``json_path`` are checked before anything is timed.
+    """
+    dev = resolve_device(device or "auto")
+    if json_path is not None:
+        json_path = check_json_path(json_path)
     batch, heads, length = (1, 4, 512) if quick else (4, 8, 4096)
     repeats = 3 if quick else 10
     bandwidth = copy_bandwidth(dev, megabytes=16 if quick else 256)
@@ -138,8 +146,21 @@ def run_position_benchmark(
         "rows": [asdict(row) for row in rows],
     }
     if json_path is not None:
-        Path(json_path).write_text(json.dumps(results, indent=2))
+        write_atomic(json_path, json.dumps(results, indent=2))
     return results
+
+
+def check_json_path(json_path: str | Path) -> Path:
+    """``json_path`` as a path, if a file can be written there: not a folder, and under folders (not files)."""
+    path = Path(json_path)
+    if path.is_dir():
+        raise FopeError(f"the JSON output {str(path)!r} is a folder; give a file name, e.g. {path / 'bench.json'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise FopeError(f"the JSON output {str(path)!r} cannot be written: {parent} is a file, not a folder")
+            break
+    return path
 
 
 def format_position_benchmark(results: dict) -> str:

@@ -6,15 +6,17 @@ The model is a fresh ``TransformerLM`` (or one initialised from ``train.init_fro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tokenizers
 import torch
 
-from fope.checkpoint import initialize_from, load_checkpoint_model, load_model_weights
+from fope.checkpoint import CheckpointError, initialize_from, load_checkpoint_model, load_model_weights
 from fope.config import ConfigError, RunConfig
-from fope.data.prepare import PreparedData, prepare_data
+from fope.data.prepare import PreparedData, open_prepared, preparation_options, prepare_data
 from fope.data.retrieval import retrieval_mixer
 from fope.data.sampler import WindowSampler
 from fope.model import TransformerLM
@@ -22,7 +24,14 @@ from fope.model import TransformerLM
 if TYPE_CHECKING:
     from fope.integrations.hf_lm import HFCausalLM
 
-__all__ = ["POSITION_PARAMETER_MARKERS", "build_model", "build_optimizer", "build_sampler", "prepare_run_data"]
+__all__ = [
+    "POSITION_PARAMETER_MARKERS",
+    "build_model",
+    "build_optimizer",
+    "build_sampler",
+    "prepare_run_data",
+    "resume_run_data",
+]
 
 #: Parameter names of position-encoding coefficients (exempt from weight decay): TransformerLM's position modules,
 #: and the FoPE modules ``convert`` puts in a transformers model (``...self_attn.fope.`` or ``...rotary_emb.fope.``).
@@ -42,19 +51,107 @@ def build_optimizer(model: TransformerLM | HFCausalLM, config: RunConfig) -> tor
     return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
 
 
+def _data_options(config: RunConfig) -> dict[str, Any]:
+    """``prepare_data``'s keyword arguments besides ``source`` and ``out_dir``, from ``config.data``."""
+    data = config.data
+    return {
+        "vocab_size": data.vocab_size,
+        "val_fraction": data.val_fraction,
+        "seed": data.split_seed,
+        "text_field": data.text_field,
+        "tokenizer": data.tokenizer,
+        "sources": data.sources,
+    }
+
+
 def prepare_run_data(config: RunConfig) -> PreparedData:
     """The prepared data named by ``config.data`` (built and cached on first use)."""
-    data = config.data
-    return prepare_data(
-        data.source,
-        data.root,
-        vocab_size=data.vocab_size,
-        val_fraction=data.val_fraction,
-        seed=data.split_seed,
-        text_field=data.text_field,
-        tokenizer=data.tokenizer,
-        sources=data.sources,
-    )
+    return prepare_data(config.data.source, config.data.root, **_data_options(config))
+
+
+#: The preparation options a resumed run may not change, by their config key (``prepare_data``'s manifest ``options``).
+_KEPT_OPTIONS = {
+    "source": "data.source",
+    "vocab_size": "data.vocab_size",
+    "val_fraction": "data.val_fraction",
+    "seed": "data.split_seed",
+    "text_field": "data.text_field",
+    "tokenizer": "data.tokenizer",
+    "sources": "data.sources",
+}
+
+
+def _without_fingerprints(value: Any) -> Any:
+    """A source or tokenizer spec without the fingerprint (names, sizes, times) of its files."""
+    return {k: v for k, v in value.items() if k != "fingerprint"} if isinstance(value, dict) else value
+
+
+def resume_run_data(config: RunConfig, run_dir: Path, log: Callable[[str], None]) -> PreparedData:
+    """The data a resumed run trains on: the one it was trained on, never data with another tokenizer.
+
+    That is the prepared data ``RUN_DIR/data.json`` names while it opens and was prepared with the data options of
+    ``config`` (its source files may have changed since: the run keeps its data, and says so); else the data
+    ``config`` prepares now. ``ConfigError`` when a data option changed, or when that data's tokenizer is not the
+    run's ``tokenizer.json`` (the weights' vocabulary) or its files are not the ones ``data.json`` records.
+    """
+    wanted = preparation_options(config.data.source, **_data_options(config))
+    recorded = _recorded_data(run_dir)
+    if recorded is not None:
+        saved = recorded.manifest["options"]
+        changed = [
+            f"{key} {_without_fingerprints(saved.get(name))!r} then, {_without_fingerprints(wanted.get(name))!r} now"
+            for name, key in _KEPT_OPTIONS.items()
+            if _without_fingerprints(saved.get(name)) != _without_fingerprints(wanted.get(name))
+        ]
+        if changed:
+            raise ConfigError(
+                f"--resume: {run_dir} was trained on data prepared with other options ({'; '.join(changed)}); a run "
+                "keeps its data and tokenizer: leave the data options as they were, or start a new run"
+            )
+        if any(saved.get(name) != wanted.get(name) for name in ("source", "tokenizer")):
+            log(
+                f"the files of data.source or data.tokenizer changed since {run_dir} started: it resumes on the data "
+                f"it was trained on ({recorded.root})"
+            )
+        return _checked_as_recorded(recorded, run_dir, f"the data it was trained on ({recorded.root})")
+    prepared = prepare_run_data(config)
+    source = config.data.source
+    what = f"the data prepared now from data.source {source!r} ({prepared.root}; the data it was trained on is gone)"
+    return _checked_as_recorded(prepared, run_dir, what)
+
+
+def _recorded_data(run_dir: Path) -> PreparedData | None:
+    """The prepared data ``RUN_DIR/data.json`` names, or None when it is gone or does not open."""
+    try:
+        root = json.loads((run_dir / "data.json").read_text())["root"]
+        return open_prepared(root)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _checked_as_recorded(prepared: PreparedData, run_dir: Path, what: str) -> PreparedData:
+    """``prepared``, if its tokenizer is the run's and its files are those ``data.json`` recorded; else ConfigError."""
+    path = run_dir / "tokenizer.json"
+    try:
+        vocabulary = tokenizers.Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+    except Exception as error:  # the library raises a bare Exception for a file that does not parse
+        raise CheckpointError(f"cannot read {path}: {' '.join(str(error).split())[:300]}") from error
+    reason = None
+    if prepared.tokenizer.backend.get_vocab(with_added_tokens=True) != vocabulary:
+        reason = f"its tokenizer is not {path}, which the weights were trained with"
+    else:
+        try:
+            files = json.loads((run_dir / "data.json").read_text()).get("manifest")
+        except (OSError, ValueError, AttributeError):
+            files = None
+        if files and files != prepared.manifest["files"]:
+            reason = f"its token files are not those {run_dir / 'data.json'} records"
+    if reason is not None:
+        raise ConfigError(
+            f"--resume: {run_dir} cannot continue on {what}: {reason}; restore the source the run was prepared "
+            "from, or start a new run"
+        )
+    return prepared
 
 
 def build_sampler(config: RunConfig, prepared: PreparedData) -> WindowSampler:

@@ -1,4 +1,4 @@
-"""Checkpoints: save, find, verify and load them; the project's one atomic write and one file checksum.
+"""Checkpoints: save, find, verify and load them (with ``fope.files``' atomic writes and checksums, re-exported here).
 
 A checkpoint directory ``checkpoints/step_XXXXXXX`` holds ``model.safetensors`` (or, for a transformers model, a
 ``save_pretrained`` folder), ``training_state.pt`` and ``meta.json`` (step, model config, the sha256 of every file).
@@ -11,7 +11,6 @@ the training state is read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import torch
 
 from fope.errors import FopeError
 from fope.extras import require
+from fope.files import file_sha256, os_error, publish_directory, renamed_error, write_atomic
 
 if TYPE_CHECKING:
     from fope.config import RunConfig
@@ -61,54 +61,7 @@ class CheckpointError(FopeError):
     """A checkpoint that is missing, incomplete or corrupt."""
 
 
-# ------------------------------------------------------------------ files
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a flushed temporary file and one rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return path
-
-
-def publish_directory(staging: str | Path, final: str | Path, *, replace: bool = False) -> Path:
-    """Move the finished directory ``staging`` to ``final`` in one rename, its files flushed to disk first.
-
-    An existing non-empty ``final`` raises ``OSError`` (another writer got there first), unless ``replace``: then it
-    is moved aside, and removed once the new one is in place.
-    """
-    staging, final = Path(staging), Path(final)
-    for file in staging.rglob("*"):
-        if file.is_file():
-            _fsync_file(file)
-    if replace and final.exists():
-        aside = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.rename(final, aside)
-        os.rename(staging, final)
-        shutil.rmtree(aside)
-    else:
-        os.replace(staging, final)
-    return final
+# ------------------------------------------------------------------ temporary files of dead writers
 
 
 def _alive(pid: int) -> bool:
@@ -159,7 +112,9 @@ def save_checkpoint(
     """Write ``checkpoints/step_XXXXXXX`` atomically, point ``latest`` at it, keep only the newest ``keep``.
 
     A ``TransformerLM`` is written to ``model.safetensors``; an ``HFCausalLM`` with ``save_pretrained`` (config.json,
-    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file.
+    safetensors shards, tokenizer). ``meta.json`` holds the checksum of every file. A save that fails (a full disk,
+    Ctrl-C) removes its temporary folder and leaves ``latest`` and the earlier checkpoints as they were; its
+    ``OSError`` names the checkpoint.
     """
     from safetensors.torch import save_model
 
@@ -170,26 +125,40 @@ def save_checkpoint(
     clean_stale_temporaries(root)
     final = root / checkpoint_name(step)
     temporary = root / f".{final.name}.tmp-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
-        model.save_pretrained(temporary)
-    else:
-        save_model(model, str(temporary / "model.safetensors"))
-    files = sorted(path.name for path in temporary.iterdir())
-    if training_state is not None:
-        torch.save(training_state, temporary / "training_state.pt")
-        files.append("training_state.pt")
-    record = {
-        "step": step,
-        "time": time.time(),
-        "model_config": model.config.to_dict(),
-        **(meta or {}),
-        "files": {name: file_sha256(temporary / name) for name in files},
-    }
-    (temporary / "meta.json").write_text(json.dumps(record, indent=2))
-    publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    try:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir()
+        try:
+            if hf_lm is not None and isinstance(model, hf_lm.HFCausalLM):
+                model.save_pretrained(temporary)
+            else:
+                save_model(model, str(temporary / "model.safetensors"))
+        except Exception as error:  # safetensors reports a full disk as its own error type
+            wrapped = os_error(error, final)
+            if wrapped is error:
+                raise
+            raise wrapped from error
+        files = sorted(path.name for path in temporary.iterdir())
+        if training_state is not None:
+            with open(temporary / "training_state.pt", "wb") as handle:  # a handle: a write error is an OSError
+                torch.save(training_state, handle)
+            files.append("training_state.pt")
+        record = {
+            "step": step,
+            "time": time.time(),
+            "model_config": model.config.to_dict(),
+            **(meta or {}),
+            "files": {name: file_sha256(temporary / name) for name in files},
+        }
+        (temporary / "meta.json").write_text(json.dumps(record, indent=2))
+        publish_directory(temporary, final, replace=True)  # re-saving a step (after a resume) replaces it
+    except BaseException as error:  # a full disk, Ctrl-C: no half-written checkpoint stays; `latest` is unchanged
+        shutil.rmtree(temporary, ignore_errors=True)
+        named = renamed_error(error, temporary, final) if isinstance(error, OSError) else error
+        if named is error:
+            raise
+        raise named from error
     write_atomic(root / LATEST, final.name)
     if keep is not None:
         for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
@@ -207,9 +176,15 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     pointer = root / LATEST
     if not pointer.is_file():
         return None
-    directory = root / pointer.read_text().strip()
-    if not directory.is_dir():
-        raise CheckpointError(f"{pointer} names {directory.name}, which does not exist")
+    name = pointer.read_text(errors="replace").strip()
+    directory = root / name
+    if not re.fullmatch(r"step_\d+", name) or not directory.is_dir():
+        available = sorted(path.name for path in root.glob("step_*") if path.is_dir())
+        said = f"names {name!r}, which is not a checkpoint folder here" if name else "is empty"
+        raise CheckpointError(
+            f"{pointer} {said}; it must name a checkpoint folder of the run like step_0000020 (here: {available}); "
+            "write the name of the newest one into it"
+        )
     return directory
 
 

@@ -3,7 +3,8 @@
 One home for the int / number / bool / choice checks that models, position encodings, samplers and evaluations used
 to spell out each on their own. A wrong type raises ``ArgumentTypeError`` (both a ``TypeError`` and a ``FopeError``,
 so callers that catch either keep working); a value out of range raises ``ArgumentError`` (a ``FopeError``).
-Shape checks of tensors stay with the code that owns the shapes (``fope.positions._checks``).
+Shape checks of tensors stay with the code that owns the shapes (``fope.positions._checks``). ``check_folder``: an
+output folder that can be made (no file in its place or above it), checked before any work is done.
 """
 
 from __future__ import annotations
@@ -11,10 +12,24 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from pathlib import Path
 
 from fope.errors import FopeError
 
-__all__ = ["ArgumentError", "ArgumentTypeError", "check_bool", "check_choice", "check_float", "check_int"]
+__all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_folder",
+    "check_int",
+    "check_seed",
+]
+
+#: The largest seed ``torch.manual_seed`` and ``torch.Generator.manual_seed`` take (an unsigned 64-bit int); numpy's
+#: generators take any int >= 0.
+MAX_SEED = 2**64 - 1
 
 
 class ArgumentError(FopeError):
@@ -31,6 +46,17 @@ def check_int(name: str, value: object, *, minimum: int) -> int:
         raise ArgumentTypeError(f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ArgumentError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_seed(name: str, value: object, *, offset: int = 0, why: str = "") -> int:
+    """A seed: an int >= 0 that torch takes even with ``offset`` added to it (layer ``i`` is seeded ``seed + i``)."""
+    largest = MAX_SEED - offset
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an int from 0 to {largest}; got {value!r} ({type(value).__name__})")
+    if not 0 <= value <= largest:
+        reason = "2**64 - 1, the largest seed torch takes" + (f", less {offset}: {why}" if offset else "")
+        raise ArgumentError(f"{name} must be an int from 0 to {largest} ({reason}); got {value}")
     return int(value)
 
 
@@ -55,3 +81,15 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ArgumentError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_folder(name: str, path: str | Path, hint: str = "") -> Path:
+    """``path`` as a ``Path`` when it is a folder or can be made one: neither it nor a folder above it is a file."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "it is a file" if candidate == path else f"{candidate} above it is a file"
+                raise ArgumentError(f"{name} must be a folder (existing or new); got {str(path)!r}: {where}{hint}")
+            break
+    return path

@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from fope.checkpoint import write_atomic
+from fope.checks import check_seed
 from fope.data.corpus import check_sources
 from fope.data.retrieval import check_retrieval_tasks
 from fope.errors import ConfigError
@@ -34,8 +35,44 @@ from fope.positions.registry import position_options
 T = TypeVar("T")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key written twice in one YAML mapping (YAML would keep the last without a word)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; every config writes learning rates that way, so read it as a float."""
+    """YAML 1.1 reads ``1e-3`` as a string; every config writes learning rates that way, so read it as a float.
+
+    A key written twice in one mapping (``train.seq_len`` twice, two ``model:`` sections) is a ``DuplicateKeyError``
+    naming the key and both lines, where PyYAML would keep the last one silently."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_duplicate_keys(node, "", set())
+        return super().construct_document(node)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: str, visited: set[int]) -> None:
+    """Walk the node tree (each node once: aliases may repeat or nest nodes) and refuse a mapping key seen twice."""
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{path}[{index}]", visited)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":  # ``<<: *base`` then a key of its own overrides, as YAML means
+                continue
+            if not isinstance(key, yaml.ScalarNode):  # a complex key: no config has one, the schema refuses it
+                _refuse_duplicate_keys(value, path, visited)
+                continue
+            dotted, line = f"{path}.{key.value}" if path else str(key.value), key.start_mark.line + 1
+            if key.value in lines:
+                raise DuplicateKeyError(
+                    f"key {dotted} appears twice, on line {lines[key.value]} and on line {line}; write each key once"
+                )
+            lines[key.value] = line
+            _refuse_duplicate_keys(value, dotted, visited)
 
 
 _Loader.add_implicit_resolver(
@@ -52,14 +89,66 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: Values (scalars, lists, mappings) a YAML document may hold once its aliases are expanded; a config holds hundreds.
+MAX_YAML_VALUES = 100_000
+
+
+class YAMLTooLarge(yaml.YAMLError):
+    """A document whose aliases expand to more than ``MAX_YAML_VALUES`` values (an alias bomb), or refer to
+    themselves."""
+
+
+class _BoundedLoader(_Loader):
+    """``_Loader`` that counts the values of each document with its aliases expanded, before building any of them:
+    a 1 KB "billion laughs" file is refused at once instead of filling memory."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        check_expansion(node)
+        return node
+
+
+def check_expansion(node: yaml.Node, limit: int = MAX_YAML_VALUES) -> int:
+    """The values of a composed YAML document with its aliases expanded (an alias counts every value it stands for);
+    ``YAMLTooLarge`` past ``limit`` or for an alias inside its own anchor. Each node is counted once."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(item: yaml.Node) -> int:
+        key = id(item)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise YAMLTooLarge(
+                f"the alias at line {item.start_mark.line + 1} refers to the value that holds it: a cycle"
+            )
+        pending.add(key)
+        if isinstance(item, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in item.value)
+        elif isinstance(item, yaml.MappingNode):
+            total = 1 + sum(size(name) + size(child) for name, child in item.value)
+        else:
+            total = 1
+        if total > limit:
+            raise YAMLTooLarge(
+                f"its aliases expand to more than {limit} values (an alias bomb?); a config is refused past that"
+            )
+        pending.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node)
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text parsed safely, with ``1e-3`` read as a float."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    """YAML text parsed safely, with ``1e-3`` read as a float and aliases expanding to at most ``MAX_YAML_VALUES``."""
+    return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DuplicateKeyError",
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
@@ -200,7 +289,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``, with a clear error for a missing file or malformed YAML."""
+    """A YAML mapping from ``path``, with a clear error for a missing or empty file, malformed YAML or a key written
+    twice."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
@@ -209,7 +299,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
     if data is None:
-        return {}
+        raise ConfigError(
+            f"{path} is empty (or only comments); a config file holds a mapping with name, model, data, optim and train"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level; got {type(data).__name__}")
     return data
@@ -331,8 +423,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of grad_accum={self.grad_accum}")
-        if self.eval_batches < 0 or self.seed < 0:
-            raise ValueError("eval_batches and seed must be >= 0")
+        if self.eval_batches < 0:
+            raise ValueError(f"eval_batches must be >= 0; got {self.eval_batches}")
+        check_seed("seed", self.seed)
 
 
 @dataclass
@@ -364,6 +457,10 @@ class TransformersConfig:
             raise ValueError(f"train_length must be >= 1; got {self.train_length}")
 
 
+#: Characters a run's ``name`` may hold: it labels the run in progress bars, report tables, legends and file names.
+MAX_NAME_LENGTH = 100
+
+
 @dataclass
 class RunConfig:
     """A whole training run. ``model`` holds ``ModelConfig`` fields; ``vocab_size`` defaults to the tokenizer's and
@@ -381,6 +478,11 @@ class RunConfig:
     transformers: TransformersConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.name is not None and len(self.name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"name must be at most {MAX_NAME_LENGTH} characters (it labels the run in tables, plots and file "
+                f"names); got {len(self.name)} characters: {self.name[:40]!r}..."
+            )
         if self.transformers is None:
             if not self.model:
                 raise ValueError("set either model (a fope TransformerLM) or transformers (a local transformers model)")

@@ -12,11 +12,17 @@ from torch import nn
 
 from fope.errors import ConfigError
 
-__all__ = ["Distributed", "init_distributed", "model_device", "resolve_device"]
+__all__ = ["DEVICE_TYPES", "Distributed", "init_distributed", "model_device", "resolve_device"]
+
+
+#: The device types fope runs on.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+_ACCEPTED = "auto, cpu, cuda, cuda:N or mps"
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA (this process's local GPU) when available, else CPU; a device that is not there is an error."""
+    """``auto`` is CUDA (this process's local GPU) when available, else CPU; a device that is not there is an error,
+    and so is one fope does not run on (``meta``, ``xpu``, ...)."""
     if isinstance(name, torch.device):
         device = name
     else:
@@ -24,8 +30,10 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
             name = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             device = torch.device(name)
-        except RuntimeError as error:
-            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {name!r}") from error
+        except (RuntimeError, TypeError) as error:
+            raise ConfigError(f"device must be {_ACCEPTED}; got {name!r}") from error
+    if device.type not in DEVICE_TYPES:
+        raise ConfigError(f"device must be {_ACCEPTED}; got {str(device)!r}, a device type fope does not run on")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {str(device)!r} asks for CUDA, which is not available here; use cpu or auto")
@@ -34,7 +42,7 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
         if device.index >= torch.cuda.device_count():
             raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} asks for MPS, which is not available here; use cpu or auto")
+        raise ConfigError(f"device {str(device)!r} asks for MPS, which is not available here; use cpu or auto")
     return device
 
 

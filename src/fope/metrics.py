@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fope.checkpoint import write_atomic
+from fope.errors import with_filename
 
 __all__ = ["METRICS_FILE", "MetricsLog", "drop_records_after", "iterate_losses", "read_metrics"]
 
@@ -67,8 +68,14 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a write to an open file names no file: say which (a full disk, ...)
+            named = with_filename(error, self.path)
+            if named is error:
+                raise
+            raise named from error
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):

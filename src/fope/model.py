@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fope.checks import check_bool, check_float, check_int
+from fope.checks import check_bool, check_float, check_int, check_seed
 from fope.generation import KVCache, decode, sample_next_token
 from fope.positions import (
     POSITION_ENCODINGS,
@@ -96,6 +96,10 @@ class ModelConfig:
             isinstance(self.position_seed, bool) or not isinstance(self.position_seed, int) or self.position_seed < 0
         ):
             raise ValueError(f"position_seed must be None or an int >= 0; got {self.position_seed!r}")
+        if self.position_seed is not None:
+            layers = 1 if self.share_position else self.num_layers
+            why = f"layer i of {layers} is seeded position_seed + i, and position_seed is train.seed unless set"
+            check_seed("position_seed", self.position_seed, offset=layers - 1, why=why)
 
     @property
     def kv_heads(self) -> int:

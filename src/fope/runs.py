@@ -4,7 +4,7 @@ A run directory holds::
 
     config.yaml                  the resolved config the run was trained with (``fope.config``)
     tokenizer.json               the tokenizer (evaluation needs nothing else from the data)
-    data.json                    where the prepared data lives (root, manifest checksum)
+    data.json                    where the prepared data lives (root, checksums of its files)
     metrics.jsonl                one JSON record per log / evaluation step
     checkpoints/step_000200/     model.safetensors, training_state.pt, meta.json (with checksums); for a run that
                                  trains a transformers model, a save_pretrained folder (config.json, weights,
@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from fope.checkpoint import CheckpointError, find_checkpoint, load_checkpoint_model, read_checkpoint_meta
-from fope.config import RunConfig, from_dict, load_yaml
+from fope.config import ConfigError, RunConfig, from_dict, load_yaml
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
+from fope.device import resolve_device
 from fope.model import TransformerLM
 
 if TYPE_CHECKING:
     from fope.integrations.hf_lm import HFCausalLM
 
-__all__ = ["Run", "load_run"]
+__all__ = ["Run", "load_run", "read_run_config"]
 
 
 @dataclass
@@ -69,11 +70,13 @@ class Run:
 
 
 def load_run(run_dir: str | Path, step: int | None = None, device: str | torch.device = "cpu") -> Run:
-    """Load a run directory's config, tokenizer and checkpoint (default: latest) into an eval-mode model."""
+    """Load a run directory's config, tokenizer and checkpoint (default: latest) into an eval-mode model on ``device``
+    (``fope.device.resolve_device``: one that is not there is a ``ConfigError``)."""
+    device = resolve_device(device)
     path = Path(run_dir)
     if not (path / "config.yaml").is_file():
         raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
-    config = from_dict(RunConfig, load_yaml(path / "config.yaml"))
+    config = read_run_config(path)
     directory = find_checkpoint(path, step)
     meta = read_checkpoint_meta(directory)
     model = load_checkpoint_model(config, directory, meta)
@@ -81,6 +84,16 @@ def load_run(run_dir: str | Path, step: int | None = None, device: str | torch.d
     data_info = _data_info(path) if (path / "data.json").is_file() else {}
     tokenizer = Tokenizer.load(path / "tokenizer.json", eos_token=data_info.get("eos_token"))  # names a bad file
     return Run(path, config, model, tokenizer, meta["step"], directory)
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The config a run was trained with (``RUN_DIR/config.yaml``); an error names the file."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        return from_dict(RunConfig, load_yaml(path))
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(message if str(path) in message else f"{path}: {message}") from error
 
 
 def _data_info(run_dir: Path) -> dict[str, Any]:

@@ -11,11 +11,12 @@ weights, AdamW state, the LR schedule and the RNG: on CPU the losses after a res
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from fope.build import build_model, build_optimizer, build_sampler, prepare_run_data
+from fope.build import build_model, build_optimizer, build_sampler, prepare_run_data, resume_run_data
 from fope.checkpoint import (
     CHECKPOINTS,
     clean_stale_temporaries,
@@ -35,17 +36,22 @@ from fope.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
+from fope.checks import check_folder
 from fope.config import ConfigError, RunConfig, load_config, save_config
 from fope.data.prepare import PreparedData
 from fope.data.sampler import WindowSampler
 from fope.device import Distributed, init_distributed, resolve_device
+from fope.errors import FopeError
 from fope.metrics import MetricsLog, iterate_losses
-from fope.model import TransformerLM
+from fope.model import ModelConfig, TransformerLM
 
 if TYPE_CHECKING:
     from fope.integrations.hf_lm import HFCausalLM
 
-__all__ = ["TrainingDiverged", "iterate_losses", "lr_factor", "train", "train_from_files"]
+__all__ = ["LOCK_FILE", "TrainingDiverged", "iterate_losses", "lr_factor", "train", "train_from_files", "training_lock"]
+
+#: The file in a run folder that ``fope train`` holds an ``flock`` on while it trains (it holds the trainer's pid).
+LOCK_FILE = ".train.lock"
 
 
 class TrainingDiverged(RuntimeError):
@@ -152,23 +158,115 @@ def nothing_to_resume(run_dir: Path) -> ConfigError:
     )
 
 
+def check_run_length(config: RunConfig, until_step: int | None) -> None:
+    """``train.max_steps`` (``--max-steps``, which may be set after the config was checked) and ``until_step`` are
+    ints >= 1."""
+    for name, value in (("train.max_steps (--max-steps)", config.train.max_steps), ("--until-step", until_step)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be an int >= 1; got {value!r}")
+
+
+def check_resumed_step(run_dir: Path, step: int, max_steps: int, until_step: int | None) -> None:
+    """A resumed run must have steps left: ``max_steps`` (and ``until_step``) past the checkpoint's ``step``."""
+    if max_steps <= step:
+        raise ConfigError(
+            f"--resume: {run_dir} is already at step {step} and train.max_steps is {max_steps}: nothing to train; "
+            f"pass --max-steps N with N > {step} to extend it"
+        )
+    if until_step is not None and until_step <= step:
+        raise ConfigError(f"--until-step must be after the run's step {step}; got {until_step}")
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run goes into a new or empty folder: one that holds a run needs ``--resume``, any other file a new one."""
+    if (run_dir / "config.yaml").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another directory")
+    found = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE) if run_dir.is_dir() else []
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise FileExistsError(
+            f"{run_dir} is not empty and holds no run (no config.yaml; it holds {shown}): train into a new or empty "
+            "folder"
+        )
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an ``flock`` on ``RUN_DIR/LOCK_FILE`` for the block: a second trainer of the run is a ``FopeError``.
+
+    The file holds the holder's pid and is removed on release (a file left by a killed trainer is locked anew). A
+    folder made here for the lock that is still empty on release is removed again.
+    """
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (held open for the whole block)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise FopeError(f"{run_dir} is being trained by another process (pid {holder})") from None
+        try:
+            current = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()  # its holder removed the file between our open and our lock: lock the new one
+    try:
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
+        if made:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+
+
 def write_run_files(config: RunConfig, run_dir: Path, prepared: PreparedData) -> None:
-    """``config.yaml``, ``tokenizer.json`` and ``data.json``: what evaluation reads besides the checkpoints."""
+    """``config.yaml``, ``tokenizer.json`` and ``data.json``: what evaluation reads besides the checkpoints.
+
+    A run's ``tokenizer.json`` is never replaced: it is the vocabulary of its weights (``resume_run_data`` checks
+    that the data of a resumed run has it).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    prepared.tokenizer.save(run_dir / "tokenizer.json")
+    if not (run_dir / "tokenizer.json").is_file():
+        prepared.tokenizer.save(run_dir / "tokenizer.json")
     data_info = {
         "root": str(prepared.root),
-        "manifest": prepared.manifest.get("outputs", {}),
+        "manifest": prepared.manifest.get("files", {}),
         "eos_token": prepared.tokenizer.eos_token,
     }
     write_atomic(run_dir / "data.json", json.dumps(data_info, indent=2))
 
 
-def setup(config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str], None]) -> Session:
-    """Join the process group, prepare the data, build or restore model, optimizer and schedule, write the run files."""
+def run_data(config: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None]) -> PreparedData:
+    """The data to train on: a resumed run's own (``resume_run_data``) once it has a tokenizer, else ``config``'s."""
+    if resume and (run_dir / "tokenizer.json").is_file():
+        return resume_run_data(config, run_dir, log)
+    return prepare_run_data(config)
+
+
+def setup(
+    config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str], None], until_step: int | None = None
+) -> Session:
+    """Join the process group, prepare the data, build or restore model, optimizer and schedule, write the run files.
+
+    Everything is checked before anything is written: a new run's folder (``check_new_run_dir``) and a resumed
+    run's remaining steps (``check_resumed_step``)."""
     tcfg = config.train
-    device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    check_folder("the run directory", run_dir)
+    try:
+        device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    except ConfigError as error:
+        raise ConfigError(f"train.device: {error}") from error
     ddp = init_distributed(device.type)
     if not ddp.is_main:
 
@@ -182,22 +280,24 @@ def setup(config: RunConfig, run_dir: Path, *, resume: bool, log: Callable[[str]
             f"train.batch_size={tcfg.batch_size} must be a multiple of world_size x grad_accum "
             f"= {ddp.world_size} x {tcfg.grad_accum}"
         )
-    if resume and not (run_dir / "config.yaml").is_file():
-        raise nothing_to_resume(run_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
-    if not resume and ddp.is_main and (run_dir / "config.yaml").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another directory")
+    meta = read_checkpoint_meta(checkpoint) if checkpoint is not None else None
+    if meta is not None:
+        check_resumed_step(run_dir, int(meta["step"]), tcfg.max_steps, until_step)
+    if not resume and ddp.is_main:
+        check_new_run_dir(run_dir)
     if resume and ddp.is_main:  # what a killed writer left behind
         clean_stale_temporaries(run_dir / CHECKPOINTS)
         clean_stale_temporaries(run_dir)
     warn_short_warmup(config, log)
 
     if ddp.is_main:
-        prepared = prepare_run_data(config)
+        prepared = run_data(config, run_dir, resume, log)
+        if prepared.split_warning:
+            log(prepared.split_warning)
     ddp.barrier()
     if not ddp.is_main:
-        prepared = prepare_run_data(config)
-    meta = read_checkpoint_meta(checkpoint) if checkpoint is not None else None
+        prepared = run_data(config, run_dir, resume, log)
     torch.manual_seed(tcfg.seed)
     model, init_info = build_model(config, prepared, checkpoint, meta, log)
     model.to(device)
@@ -321,10 +421,27 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) the run in ``run_dir`` up to ``config.train.max_steps`` (or ``until_step``, to stop early).
 
-    Returns a summary: final step, last training and validation loss, tokens per second, run directory.
+    Returns a summary: final step, last training and validation loss, tokens per second, run directory. The run
+    folder is locked for the whole training (``training_lock``; under torchrun by rank 0).
     """
     run_dir = Path(run_dir)
-    session = setup(config, run_dir, resume=resume, log=log)
+    check_run_length(config, until_step)
+    if resume and not (run_dir / "config.yaml").is_file():
+        raise nothing_to_resume(run_dir)  # before the lock makes the folder
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with training_lock(run_dir) if main_process else contextlib.nullcontext():
+        return _train(config, run_dir, resume, until_step, progress, log)
+
+
+def _train(
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    until_step: int | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    session = setup(config, run_dir, resume=resume, log=log, until_step=until_step)
     tcfg = config.train
     stop = min(tcfg.max_steps, until_step) if until_step is not None else tcfg.max_steps
     summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": session.step}
@@ -355,6 +472,43 @@ def train(
     return summary
 
 
+def _shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight and buffer a checkpoint of the model holds (built on the meta device)."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = TransformerLM(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def refuse_reshaping_overrides(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> None:
+    """A ``ConfigError`` naming the ``--set`` values that change the shape of the run's model: the weights of the
+    checkpoint a resume starts from would not fit (``--set model.d_model=64``, or ``train.seq_len`` where FoPE keeps
+    more frequencies). Other values, the schedule's or ``position_options.sigma``, may change on resume."""
+    saved, checkpoint = run_dir / "config.yaml", latest_checkpoint(run_dir)
+    if not overrides or checkpoint is None or load_config(saved, overrides).transformers is not None:
+        return  # nothing to fit, or a transformers model, whose shape comes from its own folder
+    try:
+        stored = ModelConfig.from_dict(read_checkpoint_meta(checkpoint, verify=False)["model_config"])
+    except (TypeError, ValueError):
+        return  # a meta.json that does not describe a model: loading the checkpoint says what is wrong with it
+    before = _shapes(stored)
+
+    def shapes(given: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+        return _shapes(load_config(saved, given).model_config(stored.vocab_size))
+
+    after = shapes(overrides)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if not changed:
+        return
+    named = ", ".join(f"--set {item}" for item in [item for item in overrides if shapes([item]) != before] or overrides)
+    first = changed[0]
+    example = " -> ".join(str(list(shape[first])) if first in shape else "none" for shape in (before, after))
+    raise ConfigError(
+        f"{named} changes the run's model shape ({first} {example}, {len(changed)} tensor(s) in all), which a resume "
+        f"cannot: the weights in {checkpoint} keep their shapes. Resume without it, or start a new run in another "
+        f"--out (--set train.init_from={run_dir} copies the weights that fit)"
+    )
+
+
 def train_from_files(
     config_path: str | Path | None,
     run_dir: str | Path,
@@ -372,6 +526,7 @@ def train_from_files(
         raise nothing_to_resume(run_dir)
     if resume:
         config = load_config(saved, overrides)
+        refuse_reshaping_overrides(run_dir, overrides)
     elif config_path is None:
         raise ConfigError("--config is required to start a new run (or pass --resume to continue one)")
     else:

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import types
@@ -9,6 +10,7 @@ import pytest
 from fope.data import corpus, prepare
 from fope.data.corpus import file_sha256
 from fope.data.prepare import options_key, prepare_data
+from fope.errors import FopeError
 from tests.data import fakes
 
 
@@ -179,6 +181,58 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert prepare.default_cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("FOPE_CACHE")
     assert prepare.default_cache_dir() == Path.home() / ".cache" / "fope"
+
+
+def test_a_cache_that_is_a_file_is_an_error_naming_fope_cache(monkeypatch, tmp_path):
+    a_file = tmp_path / "cache-file"
+    a_file.write_text("not a folder")
+    for given, where in ((a_file, "it is a file"), (a_file / "sub", f"{a_file} above it is a file")):
+        monkeypatch.setenv("FOPE_CACHE", str(given))
+        expected = f"FOPE_CACHE must be a folder (existing or new); got {str(given)!r}: {where}; point it at a folder"
+        with pytest.raises(FopeError, match=re.escape(expected)):
+            prepare.default_cache_dir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("FOPE_CACHE")
+    (tmp_path / ".cache").write_text("a file where the cache folder goes")
+    with pytest.raises(FopeError, match=r"the cache folder must be a folder .*: .*\.cache above it is a file; move"):
+        prepare.default_cache_dir()
+
+
+def one_huge_document(root: Path) -> Path:
+    """A folder with one single-line document of ~100 KB and one of ~2 KB: a split by documents cannot hold out 10%."""
+    root.mkdir()
+    (root / "huge.txt").write_text(" ".join(fakes.english_like(seed).replace("\n", " ") for seed in range(40)) + "\n")
+    (root / "small.txt").write_text(fakes.english_like(999))
+    return root
+
+
+def test_a_held_out_share_far_from_val_fraction_is_warned(tmp_path):
+    data = prepare_data(one_huge_document(tmp_path / "corpus"), tmp_path / "out", vocab_size=300)
+    total = data.val.num_tokens + data.train.num_tokens
+    share, huge_share = data.val.num_tokens / total, max(data.val.num_tokens, data.train.num_tokens) / total
+    assert not 0.05 <= share <= 0.2  # whichever document is held out, the share is far from 0.1
+    largest = "huge.txt (val)" if share > 0.5 else "huge.txt (train)"
+    assert data.split_warning == (
+        f"warning: the held-out split has {share:.1%} of the tokens, against val_fraction 0.1: the split holds out "
+        f"whole documents, and among these 2 the largest, {largest}, has {huge_share:.1%} of the tokens; for a "
+        "held-out share near val_fraction, split the text into more documents of similar size (more .txt files or "
+        "JSONL lines)"
+    )
+    assert prepare_data(tmp_path / "corpus", tmp_path / "out", vocab_size=300).split_warning == data.split_warning
+    balanced = prepare_data(fakes.text_corpus(tmp_path / "balanced", {"books": 20}), tmp_path / "b", vocab_size=300)
+    assert 0.05 <= balanced.val.num_tokens / (balanced.val.num_tokens + balanced.train.num_tokens) <= 0.2
+    assert balanced.split_warning is None
+
+
+@pytest.mark.parametrize(("held_out", "warned"), [(20, False), (21, True), (5, False), (4, True), (0, True)])
+def test_the_split_warning_starts_beyond_twice_or_half_val_fraction(held_out, warned):
+    documents = [
+        {"name": "a", "split": "val", "tokens": held_out},
+        {"name": "b", "split": "train", "tokens": 100 - held_out},
+    ]
+    splits = {"val": {"tokens": held_out}, "train": {"tokens": 100 - held_out}}
+    manifest = {"options": {"val_fraction": 0.1}, "splits": splits, "documents": documents}
+    assert (prepare.split_warning(manifest) is not None) is warned
 
 
 def test_changed_tokenizer_file_is_rebuilt(corpus_dir):

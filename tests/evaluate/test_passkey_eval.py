@@ -161,3 +161,24 @@ def test_a_real_run_and_the_cli(tiny_runs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["passkey", str(run_dir), "--batch-size", "0"])
     assert "--batch-size: must be an int >= 1; got '0'" in capsys.readouterr().err
+
+
+def test_a_length_past_the_limit_is_refused_before_any_prompt_is_built():
+    """``fope eval`` refused 10M tokens at once while passkey spent minutes building prompts: the same limit now."""
+    model = AnsweringModel("right", train_length=32)
+    message = r"lengths \[8193\] are more than 256 x the training length 32 = 8192 tokens; use lengths <= 8192"
+    with pytest.raises(ValueError, match=message):
+        evaluate_passkey(model, ByteTokenizer(), lengths=[512, 8193], trials=1, progress=False)
+    assert model.calls == []  # not even the length that fits was asked
+
+
+def test_the_cli_refuses_ten_million_tokens_at_once(tiny_runs, tmp_path, capsys):
+    from fope.cli import main
+
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "run")
+    for command in ("passkey", "eval"):
+        assert main([command, str(run_dir), "--lengths", "10000000", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fope {command}: error: lengths [10000000] are more than 256 x the training length 32")
+        assert err.count("\n") == 1
+    assert not (run_dir / "eval").exists()

@@ -196,7 +196,20 @@ def test_argument_errors(tiny_runs):
     with pytest.raises(ValueError, match="max_spans must be an int >= 1; got 0"):
         evaluate_perplexity(run.model, store, run.tokenizer, train_length=32, max_spans=0, progress=False)
     with pytest.raises(ValueError, match="fewer than one span of 100001"):
-        evaluate_perplexity(run.model, store, run.tokenizer, lengths=[100000], train_length=32, progress=False)
+        evaluate_perplexity(run.model, store, run.tokenizer, lengths=[100000], train_length=1024, progress=False)
+
+
+def test_a_length_past_the_limit_is_refused_before_any_work(tiny_runs, monkeypatch):
+    """256 x the training length at most (eval, passkey and retrieval share the check): a far longer one was a hang."""
+    run = load_run(tiny_runs["rope"])
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the documents were read for a length that is refused")
+
+    monkeypatch.setattr("fope.evaluate.perplexity.document_tokens", no_work)
+    message = r"lengths \[8193\] are more than 256 x the training length 32 = 8192 tokens; use lengths <= 8192"
+    with pytest.raises(ValueError, match=message):
+        evaluate_perplexity(run.model, run.val_store(), run.tokenizer, lengths=[64, 8193], train_length=32)
 
 
 def test_cli_json_prints_only_the_records_and_saves_the_results(tiny_runs, tmp_path, capsys):

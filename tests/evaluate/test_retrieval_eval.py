@@ -188,3 +188,15 @@ def test_a_real_run_and_the_cli(tiny_runs, tmp_path, capsys):
 def test_an_unknown_task_fails_before_the_run_is_read(tmp_path):
     with pytest.raises(ValueError, match="unknown retrieval task 'nope'"):
         evaluate_run_retrieval(tmp_path / "missing", "nope")
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_a_length_past_the_limit_is_refused_before_any_prompt_is_built(task, monkeypatch):
+    def no_prompts(*args, **kwargs):
+        raise AssertionError("prompts were built for a length that is refused")
+
+    monkeypatch.setattr("fope.evaluate.retrieval.build_prompts", no_prompts)
+    model = OracleModel(task, train_length=64)
+    with pytest.raises(ValueError, match=r"lengths \[16385\] are more than 256 x the training length 64 = 16384"):
+        evaluate_retrieval(model, ByteTokenizer(), task, lengths=[16385], trials=1, progress=False)
+    assert model.calls == []

@@ -169,8 +169,11 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     eval_file.write_text(json.dumps(changed))
     evaluate_runs(campaign, {"rope-s0": run_dir}, out)
     assert path.read_bytes() == before
-    # An evaluation at other lengths in between (fope passkey --lengths 256) is not the campaign's: pending again.
+    # An evaluation of one length with the campaign's settings merges into the file: nothing is pending...
     evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
+    assert pending_evaluations(campaign, "rope-s0", run_dir) is None
+    # ...one with other settings (fope passkey --lengths 256 --seed 1) replaces it: not the campaign's, pending again.
+    evaluate_run_passkey(run_dir, lengths=[256], trials=3, seed=1, device="cpu", progress=False)
     assert pending_evaluations(campaign, "rope-s0", run_dir) == {"perplexity": [], "max_spans": 2, "trials": 3}
     evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)  # merged by length
     assert pending_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == []

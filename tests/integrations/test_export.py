@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -248,6 +249,53 @@ def test_a_non_empty_out_dir_needs_overwrite(tiny_runs, tmp_path):
     assert (out / "stale.txt").read_text() == "old"
     export_run(tiny_runs["nope"], out, overwrite=True)
     assert not (out / "stale.txt").exists() and (out / "config.json").is_file()
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes): what must be left exactly as it was."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_out_is_never_the_run_inside_it_or_above_it(tiny_runs, tmp_path, monkeypatch, capsys):
+    from fope.cli import main
+
+    project = tmp_path / "proj"
+    run_dir = shutil.copytree(tiny_runs["fope"], project / "runs" / "r")
+    (project / "notes.txt").write_text("not fope's")
+    (tmp_path / "link").symlink_to(project)
+    before = tree(project)
+    cases = [
+        (str(project), "contains RUN_DIR"),  # an ancestor: --overwrite used to delete the run and the notes
+        (str(tmp_path / "link"), "contains RUN_DIR"),  # the same folder through a symlink
+        (str(run_dir), "is RUN_DIR"),  # the run replaced by its export
+        (str(run_dir / "hf"), "is inside RUN_DIR"),
+    ]
+    for out, relation in cases:
+        assert main(["export", str(run_dir), out, "--overwrite"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and error.startswith("fope export: error: ") and relation in error, error
+    monkeypatch.chdir(project)
+    assert main(["export", "runs/r", ".", "--overwrite"]) == 2
+    assert "contains RUN_DIR 'runs/r'" in capsys.readouterr().err
+    assert tree(project) == before
+    assert load_run(run_dir).step == 8
+
+
+def test_a_failed_export_leaves_out_as_it_was(tiny_runs, tmp_path, monkeypatch):
+    from transformers import PreTrainedTokenizerFast
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+
+    def full_disk(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", full_disk)
+    with pytest.raises(OSError, match="disk full"):
+        export_run(tiny_runs["rope"], out, overwrite=True)
+    assert tree(out) == {"stale.txt": b"old"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no temporary folder left
 
 
 def test_the_probe_catches_a_wrong_export(tiny_runs):

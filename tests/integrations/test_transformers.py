@@ -390,8 +390,23 @@ def test_cli_convert_writes_a_loadable_fope_model(tmp_path, capsys):
 
 def test_convert_directory_refuses_to_overwrite_its_source(tmp_path):
     tiny_model().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="out_dir must differ"):
+    with pytest.raises(ValueError, match="is SRC_DIR"):
         convert_directory(tmp_path, tmp_path, TRAIN_LENGTH)
+
+
+def test_cli_convert_never_writes_over_or_inside_its_source(tmp_path, capsys):
+    bucket = tmp_path / "s3"
+    source = bucket / "models" / "llama"
+    tiny_model().save_pretrained(source)
+    (bucket / "other.txt").write_text("not fope's")
+    files = {path: path.read_bytes() for path in bucket.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    for out, relation in ((bucket, "contains SRC_DIR"), (source / "fope", "is inside SRC_DIR")):
+        argv = ["convert", str(source), str(out), "--train-length", "64", "--overwrite"]
+        assert main(argv) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and relation in error, error
+    assert {path: path.read_bytes() for path in bucket.rglob("*") if path.is_file()} == files
 
 
 def test_cli_convert_errors_are_one_line(tmp_path, capsys):
@@ -424,6 +439,19 @@ def test_cli_convert_errors_are_one_line(tmp_path, capsys):
     again = tmp_path / "again"
     assert main(["convert", str(target), str(again), "--train-length", "128"]) == 2
     assert "already a FoPE model" in capsys.readouterr().err and not again.exists()
+
+
+@pytest.mark.parametrize("keep", [0, 100])
+def test_cli_convert_names_a_truncated_weights_file(tmp_path, capsys, keep):
+    source, target = tmp_path / "rope", tmp_path / "fope"
+    tiny_model("llama").save_pretrained(source)
+    weights = source / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: keep or weights.stat().st_size // 2])  # cut in the header or the data
+    capsys.readouterr()
+    assert main(["convert", str(source), str(target), "--train-length", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fope convert: error: {weights} is not a readable safetensors file (")
+    assert "it may be truncated" in err and err.count("\n") == 1 and not target.exists()
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,15 @@ def test_strided_identity():
     assert short[:, 3].sum() == 0 and short.sum() == 3
 
 
+@pytest.mark.parametrize("options", [{"output_dim": "square"}, {"output_dim": 1}, {"keep_zeroed": True}])
+def test_head_dim_2_works_with_one_output_pair(options):
+    """The smallest head: one pair, one frequency. Only "official" (``rotary_dim // 4`` pairs) refuses it."""
+    pe = FoPE(head_dim=2, num_heads=4, num_kv_heads=2, train_length=128, seed=0, **options)
+    assert pe.output_dim == 1 and pe.num_kept == 1
+    q, k = qk(dim=2)
+    assert_matches_reference(pe, q, k, random_positions(2, 6))
+
+
 def test_initialisation_statistics():
     heads, kept, out = 64, 48, 32
     coef = fourier_coefficients(heads, kept, out, sigma=0.5, generator=torch.Generator().manual_seed(0))
@@ -380,6 +389,8 @@ def test_compile_fullgraph_matches_eager():
         ({"frequency_dim": 256, "output_dim": "square"}, ValueError, ["square", "rotary_dim / 2 = 32"]),
         ({"keep_zeroed": True, "fourier": False}, ValueError, ["keep_zeroed=True", "fourier=True"]),
         ({"keep_zeroed": 1}, TypeError, ["keep_zeroed", "1"]),
+        ({"head_dim": 2}, ValueError, ["output_dim='official'", "rotary_dim=2", "head_dim (rotary_dim) >= 4"]),
+        ({"rotary_dim": 2}, ValueError, ["output_dim='official'", "rotary_dim=2", "head_dim (rotary_dim) >= 4"]),
         (
             {
                 "scaling": {

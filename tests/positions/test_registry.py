@@ -10,18 +10,31 @@ from fope.positions import POSITION_ENCODINGS, ALiBi, FoPE, NoPE, RoPE, build_po
 STRUCTURE = {"head_dim": 32, "num_heads": 4, "num_kv_heads": 2, "train_length": 128}
 
 
+#: The options a registered name needs besides ``STRUCTURE``.
+EXTENSIONS = {
+    **{name: {"factor": 2.0, "original_max_position": 128} for name in POSITION_ENCODINGS if "yarn" in name},
+    **{name: {"factor": 2.0} for name in ("pi", "rope-pi", "ntk", "rope-ntk", "fope-pi")},
+    "p-rope": {"drop_fraction": 0.25},
+}
+
+
 @pytest.mark.parametrize("name", sorted(POSITION_ENCODINGS))
 def test_every_registered_name_builds_and_runs(name):
-    extension = {"factor": 2.0, "original_max_position": 128} if "yarn" in name else {}
-    if name in ("pi", "rope-pi", "ntk", "rope-ntk", "fope-pi"):
-        extension = {"factor": 2.0}
-    if name == "p-rope":
-        extension = {"drop_fraction": 0.25}
-    pe = build_position_encoding(name, **STRUCTURE, **extension)
+    pe = build_position_encoding(name, **STRUCTURE, **EXTENSIONS.get(name, {}))
     assert isinstance(pe, POSITION_ENCODINGS[name].cls)
     q, k = torch.randn(1, 4, 3, 32), torch.randn(1, 2, 3, 32)
     q_out, k_out = pe(q, k)
     assert q_out.shape == q.shape and k_out.shape == k.shape
+
+
+@pytest.mark.parametrize("name", sorted(POSITION_ENCODINGS))
+def test_q_and_k_on_different_devices_is_an_error_naming_both(name):
+    pe = build_position_encoding(name, **STRUCTURE, **EXTENSIONS.get(name, {}))
+    cpu, meta = torch.randn(1, 4, 3, 32), torch.empty(1, 2, 3, 32, device="meta")
+    with pytest.raises(ValueError, match=r"^q and k must be on the same device; got q on cpu and k on meta$"):
+        pe(cpu, meta)
+    with pytest.raises(ValueError, match=r"got q on meta and k on cpu$"):
+        pe(torch.empty(1, 4, 3, 32, device="meta"), cpu[:, :2])
 
 
 def test_variants_set_their_options():

@@ -3,6 +3,8 @@ figures, hand-written text, what is not run yet, byte-identical rebuilds, hand e
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from matplotlib.image import imread
 
@@ -110,3 +112,30 @@ def test_cli_report_and_check(results, capsys):
     assert main(["report", "--results", str(results), "--out", str(out), "--check"]) == 1
     assert main(["report", "--results", str(results / "absent"), "--out", str(out)]) == 2
     assert "no results folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("accuracy", 7.5, "by_length[0].accuracy must be a number from 0 to 1; got 7.5"),
+        ("loss", -5, "results[0].loss must be a number >= 0 (or NaN / +inf: a diverged run); got -5"),
+        ("loss", "3.0", "results[0].loss must be a number >= 0 (or NaN / +inf: a diverged run); got '3.0' (str)"),
+        ("loss", None, "results[0].loss is missing"),
+    ],
+)
+def test_cli_report_refuses_an_impossible_stored_value_in_one_line(results, capsys, field, value, message):
+    """Before: an accuracy of 7.5 was shown above 100% and "learned in-length", a loss of -5 flipped a verdict, a
+    missing field or a number written as a string was a traceback."""
+    path = results / "runs" / "fope-s1.json"
+    record = json.loads(path.read_text())
+    evaluation, rows = ("passkey", "by_length") if field == "accuracy" else ("perplexity", "results")
+    row = record["evaluations"][evaluation]["result"][rows][0]
+    if value is None:
+        del row[field]
+    else:
+        row[field] = value
+    path.write_text(json.dumps(record))
+    out = results.parent / "results.md"
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"fope report: error: {path}: evaluations.{evaluation}.result.{message}\n")
+    assert not out.exists()

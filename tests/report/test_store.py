@@ -4,6 +4,7 @@ grow, corrupt files refused, stored runs read back as a report's runs."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -107,3 +108,104 @@ def test_stored_runs_aggregate_like_run_folders(tmp_path):
     other = stored_run_results(read_run(tmp_path, "rope-s0"), "x.json", "perplexity-bible")
     assert other.perplexity is None and other.missing == ["perplexity"]
     assert "x.json holds no perplexity results" in other.missing_note("perplexity")
+
+
+def _set(record: dict, path: tuple, value: object) -> None:
+    """``record[path[0]][path[1]]... = value``; the value ``KeyError`` deletes the field."""
+    *parents, last = path
+    for key in parents:
+        record = record[key]
+    if value is KeyError:
+        del record[last]
+    else:
+        record[last] = value
+
+
+PASSKEY_ROW = ("evaluations", "passkey", "result", "by_length", 0)
+PERPLEXITY_ROW = ("evaluations", "perplexity", "result", "results", 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ((*PASSKEY_ROW, "accuracy"), 7.5, "by_length[0].accuracy must be a number from 0 to 1; got 7.5"),
+        ((*PASSKEY_ROW, "accuracy"), -0.1, "by_length[0].accuracy must be a number from 0 to 1; got -0.1"),
+        ((*PASSKEY_ROW, "accuracy"), float("nan"), "by_length[0].accuracy must be a number from 0 to 1; got nan"),
+        ((*PASSKEY_ROW, "accuracy"), "0.9", "by_length[0].accuracy must be a number from 0 to 1; got '0.9' (str)"),
+        ((*PASSKEY_ROW, "length"), 32.0, "by_length[0].length must be an int >= 1; got 32.0"),
+        ((*PASSKEY_ROW, "trials"), -3, "by_length[0].trials must be an int >= 0; got -3"),
+        ((*PASSKEY_ROW, "accuracy"), KeyError, "evaluations.passkey.result.by_length[0].accuracy is missing"),
+        (
+            (*PERPLEXITY_ROW, "loss"),
+            -5,
+            "results[0].loss must be a number >= 0 (or NaN / +inf: a diverged run); got -5",
+        ),
+        (
+            (*PERPLEXITY_ROW, "loss"),
+            "3.1",
+            "results[0].loss must be a number >= 0 (or NaN / +inf: a diverged run); got ",
+        ),
+        ((*PERPLEXITY_ROW, "loss"), float("-inf"), "results[0].loss must be a number >= 0 (or NaN / +inf"),
+        ((*PERPLEXITY_ROW, "perplexity"), 0.5, "results[0].perplexity must be a number >= 1 (or NaN / +inf"),
+        ((*PERPLEXITY_ROW, "bits_per_byte"), -1.0, "results[0].bits_per_byte must be a number >= 0"),
+        ((*PERPLEXITY_ROW, "tokens"), 1.5, "results[0].tokens must be an int >= 0; got 1.5"),
+        ((*PERPLEXITY_ROW, "windows"), True, "results[0].windows must be an int >= 0; got True"),
+        ((*PERPLEXITY_ROW, "position_buckets", 0, "loss"), -1, "position_buckets[0].loss must be a number >= 0"),
+        (
+            ("evaluations", "perplexity", "result", "results"),
+            [],
+            "results must be a list of at least 1 item(s); got []",
+        ),
+        (("evaluations", "perplexity", "result", "train_length"), "32", "train_length must be an int >= 1; got '32'"),
+        (("evaluations", "perplexity", "result", "spans", "max_spans"), KeyError, "spans.max_spans is missing"),
+        (("evaluations", "passkey", "result", "trials_per_length"), 2.5, "trials_per_length must be an int >= 0"),
+        (("evaluations", "passkey", "result", "grid_accuracy", 0, 0), 2.0, "grid_accuracy[0][0] must be a number from"),
+        (
+            ("evaluations", "passkey", "result", "grid_accuracy", 0),
+            [1.0],
+            "grid_accuracy must have a row per depth bin",
+        ),
+        (
+            ("evaluations", "passkey", "checkpoint"),
+            {"sha256": "ab", "step": -1},
+            "evaluations.passkey.checkpoint.step must be an int >= 0; got -1",
+        ),
+        (("summary", "seed"), "0", "summary.seed must be an int >= 0; got '0' (str)"),
+        (("config_sha256",), KeyError, "config_sha256 is missing"),
+    ],
+)
+def test_a_stored_value_a_report_cannot_trust_is_one_line_naming_file_field_and_value(tmp_path, path, value, message):
+    record = stored_run(tmp_path, "rope-s0", "rope", 0, {32: 3.0, 64: 3.5}, accuracy={32: 1.0, 64: 0.5})
+    _set(record, path, value)
+    file = tmp_path / "runs" / "rope-s0.json"
+    file.write_text(json.dumps(record))
+    with pytest.raises(ReportError) as error:
+        read_run(tmp_path, "rope-s0")
+    text = str(error.value)
+    assert text.startswith(f"{file}: ") and message in text and "\n" not in text
+
+
+def test_a_diverged_loss_is_stored_and_read_back(tmp_path):
+    """NaN or +inf loss and perplexity are a diverged run's numbers, which a report shows as such."""
+    stored_run(tmp_path, "rope-s0", "rope", 0, {32: 3.0, 64: float("nan"), 128: float("inf")})
+    rows = read_run(tmp_path, "rope-s0")["evaluations"]["perplexity"]["result"]["results"]
+    assert math.isnan(rows[1]["loss"]) and math.isnan(rows[1]["perplexity"])
+    assert rows[2]["loss"] == rows[2]["perplexity"] == math.inf
+
+
+def test_a_recipe_file_without_its_runs_is_one_line(tmp_path):
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps({"format": 1, "experiment": "ablation", "reports": [{"folder": "f", "title": "t"}]}))
+    with pytest.raises(ReportError, match=r"ablation\.json: reports\[0\]\.runs is missing$"):
+        read_json(path, "recipe")
+    path.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "experiment": "ablation",
+                "reports": [{"folder": "f", "title": "t", "runs": ["a"], "contrasts": [["a", "b"]]}],
+            }
+        )
+    )
+    with pytest.raises(ReportError, match=r"reports\[0\]\.contrasts\[0\] must be a list of 3 items; got \['a', 'b'\]"):
+        read_json(path, "recipe")

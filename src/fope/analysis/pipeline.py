@@ -28,6 +28,7 @@ from fope.analysis.damage import block_stages, position_leakage, position_power_
 from fope.analysis.frequencies import coefficient_mixing, frequency_map, rotary_basis
 from fope.analysis.magnitudes import pair_magnitudes
 from fope.analysis.spectrum import pair_products, stationary_scores, stationary_spectrum
+from fope.checks import check_folder
 from fope.evaluate.chunks import LENGTH_MULTIPLES, select_spans
 from fope.model import TransformerLM
 from fope.positions import FoPE
@@ -106,7 +107,7 @@ def analyze(
         raise ValueError(f"probe_amplitude must be a positive number; got {probe_amplitude!r}")
     lengths = [context_length(multiple, train_length) for multiple in context_multiples]
     spectrum_length = max(2, context_length(spectrum_multiple, train_length))
-    out_dir = Path(out_dir)
+    out_dir = check_folder("out_dir", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = token_windows(tokens, max([spectrum_length, *lengths]), num_sequences, seed)
     pes = model.position_encodings()

@@ -16,6 +16,8 @@ from fope.provenance import fope_version
 
 #: Errors that are the user's mistake in every command (a missing or existing path); ``fope.errors.FopeError`` too.
 USER_ERRORS: tuple[type[BaseException], ...] = (FileExistsError, FileNotFoundError, NotADirectoryError)
+#: The exit code of a command stopped with Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 #: The command groups, one module each, in the order ``fope --help`` lists their commands.
 GROUPS = (training, evaluation, experiments, report, models)
 
@@ -34,14 +36,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     User mistakes are every ``fope.errors.FopeError`` (ConfigError, CheckpointError, CampaignError, TokenStoreError,
     ReportError, ...), a missing or existing path (``USER_ERRORS``), and what a command declares for its lower half
-    (``user_errors``: e.g. the ``ValueError`` of a bad option value). Anything else is a bug and stays a traceback.
+    (``user_errors``: e.g. the ``ValueError`` of a bad option value). Environment faults (``OSError`` of a full disk,
+    a read-only folder, a name too long: ``fope.errors.ENVIRONMENT_ERRNOS``) are one line too. Ctrl-C is one line,
+    ``fope COMMAND: interrupted; ...`` (what the command says about it: ``interrupted``), and exit code 130.
+    Anything else is a bug and stays a traceback.
     """
     args = build_parser().parse_args(argv)
-    from fope.errors import FopeError
+    from fope.errors import FopeError, describe_os_error, is_environment_error
 
     try:
         return int(args.handler(args) or 0)
-    except (FopeError, *USER_ERRORS, *getattr(args, "user_errors", ())) as error:
-        message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the library's message
+    except KeyboardInterrupt:
+        note = getattr(args, "interrupted", None)
+        print(f"fope {args.command}: interrupted" + (f"; {note(args)}" if note else ""), file=sys.stderr)
+        return INTERRUPTED
+    except Exception as error:
+        if is_environment_error(error):
+            message = describe_os_error(error)
+        elif isinstance(error, (FopeError, *USER_ERRORS, *getattr(args, "user_errors", ()))):
+            message = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the library's message
+        else:
+            raise
         print(f"fope {args.command}: error: {message}", file=sys.stderr)
         return 2

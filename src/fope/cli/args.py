@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from typing import Any
@@ -55,14 +56,22 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
 
 
+#: A multiple as ``--multiples`` documents it: digits, with a decimal point or not (no sign, exponent, inf or nan).
+_MULTIPLE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
 def multiples(text: str) -> list[int | float]:
-    """``--multiples 1,2,4``: positive numbers (ints where written without a point)."""
-    try:
-        values = [float(value) if "." in value else int(value) for value in text.split(",") if value.strip()]
-    except ValueError:
-        values = []
-    if not values or any(not value > 0 for value in values):
-        raise FopeError(f"--multiples must be comma-separated numbers > 0, e.g. 1,2,4; got {text!r}")
+    """``--multiples 1,2,4`` or ``0.5,1.5``: numbers > 0 written as digits with an optional decimal point (ints where
+    written without one); ``1e1``, ``inf`` or ``+2`` are refused rather than read some other way."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(_MULTIPLE.fullmatch(part) for part in parts):
+        raise FopeError(
+            "--multiples must be comma-separated numbers > 0 written with digits and an optional decimal point, e.g. "
+            f"1,2,4 or 0.5,1.5 (no exponent, sign, inf or nan); got {text!r}"
+        )
+    values = [float(part) if "." in part else int(part) for part in parts]
+    if any(value <= 0 for value in values):
+        raise FopeError(f"--multiples must be numbers > 0; got {text!r}")
     return values
 
 

@@ -4,6 +4,7 @@ past its length."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         "for the same checkpoint and span settings: other lengths are kept.",
         handler=_run_eval,
         user_errors=(ValueError,),
+        interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--data", default=None, help="evaluate on this text: a folder of .txt, a .txt or a .jsonl file")
@@ -37,7 +39,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     import json
 
     from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity, records
-    from fope.evaluate.results import PERPLEXITY, read_results, results_name, results_path
+    from fope.evaluate.results import PERPLEXITY, results_name
 
     given = {"max_spans": args.max_spans, "batch_tokens": args.batch_tokens}
     results = evaluate_run_perplexity(
@@ -46,16 +48,45 @@ def _run_eval(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         **run_keywords(args),
         **{key: value for key, value in given.items() if value is not None},
+        write=False,
     )
-    if args.json:
-        print(json.dumps(records(results)))
-        return 0
-    print(format_perplexity(results))
+    print(json.dumps(records(results)) if args.json else format_perplexity(results))
     name = results_name(PERPLEXITY, args.data)
-    stored = read_results(args.run_dir, name) or {}
-    kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
-    print(f"saved {results_path(args.run_dir, name)}" + (f" (kept lengths {kept} evaluated before)" if kept else ""))
+    saved = _save(args, name, results)
+    if saved is None:
+        return 2
+    if not args.json:
+        print(_saved(args.run_dir, name, results, saved))
     return 0
+
+
+def _saved(run_dir: str, name: str, results: dict, saved: Path) -> str:
+    """``saved PATH``, and the lengths the file kept from earlier evaluations (``fope.evaluate.results`` merges)."""
+    from fope.evaluate.results import read_results
+
+    stored = read_results(run_dir, name) or {}
+    kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
+    return f"saved {saved}" + (f" (kept lengths {kept} evaluated before)" if kept else "")
+
+
+def _save(args: argparse.Namespace, name: str, results: dict) -> Path | None:
+    """Write the results printed above to ``RUN_DIR/eval/<name>.json``; None, said on stderr, when the folder cannot
+    be written (read-only, full, a name too long): the results are then only on stdout."""
+    from fope.errors import describe_os_error, is_environment_error
+    from fope.evaluate.results import write_results
+
+    try:
+        return write_results(args.run_dir, name, results)
+    except OSError as error:
+        if not is_environment_error(error):
+            raise
+        message = f"{describe_os_error(error)}; the results printed above were not saved"
+        print(f"fope {args.command}: error: {message}", file=sys.stderr)
+        return None
+
+
+def _nothing_written(args: argparse.Namespace) -> str:
+    return "nothing written"
 
 
 def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
@@ -64,9 +95,11 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
         "passkey",
         help="passkey retrieval accuracy against prompt length of a trained run",
         description="Greedy passkey retrieval at each length (seeded keys and depths); results go to "
-        "RUN_DIR/eval/passkey.json.",
+        "RUN_DIR/eval/passkey.json, merged by length with what it holds for the same checkpoint, trials and seed: "
+        "other lengths are kept.",
         handler=_run_passkey,
         user_errors=(ValueError,),
+        interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument(
@@ -96,16 +129,20 @@ def _trial_keywords(args: argparse.Namespace) -> dict:
 
 
 def _print_retrieval(args: argparse.Namespace, results: dict, name: str) -> int:
+    """Print the results (a table, or a JSON list with ``--json``), then save them (exit code 2 when that fails)."""
     import json
 
-    from fope.evaluate.results import results_path
     from fope.evaluate.retrieval import format_retrieval
 
     if args.json:
         print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
-        return 0
-    print(format_retrieval(results))
-    print(f"saved {results_path(args.run_dir, name)}")
+    else:
+        print(format_retrieval(results))
+    saved = _save(args, name, results)
+    if saved is None:
+        return 2
+    if not args.json:
+        print(_saved(args.run_dir, name, results, saved))
     return 0
 
 
@@ -113,7 +150,7 @@ def _run_passkey(args: argparse.Namespace) -> int:
     from fope.evaluate.passkey import evaluate_run_passkey
     from fope.evaluate.results import PASSKEY
 
-    return _print_retrieval(args, evaluate_run_passkey(args.run_dir, **_trial_keywords(args)), PASSKEY)
+    return _print_retrieval(args, evaluate_run_passkey(args.run_dir, **_trial_keywords(args), write=False), PASSKEY)
 
 
 def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
@@ -124,9 +161,11 @@ def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
         "retrieval",
         help="accuracy of a retrieval task (multi-key, multi-value, variable-tracking, passkey) against prompt length",
         description="Greedy retrieval at each length (seeded prompts, accuracy by length and needle depth); results "
-        "go to RUN_DIR/eval/retrieval-<task>.json. The tasks and their prompts are described in docs/evaluation.md.",
+        "go to RUN_DIR/eval/retrieval-<task>.json, merged by length with what it holds for the same checkpoint, "
+        "trials and seed. The tasks and their prompts are described in docs/evaluation.md.",
         handler=_run_retrieval,
         user_errors=(ValueError,),
+        interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--task", required=True, metavar="TASK", help=f"one of {', '.join(TASK_NAMES)}")
@@ -144,7 +183,7 @@ def _run_retrieval(args: argparse.Namespace) -> int:
     from fope.evaluate.results import retrieval_name
     from fope.evaluate.retrieval import evaluate_run_retrieval
 
-    results = evaluate_run_retrieval(args.run_dir, args.task, **_trial_keywords(args))
+    results = evaluate_run_retrieval(args.run_dir, args.task, **_trial_keywords(args), write=False)
     return _print_retrieval(args, results, retrieval_name(args.task))
 
 
@@ -155,7 +194,9 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         help="report comparing runs: tables, plots, Markdown (seeds of one config aggregate)",
         description="Run the evaluations a run still lacks (missing, or computed on an older checkpoint) with "
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
-        "report.md, results.json and PNG plots to --out. A run given twice counts once.",
+        "report.md, results.json and PNG plots to --out. A run given twice counts once; two folders holding the same "
+        "run (a copy: same seed and checkpoint) are an error. A report.md in --out that fope compare did not write "
+        "(or that was edited since) is not replaced without --force.",
         handler=_run_compare,
         user_errors=(ValueError,),
     )
@@ -173,15 +214,19 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "--device", default="auto", help="device for missing evaluations (default: cuda when available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a report.md in --out that fope compare did not write"
+    )
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from fope.report import check_out_dir, check_run_dir, compare_runs, unique_run_dirs
+    from fope.report import check_distinct_runs, check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
-    check_out_dir(args.out)  # before any evaluation
+    check_out_dir(args.out, args.force)  # before any evaluation
     run_dirs, repeats = unique_run_dirs(args.run_dirs)
     for run_dir in run_dirs:
         check_run_dir(run_dir)
+    check_distinct_runs(run_dirs)
     for note in repeats:
         print(f"note: {note}")
     if not args.no_evaluate:
@@ -191,7 +236,9 @@ def _run_compare(args: argparse.Namespace) -> int:
         from fope.analysis.report_section import attention_section
 
         sections.append(attention_section)
-    results = compare_runs(run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections)
+    results = compare_runs(
+        run_dirs, args.out, title=args.title, data=args.data, extra_sections=sections, force=args.force
+    )
     groups = ", ".join(f"{label} (n={group['n']})" for label, group in results["groups"].items())
     print(f"compared {groups}")
     print(f"wrote {Path(args.out) / 'report.md'}, results.json and {len(results['figures'])} figures")
@@ -227,7 +274,9 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
     default = ",".join(map(str, LENGTH_MULTIPLES))
     parser.add_argument(
-        "--multiples", default=default, help=f"contexts as multiples of the training length (default {default})"
+        "--multiples",
+        default=default,
+        help=f"contexts as multiples of the training length: numbers > 0 like 1,2,4 or 0.5,1.5 (default {default})",
     )
     parser.add_argument("--sequences", type=int, default=2, help="validation windows to read (default 2)")
     parser.add_argument("--train-length", type=int, default=None, help="override the model's train_length")
@@ -237,12 +286,19 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_analyze(args: argparse.Namespace) -> int:
     from fope.analysis import analyze
+    from fope.checks import check_folder
+    from fope.errors import FopeError
     from fope.runs import load_run
 
     contexts = multiples(args.multiples)
+    # checked before the model loads; analyze() checks them too, in its own argument names
+    if args.train_length is not None and args.train_length < 2:
+        raise FopeError(f"--train-length must be an int >= 2 (the model's training length); got {args.train_length}")
+    if args.sequences < 1:
+        raise FopeError(f"--sequences must be an int >= 1 (validation windows to read); got {args.sequences}")
+    out_dir = check_folder("--out", Path(args.out) if args.out else Path(args.run_dir) / "analysis")
     run = load_run(args.run_dir, step=args.step, device=args.device)
-    train_length = args.train_length or run.model.config.train_length
-    out_dir = Path(args.out) if args.out else Path(run.path) / "analysis"
+    train_length = run.model.config.train_length if args.train_length is None else args.train_length
     result = analyze(
         run.model,
         run.val_store(),

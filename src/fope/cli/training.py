@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import sys
+from pathlib import Path
 
 from fope.cli.args import command, names
+from fope.errors import FopeError
 
 
 def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +54,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
         "sources": args.sources,
     }
     data = prepare_data(args.source, args.out, **{key: value for key, value in given.items() if value is not None})
+    if data.split_warning:
+        print(data.split_warning, file=sys.stderr)
     print(f"{'reused' if data.reused else 'prepared'} data in {data.root}")
     print(f"tokenizer: {data.tokenizer.vocab_size} tokens, eos id {data.tokenizer.eos_id}")
     for split, store in (("train", data.train), ("val", data.val)):
@@ -65,6 +71,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a shipped preset (--preset tiny/fope) or a YAML config file into a run directory; "
         "--resume continues (or extends) it from its saved config.",
         handler=_run_train,
+        interrupted=_interrupted,
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -74,7 +81,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "hope, p-rope) or paper/SIZE (60m, 180m, 1.2b)",
     )
     source.add_argument("--config", default=None, help="a YAML config file")
-    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--out", required=True, help="run directory: new or empty, or the run to --resume")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -94,7 +101,41 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _resume_note(out: str) -> str:
+    """How to go on with the run in ``out`` after an interruption: resume it (from its last checkpoint), or start it."""
+    from fope.checkpoint import CheckpointError, latest_checkpoint
+
+    run_dir = Path(out)
+    try:
+        written = (run_dir / "config.yaml").is_file()
+    except OSError:  # a name too long, an unreadable folder
+        written = False
+    if not written:
+        return "run the same command again (no run was written yet)"
+    try:
+        checkpoint = latest_checkpoint(run_dir)
+    except CheckpointError:
+        checkpoint = None
+    start = f"from its last checkpoint, {checkpoint.name}" if checkpoint else "from the start: no checkpoint yet"
+    return f"resume with `fope train --resume --out {out}` ({start})"
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    return _resume_note(args.out)
+
+
 def _run_train(args: argparse.Namespace) -> int:
+    from fope.errors import describe_os_error
+
+    try:
+        return _train(args)
+    except OSError as error:  # a full disk: the last checkpoint is kept, the run goes on with --resume
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise FopeError(describe_os_error(error, retry=_resume_note(args.out))) from error
+
+
+def _train(args: argparse.Namespace) -> int:
     from fope.errors import ConfigError
     from fope.train import train, train_from_files
 

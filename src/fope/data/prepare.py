@@ -16,10 +16,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fope.checkpoint import file_sha256, publish_directory
+from fope.checks import check_folder
 from fope.data import corpus
 from fope.data.corpus import Document
 from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
 from fope.data.tokenizer import Tokenizer, check_vocab_size, train_bpe
+from fope.errors import UNWRITABLE_ERRNOS, FopeError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ TOKENIZER_FILE = "tokenizer.json"
 PREPARE_VERSION = 2  # 2: digits split one per token
 ENCODE_CHUNK = 8
 STORE_FILES = (TOKENS_FILE, INDEX_FILE, META_FILE)
+#: A held-out share of tokens more than this factor above or below ``val_fraction`` is warned about
+#: (``split_warning``): the split is by whole documents, so a few large ones can put far more or less aside.
+SPLIT_TOLERANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,40 @@ class PreparedData:
     manifest: dict[str, Any]
     reused: bool = False
 
+    @property
+    def split_warning(self) -> str | None:
+        """A warning line when the held-out share of tokens is far from ``val_fraction`` (``split_warning``)."""
+        return split_warning(self.manifest)
+
+
+def split_warning(manifest: dict[str, Any]) -> str | None:
+    """``warning: ...`` when the held-out split's share of tokens is more than ``SPLIT_TOLERANCE`` times above or below
+    ``val_fraction``, saying why (few documents, or one that holds much of the text) and what to do; else None.
+
+    The split holds out whole documents (``corpus.split_documents``), ``val_fraction`` of each source's documents, not
+    of its tokens: one 2 MB document next to a 5 KB one puts either almost all or almost none of the text aside."""
+    fraction = manifest["options"]["val_fraction"]
+    held_out = manifest["splits"]["val"]["tokens"]
+    total = held_out + manifest["splits"]["train"]["tokens"]
+    if not total or fraction / SPLIT_TOLERANCE <= held_out / total <= fraction * SPLIT_TOLERANCE:
+        return None
+    documents = manifest["documents"]
+    largest = max(documents, key=lambda record: record["tokens"])
+    return (
+        f"warning: the held-out split has {held_out / total:.1%} of the tokens, against val_fraction {fraction:g}: "
+        f"the split holds out whole documents, and among these {len(documents)} the largest, {largest['name']} "
+        f"({largest['split']}), has {largest['tokens'] / total:.1%} of the tokens; for a held-out share near "
+        "val_fraction, split the text into more documents of similar size (more .txt files or JSONL lines)"
+    )
+
 
 def default_cache_dir() -> Path:
-    """``$FOPE_CACHE``, else ``~/.cache/fope``."""
-    return Path(os.environ.get("FOPE_CACHE") or Path.home() / ".cache" / "fope").expanduser()
+    """``$FOPE_CACHE``, else ``~/.cache/fope``: a folder, or a path where one can be made."""
+    given = os.environ.get("FOPE_CACHE")
+    if given:
+        hint = "; point it at a folder, or unset it for ~/.cache/fope"
+        return check_folder("FOPE_CACHE", Path(given).expanduser(), hint)
+    return check_folder("the cache folder", Path.home() / ".cache" / "fope", "; move that file, or set FOPE_CACHE")
 
 
 def _fingerprint(path: Path) -> list[list[Any]]:
@@ -130,6 +165,26 @@ def _options(
     return options
 
 
+def preparation_options(
+    source: str = "default",
+    *,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    text_field: str = "text",
+    tokenizer: str | Path | None = None,
+    sources: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The ``options`` that ``prepare_data`` with these arguments records in its manifest (checked)."""
+    return _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer, sources)
+
+
+def open_prepared(root: str | Path) -> PreparedData:
+    """The prepared data in ``root`` as it is, checked against its manifest (OSError, ValueError or KeyError if not)."""
+    root = Path(root)
+    return _open(root, _read_manifest(root), reused=True)
+
+
 def options_key(options: dict[str, Any]) -> str:
     """A short hash of the preparation options: the cache folder's name."""
     return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
@@ -156,13 +211,44 @@ def prepare_data(
     tokenizer is given). Output goes to ``out_dir``, by default
     ``default_cache_dir()/data/<options_key>``; a folder already prepared with the same options is reused.
     """
-    options = _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer, sources)
+    options = preparation_options(
+        source,
+        vocab_size=vocab_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        text_field=text_field,
+        tokenizer=tokenizer,
+        sources=sources,
+    )
     cache_dir = default_cache_dir()
     root = Path(out_dir).expanduser() if out_dir is not None else cache_dir / "data" / options_key(options)
     if root.exists():
         reused = _reuse(root, options)
         if reused is not None:
             return reused
+    try:
+        return _prepare(root, options, cache_dir)
+    except OSError as error:
+        if error.errno not in UNWRITABLE_ERRNOS or not _inside(error.filename, cache_dir):
+            raise
+        where = f": {os.fsdecode(error.filename)}" if error.filename is not None else ""
+        raise FopeError(
+            f"the data cache {cache_dir} cannot be written ({(error.strerror or 'not writable').lower()}{where}); "
+            "point FOPE_CACHE at a writable folder, e.g. FOPE_CACHE=/tmp/fope-cache"
+        ) from error
+
+
+def _inside(filename: str | bytes | None, folder: Path) -> bool:
+    """Whether an error's ``filename`` is ``folder`` or inside it (or unknown)."""
+    if filename is None:
+        return True
+    path = Path(os.fsdecode(filename)).expanduser().absolute()
+    return path == folder.absolute() or folder.absolute() in path.parents
+
+
+def _prepare(root: Path, options: dict[str, Any], cache_dir: Path) -> PreparedData:
+    """``prepare_data`` past its cache: load, split, tokenize and write the corpus into ``root`` (published whole)."""
+    text_field, val_fraction, seed = options["text_field"], options["val_fraction"], options["seed"]
     documents, origins = _load_documents(options["source"], text_field, cache_dir)
     if "sources" in options:
         documents = corpus.select_sources(documents, options["sources"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from fope.checkpoint import write_atomic
 from fope.errors import FopeError
 
 #: The end-of-document token: the token store puts one after every document.
@@ -50,11 +51,8 @@ class Tokenizer:
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def save(self, path: str | Path) -> Path:
-        """Write the tokenizer as one ``tokenizer.json``-format file at ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(path))
-        return path
+        """Write the tokenizer as one ``tokenizer.json``-format file at ``path`` (atomically: ``write_atomic``)."""
+        return write_atomic(path, self.backend.to_str(pretty=True))
 
     @classmethod
     def load(cls, path: str | Path, eos_token: str | None = None) -> Tokenizer:

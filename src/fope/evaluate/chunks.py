@@ -15,6 +15,9 @@ from fope.checks import check_int
 
 #: Default lengths as multiples of the training length: evaluation (``fope eval``) and the analysis contexts.
 LENGTH_MULTIPLES = (1, 2, 4, 8, 16)
+#: Evaluation lengths may be at most this multiple of the training length (``check_lengths``): far past what any
+#: encoding is asked to extrapolate to, and still minutes, not days, of attention over the longest prompt or window.
+MAX_LENGTH_RATIO = 256
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,21 @@ def select_spans(document_lengths: np.ndarray, span_tokens: int, max_spans: int,
     return SpanSelection(spans, cross_document, eligible)
 
 
-def check_lengths(lengths: Sequence[int]) -> list[int]:
-    """The evaluation lengths sorted and without repeats; each must be an int >= 1."""
+def check_lengths(lengths: Sequence[int], train_length: int | None = None) -> list[int]:
+    """The evaluation lengths sorted and without repeats; each must be an int >= 1 and, given the training length, at
+    most ``MAX_LENGTH_RATIO`` times it (a longer one would run for hours or run out of memory: refused at once)."""
     if isinstance(lengths, (str, bytes)) or not lengths:
         raise ValueError(f"lengths must be a non-empty list of ints >= 1; got {lengths!r}")
     for length in lengths:
         check_int("each length", length, minimum=1)
+    if train_length is not None:
+        limit = MAX_LENGTH_RATIO * train_length
+        too_long = sorted({int(length) for length in lengths if length > limit})
+        if too_long:
+            raise ValueError(
+                f"lengths {too_long} are more than {MAX_LENGTH_RATIO} x the training length {train_length} = {limit} "
+                f"tokens; use lengths <= {limit} (the default goes to {LENGTH_MULTIPLES[-1]} x)"
+            )
     return sorted({int(length) for length in lengths})
 
 

@@ -25,7 +25,7 @@ from fope.checks import check_int
 from fope.data.corpus import Document, decode_text, jsonl_documents, text_dir_documents
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
-from fope.device import model_device
+from fope.device import model_device, resolve_device
 from fope.evaluate.chunks import (
     LENGTH_MULTIPLES,
     Span,
@@ -212,13 +212,13 @@ def evaluate_perplexity(
     train_length = check_int("train_length", train_length, minimum=1)
     max_spans = check_int("max_spans", max_spans, minimum=1)
     batch_tokens = check_int("batch_tokens", batch_tokens, minimum=1)
-    lengths = default_lengths(train_length) if lengths is None else check_lengths(lengths)
+    lengths = default_lengths(train_length) if lengths is None else check_lengths(lengths, train_length)
     documents = document_tokens(data, tokenizer)
     span_tokens = lengths[-1] + 1
     selection = select_spans(np.array([len(ids) for ids in documents]), span_tokens, max_spans, seed)
     spans = np.stack([span_ids(documents, span, tokenizer.eos_id) for span in selection.spans])
     bytes_method, count_bytes = byte_counter(tokenizer)
-    device = model_device(model) if device is None else torch.device(device)
+    device = model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.to(device).eval()
     total = sum(len(spans) * (span_tokens // (length + 1)) * length for length in lengths)

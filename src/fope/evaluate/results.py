@@ -1,12 +1,15 @@
 """Where evaluation results live: ``RUN_DIR/eval/<name>.json``, each with a summary of the run it describes.
 
-Perplexity results merge by length: evaluating some lengths again (``fope eval RUN --lengths 1024``) adds or updates
-those lengths and keeps the others, as long as the stored results describe the same checkpoint, data and span draw
-(``merge_by_length``); results of another checkpoint or settings are replaced.
+Results merge by length: evaluating some lengths again (``fope eval RUN --lengths 1024``, ``fope passkey RUN --lengths
+1024``) adds or updates those lengths and keeps the others, as long as the stored results describe the same
+checkpoint and settings: for perplexity the same data and span draw (``merge_by_length``), for passkey and retrieval
+the same task, trials, seed and answer length (``merge_trials``); results of another checkpoint or settings are
+replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fope.checkpoint import write_atomic
+from fope.checks import check_folder
 
 if TYPE_CHECKING:
     from fope.runs import Run
@@ -22,14 +26,19 @@ EVAL_DIR = "eval"
 PERPLEXITY = "perplexity"
 PASSKEY = "passkey"
 RETRIEVAL = "retrieval"
+#: Characters of a data name in a results file name (``perplexity-<name>.json``); longer names are cut and hashed.
+MAX_STEM = 200
 
 
 def results_name(kind: str, data: str | Path | None = None) -> str:
-    """``perplexity`` for the run's held-out split, ``perplexity-<data name>`` for other text (file or folder)."""
+    """``perplexity`` for the run's held-out split, ``perplexity-<data name>`` for other text (file or folder), the
+    name cut to ``MAX_STEM`` characters and a hash when longer."""
     if data is None:
         return kind
-    stem = Path(data).name.split(".")[0] or "data"
-    return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]+', '_', stem)}"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(data).name.split(".")[0] or "data")
+    if len(stem) > MAX_STEM:  # keep the file name (and its temporary) under 255 bytes; distinct names stay distinct
+        stem = f"{stem[: MAX_STEM - 9]}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+    return f"{kind}-{stem}"
 
 
 def retrieval_name(task: str) -> str:
@@ -96,17 +105,77 @@ def merge_by_length(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str
     }
 
 
+#: Settings of a passkey / retrieval evaluation that decide its answers at every length: results merge when all agree.
+_TRIAL_SETTINGS = ("task", "train_length", "trials_per_length", "seed", "max_new_tokens", "depth_bins")
+
+
+def _same_trials(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two passkey (or retrieval) results ask the same questions of the same checkpoint."""
+    if old.get("evaluation") != new.get("evaluation") or new.get("evaluation") not in (PASSKEY, RETRIEVAL):
+        return False
+    if not all(isinstance(old.get(key), list) for key in ("by_length", "trials", "grid_lengths", "grid_accuracy")):
+        return False
+    run_keys = ("step", "checkpoint")
+    if any((old.get("run") or {}).get(key) != (new.get("run") or {}).get(key) for key in run_keys):
+        return False
+    return all(old.get(key) == new.get(key) for key in _TRIAL_SETTINGS)
+
+
+def merge_trials(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s passkey or retrieval results, plus ``old``'s at the lengths ``new`` did not evaluate.
+
+    Only when both describe the same evaluation (checkpoint, task, training length, trials, seed, answer tokens, depth
+    bins); otherwise ``new`` alone. Trial ``t`` asks the same question at every length, so the merged file is what
+    one evaluation of all the lengths gives: per-length rows, depth x length grid columns and trials of each length
+    come from the evaluation that last ran it.
+    """
+    if old is None or not _same_trials(old, new):
+        return new
+    evaluated = {row["length"] for row in new["by_length"]}
+    if not {row["length"] for row in old["by_length"]} - evaluated:
+        return new
+    rows = sorted(
+        [row for row in old["by_length"] if row["length"] not in evaluated] + new["by_length"],
+        key=lambda row: row["length"],
+    )
+    lengths = [row["length"] for row in rows]
+    trials = [trial for trial in old["trials"] if trial["target_tokens"] not in evaluated] + new["trials"]
+    columns = {length: (old, index) for index, length in enumerate(old["grid_lengths"])}
+    columns |= {length: (new, index) for index, length in enumerate(new["grid_lengths"])}
+    grids = {
+        key: [[columns[length][0][key][row][columns[length][1]] for length in lengths] for row in range(len(new[key]))]
+        for key in ("grid_accuracy", "grid_trials")
+    }
+    return {
+        **new,
+        "lengths": lengths,
+        "by_length": rows,
+        "grid_lengths": lengths,
+        **grids,
+        "trials": sorted(trials, key=lambda trial: trial["target_tokens"]),  # stable: trial order within a length
+    }
+
+
+#: How results of each evaluation merge with those already stored under the same name.
+_MERGES: dict[str, Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]] = {
+    PERPLEXITY: merge_by_length,
+    PASSKEY: merge_trials,
+    RETRIEVAL: merge_trials,
+}
+
+
 def write_results(run_dir: str | Path, name: str, results: dict[str, Any]) -> Path:
     """Write ``results`` as ``RUN_DIR/eval/<name>.json`` (atomically: a reader never sees half a file).
 
-    Perplexity results are merged by length with what the file holds (``merge_by_length``).
+    Results are merged by length with what the file holds (``merge_by_length``, ``merge_trials``).
     """
-    if results.get("evaluation") == PERPLEXITY:
+    merge = _MERGES.get(results.get("evaluation"))
+    if merge is not None:
         try:
             stored = read_results(run_dir, name)
         except (OSError, ValueError):  # an unreadable file is replaced, never a reason to lose the new results
             stored = None
-        results = merge_by_length(stored if isinstance(stored, dict) else None, results)
+        results = merge(stored if isinstance(stored, dict) else None, results)
     return write_atomic(results_path(run_dir, name), json.dumps(results, indent=1) + "\n")
 
 
@@ -130,6 +199,8 @@ def evaluate_run(
     from fope.device import resolve_device
     from fope.runs import load_run
 
+    if write:  # before the work, not after it
+        check_folder("eval/ (where the results are written)", Path(run_dir) / EVAL_DIR)
     run = load_run(run_dir, step=step, device=resolve_device(device))
     results = {"run": run_summary(run), **evaluate(run)}
     if write:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from fope.checks import check_int
 from fope.data.retrieval import RetrievalPrompt, RetrievalTask, retrieval_task
 from fope.data.tokenizer import Tokenizer
-from fope.device import model_device
+from fope.device import model_device, resolve_device
 from fope.evaluate.chunks import LENGTH_MULTIPLES, check_lengths
 from fope.evaluate.perplexity import DEFAULT_BATCH_TOKENS
 from fope.evaluate.results import RETRIEVAL, evaluate_run, retrieval_name
@@ -179,7 +179,7 @@ def check_task_lengths(
     """The lengths to evaluate (default: ``default_lengths``) and the shortest prompt; lengths that cannot hold the
     prompt without filler are an error that names them."""
     shortest = min_prompt_tokens(task, encode)
-    lengths = check_lengths(default_lengths(task, encode, train_length) if lengths is None else lengths)
+    lengths = check_lengths(default_lengths(task, encode, train_length) if lengths is None else lengths, train_length)
     too_short = [length for length in lengths if length < shortest]
     if too_short:
         raise ValueError(
@@ -235,7 +235,7 @@ def evaluate_retrieval(
     if train_length is None:
         train_length = model.config.train_length
     lengths, shortest = check_task_lengths(task, tokenizer.encode, lengths, train_length)
-    device = model_device(model) if device is None else torch.device(device)
+    device = model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.to(device).eval()
     outcomes: list[RetrievalTrial] = []

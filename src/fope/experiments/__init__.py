@@ -66,14 +66,19 @@ def plan_experiment(
     """The ``Plan`` of recipe ``experiment`` (or ``demo``): ``Settings`` fields (``seeds``, ``steps``, ``quick``,
     ``scale``, ...) and the recipe's ``Options`` fields (``sizes``, ``encodings``, ...); None means the default.
     Its campaign stores evaluations in and reuses the results folder ``results`` (default ``OUT/results``)."""
+    from fope.checks import check_folder
     from fope.experiments.common import Settings
 
     module = recipe(experiment)
+    check_folder("--out", out)
+    if results is not None:
+        check_folder("--results", results)
     settings_keys = setting_names(module)
     option_keys = [field.name for field in dataclasses.fields(module.Options)]
     unknown = sorted(set(given) - set(settings_keys) - set(option_keys))
     if unknown:
         raise ValueError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
+    _refuse_empty_lists(given, [*dataclasses.fields(Settings), *dataclasses.fields(module.Options)])
     values = {key: _plain(value) for key, value in given.items() if value is not None}
     # A recipe's DEFAULTS are its full runs' defaults: a --quick smoke run keeps the smoke-run defaults.
     defaults = {} if values.get("quick") else getattr(module, "DEFAULTS", {})
@@ -83,6 +88,18 @@ def plan_experiment(
     folder = Path(out) / "results" if results is None else Path(results)
     plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, results=folder, name=experiment))
     return plan if plan.prepare is None else dataclasses.replace(plan, prepare=_unless_stored(plan, plan.prepare))
+
+
+def _refuse_empty_lists(given: dict[str, Any], fields: list[dataclasses.Field]) -> None:
+    """An empty list for a list option whose None is the recipe's default (``--seeds ''``, ``--encodings ''``) is an
+    error, not the default: the user wrote the option and gave it nothing."""
+    for field in fields:
+        value = given.get(field.name)
+        if field.default is None and isinstance(value, (list, tuple)) and not value:
+            flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+            raise ValueError(
+                f"{flag} must list one or more comma-separated values (leave {flag} out for the default); got none"
+            )
 
 
 def _unless_stored(plan: Any, prepare: Callable[[], str]) -> Callable[[], str]:

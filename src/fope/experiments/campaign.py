@@ -134,9 +134,9 @@ def _current(results: dict[str, Any] | None, step: int, key: tuple[str, ...], va
 
 def _standard(results: dict[str, Any], evaluation: str) -> bool:
     """Results that hold what the campaign's worker computes: perplexity at (at least: the file merges lengths) 1x..16x
-    the run's training length; passkey at exactly those lengths that hold the prompt, with seed 0 and the default
-    answer budget. So a ``fope eval --lengths 128`` or ``fope passkey --lengths 256`` of the run in between is not
-    taken for the campaign's evaluation."""
+    the run's training length; passkey at (at least: it merges too) those lengths that hold the prompt, with seed 0
+    and the default answer budget. So a ``fope eval --lengths 128`` or ``fope passkey --lengths 256 --seed 1`` of the
+    run in between, which replaces the file, is not taken for the campaign's evaluation."""
     from fope.evaluate.chunks import LENGTH_MULTIPLES
     from fope.evaluate.passkey import MAX_NEW_TOKENS
 
@@ -146,7 +146,7 @@ def _standard(results: dict[str, Any], evaluation: str) -> bool:
     lengths = [train_length * multiple for multiple in LENGTH_MULTIPLES]
     if evaluation == PASSKEY:
         defaults = (results["seed"], results["max_new_tokens"]) == (0, MAX_NEW_TOKENS)
-        return defaults and list(results["lengths"]) == [n for n in lengths if n >= results["min_prompt_tokens"]]
+        return defaults and {n for n in lengths if n >= results["min_prompt_tokens"]} <= set(results["lengths"])
     return set(lengths) <= set(results["lengths"])
 
 
@@ -360,6 +360,7 @@ def write_reports(
             data=report.data,
             extra_sections=sections,
             section_runs=local,
+            force=True,  # a recipe's report folders are its output: each rerun rewrites them, as before the stamp
         )
     return results
 

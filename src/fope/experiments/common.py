@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fope.checks import check_seed
 from fope.config import ConfigError, apply_overrides, load_config
 from fope.experiments.campaign import Campaign, Report, Run, format_plan, run_campaign
 from fope.experiments.jobs import CampaignError
@@ -72,6 +73,8 @@ class Settings:
         seeds = tuple(self.seeds) if self.seeds else ((0,) if self.quick else (0, 1, 2))
         if len(set(seeds)) != len(seeds) or any(seed < 0 for seed in seeds):
             raise ValueError(f"seeds must be distinct integers >= 0; got {list(seeds)}")
+        for seed in seeds:  # each becomes a run's train.seed
+            check_seed("--seeds: each seed", seed)
         for name in ("steps", "jobs", "max_spans", "gpus"):
             value = getattr(self, name)
             if value is not None and value < 1:

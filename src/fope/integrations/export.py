@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from torch import Tensor, nn
 from fope.errors import FopeError
 from fope.integrations.hf_lm import quiet_progress
 from fope.integrations.modeling_fope import CONFIG_KEY, FEATURE_KEYS, FourierFeatures, attention_layers, classes_for
-from fope.integrations.transformers import check_out_dir
+from fope.integrations.transformers import check_out_dir, write_out_dir
 from fope.model import TransformerLM
 from fope.positions import FoPE, RoPE
 
@@ -69,11 +68,12 @@ def export_run(
     """Write the checkpoint of a run (default: the latest) as a transformers folder ``out_dir``; returns its path.
 
     See ``export_model``. The run's name, position encoding and its options, training length and step are recorded in
-    ``config.json``'s ``fope.exported_from``.
+    ``config.json``'s ``fope.exported_from``. An ``out_dir`` that is, holds or lies inside ``run_dir`` is refused,
+    ``overwrite`` or not.
     """
     from fope.runs import load_run
 
-    target = check_out_dir(out_dir, overwrite)
+    target = check_out_dir(out_dir, overwrite, inputs={"RUN_DIR": run_dir})
     run = load_run(run_dir, step=step)
     if not isinstance(run.model, TransformerLM):
         raise FopeError(
@@ -104,19 +104,21 @@ def export_model(
 
     ``max_position_embeddings`` (the context tools such as lm-eval truncate prompts to) defaults to the model's
     ``train_length``, or ``factor`` times the original context for a scaled encoding (PI, NTK, YaRN). ``provenance``
-    is merged into ``config.fope["exported_from"]``. A non-empty ``out_dir`` is refused unless ``overwrite``.
+    is merged into ``config.fope["exported_from"]``. A non-empty ``out_dir`` is refused unless ``overwrite``; it is
+    replaced in one rename once the new folder is written.
     """
     if not isinstance(model, TransformerLM):
         raise TypeError(f"model must be a fope TransformerLM; got {type(model).__name__}")
     target = check_out_dir(out_dir, overwrite)
     hf_model = to_transformers(model, tokenizer, provenance=provenance, max_position_embeddings=max_position_embeddings)
     hf_tokenizer = transformers_tokenizer(tokenizer, model_max_length=hf_model.config.max_position_embeddings)
-    if target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    with quiet_progress():
-        hf_model.save_pretrained(target)
-    hf_tokenizer.save_pretrained(target)
-    return target
+
+    def write(folder: Path) -> None:
+        with quiet_progress():
+            hf_model.save_pretrained(folder)
+        hf_tokenizer.save_pretrained(folder)
+
+    return write_out_dir(target, write)
 
 
 def to_transformers(

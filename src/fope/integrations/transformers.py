@@ -18,8 +18,9 @@ import copy
 import functools
 import inspect
 import json
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from torch import nn
 
 from fope.checks import check_int
 from fope.device import model_device
+from fope.errors import FopeError
+from fope.files import publish_directory
 from fope.integrations.modeling_fope import (
     CONFIG_KEY,
     MODEL_TYPE,
@@ -63,6 +66,7 @@ __all__ = [
     "is_converted",
     "is_converted_directory",
     "model_rope",
+    "write_out_dir",
 ]
 
 #: ``FoPE`` arguments that ``convert`` reads from the model; passing one is an error.
@@ -155,7 +159,9 @@ def convert_directory(
     """``fope convert``: load a local model directory, ``convert`` it, save it to ``out_dir``; returns the model.
 
     ``options`` are ``convert``'s. Top-level files of ``src_dir`` that are not weights (tokenizer, README, ...) are
-    copied unchanged. A non-empty ``out_dir`` is refused unless ``overwrite``; a folder already converted is refused.
+    copied unchanged. A non-empty ``out_dir`` is refused unless ``overwrite``, one that is, holds or lies inside
+    ``src_dir`` always (``check_out_dir``); a folder already converted is refused. ``out_dir`` is replaced in one
+    rename once the converted model is written (``write_out_dir``).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -163,9 +169,7 @@ def convert_directory(
     config_file = source / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"src_dir must be a model directory with a config.json; got {str(src_dir)!r}")
-    if target.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"out_dir must differ from src_dir; got {str(out_dir)!r} for both")
-    check_out_dir(target, overwrite)
+    check_out_dir(target, overwrite, inputs={"SRC_DIR": source})
     if is_converted_directory(source):
         raise ValueError(
             f"{src_dir} is already a FoPE model: converting again would draw new coefficients over its trained ones. "
@@ -174,26 +178,89 @@ def convert_directory(
     config = AutoConfig.from_pretrained(source, local_files_only=True)
     train_length = check_int("train_length", train_length, minimum=1)
     _check_option_names({k: v for k, v in options.items() if k not in ("sigma", "share_layers", "seed")})
+    check_safetensors_files(source)
     model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype="auto", local_files_only=True)
     convert(model, train_length, **options)
-    if target.exists() and overwrite:
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    model.save_pretrained(target)
-    for file in sorted(source.iterdir()):
-        is_weights = file.suffix in _WEIGHT_SUFFIXES or file.name.endswith(".index.json")
-        if file.is_file() and not is_weights and not (target / file.name).exists():
-            shutil.copy2(file, target / file.name)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        for file in sorted(source.iterdir()):
+            is_weights = file.suffix in _WEIGHT_SUFFIXES or file.name.endswith(".index.json")
+            if file.is_file() and not is_weights and not (folder / file.name).exists():
+                shutil.copy2(file, folder / file.name)
+
+    write_out_dir(target, write)
     return model
 
 
-def check_out_dir(out_dir: str | PathLike[str], overwrite: bool) -> Path:
-    """``out_dir`` as a Path, if it is absent, empty, or ``overwrite`` allows replacing it; else FileExistsError."""
+def check_safetensors_files(directory: str | PathLike[str]) -> None:
+    """Every ``*.safetensors`` file of ``directory`` opens: a truncated or corrupt one is a ``ValueError`` naming it
+    (transformers would raise safetensors' own error, which names no file)."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # safetensors raises its own error type for a malformed file
+            reason = " ".join(str(error).split())
+            raise ValueError(
+                f"{file} is not a readable safetensors file ({reason}): it may be truncated; copy or save it again"
+            ) from error
+
+
+def check_out_dir(
+    out_dir: str | PathLike[str], overwrite: bool, inputs: Mapping[str, str | PathLike[str]] | None = None
+) -> Path:
+    """``out_dir`` as a Path, if it is absent, empty, or ``overwrite`` allows replacing it, and apart from ``inputs``.
+
+    ``inputs`` (name -> path, e.g. ``{"RUN_DIR": run_dir}``) are what the command reads: an ``out_dir`` that is one of
+    them, lies inside one or contains one (compared after resolving symlinks) is a ``FopeError`` whatever
+    ``overwrite`` says, since writing it would replace what is read. A non-empty ``out_dir`` is a FileExistsError
+    unless ``overwrite``.
+    """
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be True or False; got {overwrite!r}")
     target = Path(out_dir)
+    resolved = target.resolve()
+    for name, path in (inputs or {}).items():
+        source = Path(path).resolve()
+        if resolved == source:
+            relation = "is"
+        elif resolved.is_relative_to(source):
+            relation = "is inside"
+        elif source.is_relative_to(resolved):
+            relation = "contains"
+        else:
+            continue
+        where = "" if (str(target), str(path)) == (str(resolved), str(source)) else f" ({resolved}, {source})"
+        raise FopeError(
+            f"out_dir {str(out_dir)!r} {relation} {name} {str(path)!r}{where}: writing it would replace or change "
+            f"what is read; choose an output folder outside {name}"
+        )
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise FileExistsError(f"out_dir {str(out_dir)!r} exists and is not empty; pass --overwrite to replace it")
     return target
+
+
+def write_out_dir(out_dir: str | PathLike[str], write: Callable[[Path], None]) -> Path:
+    """``write(folder)`` into a temporary sibling of ``out_dir``, then that folder replaces ``out_dir`` in one rename.
+
+    Call ``check_out_dir`` first: whatever is at ``out_dir`` is replaced. Until the rename it is untouched, so a
+    failed write leaves it as it was.
+    """
+    target = Path(out_dir).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        staging.mkdir()
+        write(staging)
+        publish_directory(staging, target, replace=target.exists() or target.is_symlink())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Path(out_dir)
 
 
 def convert_options() -> list[str]:

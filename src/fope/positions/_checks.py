@@ -55,7 +55,8 @@ def check_qk(
     num_heads: int | None = None,
     num_kv_heads: int | None = None,
 ) -> None:
-    """q ``(B, Hq, T, D)`` and k ``(B, Hkv, T, D)``: floating tensors, same B, T and D, ``Hq % Hkv == 0``."""
+    """q ``(B, Hq, T, D)`` and k ``(B, Hkv, T, D)``: floating tensors on one device, same B, T and D,
+    ``Hq % Hkv == 0``."""
     for name, x in (("q", q), ("k", k)):
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, T, D); got {type(x).__name__}")
@@ -63,6 +64,8 @@ def check_qk(
             raise ValueError(f"{name} must have shape (batch, heads, seq_len, head_dim); got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
+    if q.device != k.device:
+        raise ValueError(f"q and k must be on the same device; got q on {q.device} and k on {k.device}")
     batch, q_heads, length, dim = q.shape
     if k.shape[0] != batch or k.shape[2] != length or k.shape[3] != dim:
         raise ValueError(

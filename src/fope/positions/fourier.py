@@ -80,13 +80,21 @@ def fourier_coefficients(
 
 
 def resolve_output_dim(output_dim: object, num_kept: int, rotary_dim: int, *, keep_zeroed: bool = False) -> int:
-    """``d_out``: "official" ``min(K, rotary_dim // 4)``, "square" ``K``, or an int in ``[1, rotary_dim / 2]``.
+    """``d_out``: "official" ``min(K, rotary_dim // 4)`` (rotary_dim >= 4), "square" ``K``, or an int in
+    ``[1, rotary_dim / 2]``.
 
     With ``keep_zeroed`` (the authors' ``fourier_ignore_zero=False``) "official" is ``rotary_dim // 2``, their rule
     there, and ``num_kept`` is the number of series terms.
     """
     if output_dim == "official":
-        return rotary_dim // 2 if keep_zeroed else min(num_kept, rotary_dim // 4)
+        if keep_zeroed:
+            return rotary_dim // 2
+        if rotary_dim < 4:  # rotary_dim // 4 == 0: no output pair
+            raise ValueError(
+                f"output_dim='official' is min(K, rotary_dim // 4) = 0 pairs at rotary_dim={rotary_dim}: it needs "
+                f"head_dim (rotary_dim) >= 4; use a larger head_dim, or output_dim='square' or 1"
+            )
+        return min(num_kept, rotary_dim // 4)
     if isinstance(output_dim, str) and output_dim != "square":
         raise ValueError(f"output_dim must be 'official', 'square' or an int; got {output_dim!r}")
     value = num_kept if output_dim == "square" else check_int("output_dim", output_dim, minimum=1)

@@ -4,7 +4,8 @@ A report reads results and never computes them (``fope compare`` and campaigns r
 each usable alone:
 
 - ``load``: ``load_results`` reads a run's ``eval/*.json`` (missing ones are None and reported as missing, stale ones
-  noted); ``pending_evaluations`` says what a run still needs; ``unique_run_dirs`` drops a run given twice.
+  noted); ``pending_evaluations`` says what a run still needs; ``unique_run_dirs`` drops a run given twice, and
+  ``check_distinct_runs`` refuses two folders holding the same run (a copy).
 - ``stats`` (pure): ``aggregate`` turns runs into numbers per configuration (``mean_spread``: n, mean, sample std,
   min, max); ``contrast`` compares two configurations with standard errors, unpaired and paired by seed.
 - ``tables``: one renderer for Markdown and text tables (``render_table``, ``text_table``) and one spread formatter
@@ -13,6 +14,8 @@ each usable alone:
   (``write_report`` from results already read).
 - ``store``: results as data, one small JSON per run in a results folder (``docs/results``) that campaigns write and
   reuse; ``verdicts``: a contrast as a sentence; ``page``: ``fope report``, ``docs/results.md`` from that folder.
+- ``checks``: what a report accepts from a results file (fields, types, ranges), checked by ``load`` and ``store``
+  as they read; ``ReportError`` is defined there.
 
 Other modules add to a report through ``extra_sections``: callables that get the loaded runs and the output folder and
 return a ``ReportSection`` (its text, the figures they drew there, and their numbers).
@@ -24,6 +27,7 @@ from fope.report.load import (
     ReportSection,
     RunResults,
     SectionBuilder,
+    check_distinct_runs,
     check_run_dir,
     load_results,
     pending_evaluations,
@@ -74,6 +78,7 @@ __all__ = [
     "aggregate_passkey",
     "aggregate_perplexity",
     "by_length",
+    "check_distinct_runs",
     "check_out_dir",
     "check_run_dir",
     "compare_runs",

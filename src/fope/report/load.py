@@ -8,17 +8,28 @@ run them before reporting.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fope.errors import FopeError
-from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
+from fope.config import MAX_NAME_LENGTH
+from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
+from fope.report.checks import ReportError, check_run_results
 
-
-class ReportError(FopeError):
-    """A report that cannot be written as asked (no runs, a path that is not a run, an output path that is a file)."""
+__all__ = [
+    "ReportError",
+    "ReportSection",
+    "RunResults",
+    "SectionBuilder",
+    "check_distinct_runs",
+    "check_run_dir",
+    "latest_step",
+    "load_results",
+    "pending_evaluations",
+    "unique_run_dirs",
+]
 
 
 @dataclass
@@ -39,6 +50,9 @@ class RunResults:
     data: str | None = None
     stored: bool = False
 
+    def __post_init__(self) -> None:
+        self.label = short_label(self.label)
+
     @property
     def seed(self) -> int | None:
         return self.summary.get("seed")
@@ -52,6 +66,15 @@ class RunResults:
         if evaluation == PASSKEY:
             command = f"fope passkey {self.path}"
         return f"{self.path} has no eval/{name}.json (run `{command}`); it is left out of the {evaluation} numbers"
+
+
+def short_label(label: str) -> str:
+    """``label``, or when it is longer than a run's name may be (a long folder name, an old result), its start and a
+    hash of the whole: tables, legends and file names stay short, and distinct labels stay distinct."""
+    if len(label) <= MAX_NAME_LENGTH:
+        return label
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    return f"{label[: MAX_NAME_LENGTH - 12]}...-{digest}"
 
 
 @dataclass(frozen=True)
@@ -93,10 +116,34 @@ def unique_run_dirs(run_dirs: Sequence[str | Path]) -> tuple[list[Path], list[st
     return list(seen.values()), notes
 
 
-def _run_config_summary(path: Path) -> dict[str, Any]:
-    from fope.config import RunConfig, from_dict, load_yaml
+def check_distinct_runs(run_dirs: Sequence[Path]) -> None:
+    """A ``ReportError`` naming two folders that hold the same run: the same seed and the same latest checkpoint
+    (every file's sha256 in its ``meta.json``), as a copy (``cp -a``) does. They would count as two seeds of one
+    configuration, with a spread of 0; runs without a checkpoint are not compared."""
+    from fope.checkpoint import latest_checkpoint, read_checkpoint_meta
 
-    config = from_dict(RunConfig, load_yaml(path / "config.yaml"))
+    seen: dict[tuple[Any, ...], Path] = {}
+    for run_dir in run_dirs:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            continue
+        files = read_checkpoint_meta(checkpoint, verify=False)["files"]
+        seed = _run_config_summary(Path(run_dir))["seed"]
+        key = (seed, tuple(sorted(files.items())))
+        if key in seen and files:
+            weights = files.get("model.safetensors") or next(iter(sorted(files.values())))
+            raise ReportError(
+                f"{seen[key]} and {run_dir} hold the same run (seed {seed}, checkpoint {checkpoint.name} with the "
+                f"same files, weights sha256 {weights[:12]}): it would count as two seeds with a spread of 0; give "
+                "one of them (a new seed is trained with --set train.seed=N)"
+            )
+        seen[key] = Path(run_dir)
+
+
+def _run_config_summary(path: Path) -> dict[str, Any]:
+    from fope.runs import read_run_config
+
+    config = read_run_config(path)
     return {"path": str(path), "label": config.name or path.name, "seed": config.train.seed}
 
 
@@ -107,13 +154,24 @@ def latest_step(run_dir: str | Path) -> int:
     return int(read_checkpoint_meta(find_checkpoint(run_dir), verify=False)["step"])
 
 
+def _read_results(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """``RUN_DIR/eval/<name>.json`` checked as a report reads it (``fope.report.checks``), None when absent."""
+    try:
+        results = read_results(run_dir, name)
+    except (OSError, ValueError) as error:  # unreadable, or not JSON
+        raise ReportError(f"cannot read {results_path(run_dir, name)}: {error}") from error
+    if results is not None:
+        check_run_results(results, name, results_path(run_dir, name))
+    return results
+
+
 def pending_evaluations(run_dir: str | Path, data: str | Path | None = None) -> list[str]:
     """The evaluations (``perplexity``, ``passkey``) whose results are missing or stale for the latest checkpoint."""
     path = check_run_dir(run_dir)
     latest = latest_step(path)
     pending = []
     for evaluation, name in ((PERPLEXITY, results_name(PERPLEXITY, data)), (PASSKEY, PASSKEY)):
-        results = read_results(path, name)
+        results = _read_results(path, name)
         if results is None or results["run"]["step"] != latest:
             pending.append(evaluation)
     return pending
@@ -131,7 +189,7 @@ def load_results(run_dir: str | Path, *, data: str | Path | None = None) -> RunR
     missing: list[str] = []
 
     def read(evaluation: str, name: str) -> dict[str, Any] | None:
-        results = read_results(path, name)
+        results = _read_results(path, name)
         if results is None:
             missing.append(evaluation)
         elif results["run"]["step"] != latest:

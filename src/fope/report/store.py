@@ -24,6 +24,7 @@ from typing import Any
 
 from fope.checkpoint import write_atomic
 from fope.evaluate.results import PASSKEY, PERPLEXITY
+from fope.report.checks import check_recipe_record, check_run_record
 from fope.report.load import ReportError, RunResults
 
 #: The version of the files' layout; a file of another version is refused with the one it has.
@@ -119,7 +120,8 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
 
 
 def read_json(path: str | Path, kind: str) -> dict[str, Any] | None:
-    """A stored file of ``kind`` (``run`` or ``recipe``), None when absent; a one-line error when it is not one."""
+    """A stored file of ``kind`` (``run`` or ``recipe``), None when absent; a one-line error when it is not one, or
+    when a field a report reads is missing, of another type or out of range (``fope.report.checks``)."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -132,6 +134,7 @@ def read_json(path: str | Path, kind: str) -> dict[str, Any] | None:
         raise ReportError(f"{path} is not a stored {kind} file: it must be a mapping with {list(keys)}")
     if data.get("format") != FORMAT:
         raise ReportError(f"{path} has format {data.get('format')!r}; this fope reads format {FORMAT}")
+    (check_run_record if kind == "run" else check_recipe_record)(data, path)  # every field a report reads
     return data
 
 
