@@ -129,13 +129,20 @@ def test_no_core_module_imports_an_optional_extra():
 
 def test_a_feature_without_its_extra_says_which_extra_in_one_line(monkeypatch):
     import importlib.util
+    import sys
 
     import pytest
 
     from fope.extras import MissingExtra, require
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name))
-    with pytest.raises(MissingExtra, match=r"fope convert needs the optional package 'transformers': pip install"):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name))
+    monkeypatch.delitem(sys.modules, "tensorboard", raising=False)
+    with pytest.raises(
+        MissingExtra, match=r"logging needs the optional package 'tensorboard': pip install 'fope\[tens"
+    ):
+        require("tensorboard", "logging")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what Python itself reads as "not importable"
+    with pytest.raises(ImportError, match=r"fope convert needs the optional package 'transformers': pip install"):
         require("transformers", "fope convert")
     require("torch", "training")  # a present package passes

@@ -290,7 +290,9 @@ def relabel(run_dir: Path, label: str) -> None:
 
 
 def test_long_labels_are_cut_in_reports_and_stay_distinct(evaluated_runs, tmp_path):
-    first, second = (shutil.copytree(evaluated_runs["fope"], tmp_path / name) for name in ("a", "b"))
+    first, second = (
+        shutil.copytree(evaluated_runs[run], tmp_path / name) for run, name in (("rope", "a"), ("fope", "b"))
+    )
     relabel(first, "x" * 300 + "first")
     relabel(second, "x" * 300 + "second")
     results = compare_runs([first, second], tmp_path / "report")

@@ -24,14 +24,16 @@ EXTRAS = {
 }
 
 
-class MissingExtra(FopeError):
-    """A feature needs an optional package that is not installed."""
+class MissingExtra(FopeError, ImportError):
+    """A feature needs an optional package that is not installed (a user's one-line error, and an ImportError)."""
 
 
 def require(package: str, purpose: str) -> None:
     """Raise ``MissingExtra`` (one line: what needs it and how to install it) unless ``package`` is importable."""
-    if package in sys.modules:  # imported already (or a stand-in put there): importable
+    if package in sys.modules:  # imported already (or a stand-in put there); None there means "not importable"
+        if sys.modules[package] is not None:
+            return
+    elif importlib.util.find_spec(package) is not None:
         return
-    if importlib.util.find_spec(package) is None:
-        extra = EXTRAS.get(package, package)
-        raise MissingExtra(f"{purpose} needs the optional package {package!r}: pip install 'fope[{extra}]'")
+    extra = EXTRAS.get(package, package)
+    raise MissingExtra(f"{purpose} needs the optional package {package!r}: pip install 'fope[{extra}]'")

@@ -424,7 +424,7 @@ def train(
     Returns a summary: final step, last training and validation loss, tokens per second, run directory. The run
     folder is locked for the whole training (``training_lock``; under torchrun by rank 0).
     """
-    run_dir = Path(run_dir)
+    run_dir = check_folder("the run directory", Path(run_dir))  # before the lock makes the folder
     check_run_length(config, until_step)
     if resume and not (run_dir / "config.yaml").is_file():
         raise nothing_to_resume(run_dir)  # before the lock makes the folder

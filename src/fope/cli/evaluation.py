@@ -36,6 +36,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    _check_eval_folder(args)
     import json
 
     from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity, records
@@ -67,6 +68,13 @@ def _saved(run_dir: str, name: str, results: dict, saved: Path) -> str:
     stored = read_results(run_dir, name) or {}
     kept = sorted(set(stored.get("lengths", [])) - set(results["lengths"]))
     return f"saved {saved}" + (f" (kept lengths {kept} evaluated before)" if kept else "")
+
+
+def _check_eval_folder(args: argparse.Namespace) -> None:
+    """RUN_DIR/eval must be a folder (or makeable): said before the evaluation, not after it."""
+    from fope.evaluate.results import check_eval_folder
+
+    check_eval_folder(args.run_dir)
 
 
 def _save(args: argparse.Namespace, name: str, results: dict) -> Path | None:
@@ -147,6 +155,7 @@ def _print_retrieval(args: argparse.Namespace, results: dict, name: str) -> int:
 
 
 def _run_passkey(args: argparse.Namespace) -> int:
+    _check_eval_folder(args)
     from fope.evaluate.passkey import evaluate_run_passkey
     from fope.evaluate.results import PASSKEY
 
@@ -180,6 +189,7 @@ def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_retrieval(args: argparse.Namespace) -> int:
+    _check_eval_folder(args)
     from fope.evaluate.results import retrieval_name
     from fope.evaluate.retrieval import evaluate_run_retrieval
 

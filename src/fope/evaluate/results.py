@@ -46,6 +46,11 @@ def retrieval_name(task: str) -> str:
     return f"{RETRIEVAL}-{task}"
 
 
+def check_eval_folder(run_dir: str | Path) -> Path:
+    """``RUN_DIR/eval``, where results are written, checked to be a folder (or makeable) before any work."""
+    return check_folder("eval/ (where the results are written)", Path(run_dir) / EVAL_DIR)
+
+
 def results_path(run_dir: str | Path, name: str) -> Path:
     """``RUN_DIR/eval/<name>.json``."""
     return Path(run_dir) / EVAL_DIR / f"{name}.json"
@@ -200,7 +205,7 @@ def evaluate_run(
     from fope.runs import load_run
 
     if write:  # before the work, not after it
-        check_folder("eval/ (where the results are written)", Path(run_dir) / EVAL_DIR)
+        check_eval_folder(run_dir)
     run = load_run(run_dir, step=step, device=resolve_device(device))
     results = {"run": run_summary(run), **evaluate(run)}
     if write:
