@@ -1,12 +1,32 @@
-"""Shared fixtures: no test touches the user's cache; a tiny prepared corpus and tiny run configs."""
+"""Shared fixtures: no test touches the user's cache; a tiny prepared corpus and tiny run configs. Under CI (``CI`` set
+and not "false") a skipped test fails: CI installs every extra, so a skip there hides a missing dependency."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.data.fakes import text_corpus
+
+
+def _fail_skips_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where every extra is installed: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:  # a module-level importorskip
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
 
 
 @pytest.fixture(autouse=True, scope="session")

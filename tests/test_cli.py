@@ -390,3 +390,21 @@ def test_help_of_a_command(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "merged by length" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "fope: error: the following arguments are required: COMMAND (see fope --help)"),
+        (["train", "--out"], "fope train: error: argument --out: expected one argument (see fope train --help)"),
+        (["passkey", "run", "--trials", "x"], "fope passkey: error: argument --trials: invalid int value: 'x'"),
+        (["sing"], "fope: error: argument COMMAND: invalid choice: 'sing'"),
+    ],
+)
+def test_argument_errors_are_one_line(argv, expected, capsys):
+    from fope.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(expected) and err.count("\n") == 1, err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fope.cli import evaluation, experiments, models, report, training
 from fope.provenance import fope_version
@@ -22,8 +23,16 @@ INTERRUPTED = 130
 GROUPS = (training, evaluation, experiments, report, models)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line, as every other user error (``fope COMMAND: error: ...``, exit 2), naming
+    the help to read instead of printing the usage; subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fope", description=__doc__)
+    parser = OneLineParser(prog="fope", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {fope_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:

@@ -86,6 +86,12 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("out_dir", metavar="OUT", help="output folder")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    parser.add_argument(
+        "--max-positions",
+        type=positive_int,
+        default=None,
+        help="max_position_embeddings of the folder (default: the training length, or factor x the original context)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
 
 
@@ -93,7 +99,9 @@ def _run_export(args: argparse.Namespace) -> int:
     require("transformers", "fope export")
     from fope.integrations.export import export_run
 
-    out = export_run(args.run_dir, args.out_dir, step=args.step, overwrite=args.overwrite)
+    out = export_run(
+        args.run_dir, args.out_dir, step=args.step, overwrite=args.overwrite, max_position_embeddings=args.max_positions
+    )
     print(f"exported {args.run_dir} to {out}")
     return 0
 
