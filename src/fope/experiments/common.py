@@ -21,6 +21,7 @@ from fope.checks import check_seed
 from fope.config import ConfigError, apply_overrides, load_config
 from fope.experiments.campaign import Campaign, Report, Run, format_plan, run_campaign
 from fope.experiments.jobs import CampaignError
+from fope.files import write_atomic
 from fope.presets import merge, preset_data, preset_names
 
 SCALES = ("tiny", "paper")
@@ -253,7 +254,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     summary = plan.summarize(results)
     minutes = (time.perf_counter() - started) / 60
     plan.root.mkdir(parents=True, exist_ok=True)
-    (plan.root / "summary.md").write_text(summary)
+    write_atomic(plan.root / "summary.md", summary)
     record = {
         "experiment": plan.experiment,
         "settings": asdict(settings),
@@ -262,7 +263,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
         "reports": [report.folder for report in plan.campaign.reports],
         "minutes": minutes,
     }
-    (plan.root / "experiment.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(plan.root / "experiment.json", json.dumps(record, indent=2) + "\n")
     log("")
     log(summary)
     log(f"summary: {plan.root / 'summary.md'}  ({minutes:.1f} min)")

@@ -34,15 +34,12 @@ SIGMA = 0.1
 CONTRASTS = (("rope", "fope", "FoPE vs RoPE"), ("fope", "alibi", "ALiBi vs FoPE"), ("rope", "nope", "NoPE vs RoPE"))
 #: The settings the demo takes (at tiny scale), and its own defaults and help for them.
 SETTINGS = ("seeds", "steps", "quick", "jobs")
-#: Workers: the three runs at once, one thread each. On 2 cores that is 1.5 runs per core for the whole campaign,
-#: where two workers would leave a core idle while the third run trains alone (docs/benchmarks.md section 6).
-JOBS = 3
-DEFAULTS = {"seeds": (0,), "steps": STEPS, "jobs": JOBS}
+DEFAULTS = {"seeds": (0,), "steps": STEPS}
 HELP = {
     "seeds": "comma-separated seeds (default 0)",
     "steps": f"training steps per run (default {STEPS}, quick 60)",
     "quick": "a smoke run of a few minutes (few steps and trials)",
-    "jobs": f"parallel workers, one thread each (default {JOBS}; quick 2)",
+    "jobs": "parallel workers, one thread each (default 2)",
 }
 
 
