@@ -34,12 +34,15 @@ SIGMA = 0.1
 CONTRASTS = (("rope", "fope", "FoPE vs RoPE"), ("fope", "alibi", "ALiBi vs FoPE"), ("rope", "nope", "NoPE vs RoPE"))
 #: The settings the demo takes (at tiny scale), and its own defaults and help for them.
 SETTINGS = ("seeds", "steps", "quick", "jobs")
-DEFAULTS = {"seeds": (0,), "steps": STEPS}
+#: Workers: the three runs at once, one thread each. On 2 cores three workers trained 2.34 steps/s together, where two
+#: trained 2.48 but left a core idle while the third run trained alone (docs/benchmarks.md section 6).
+JOBS = 3
+DEFAULTS = {"seeds": (0,), "steps": STEPS, "jobs": JOBS}
 HELP = {
     "seeds": "comma-separated seeds (default 0)",
     "steps": f"training steps per run (default {STEPS}, quick 60)",
     "quick": "a smoke run of a few minutes (few steps and trials)",
-    "jobs": "parallel workers, one thread each (default 2)",
+    "jobs": f"parallel workers, one thread each (default {JOBS}; quick 2)",
 }
 
 
