@@ -25,7 +25,8 @@ from fope.report import key_table
 
 NAME = "demo"
 ENCODINGS = ("rope", "fope", "alibi")
-#: Steps per run: the most that keep ``make demo`` within 15 minutes on 2 cores (docs/benchmarks.md).
+#: Steps per run: enough for every arm to learn retrieval in-length on 3 seeds (docs/retrieval.md); ``make demo`` took
+#: 16.1 minutes on a 2-core machine (docs/benchmarks.md section 6), over its 15-minute budget there.
 STEPS = 700
 #: Share of training rows that end with a passkey example, and FoPE's sigma: the retrieval recipe's (docs/retrieval.md).
 ROWS = 0.75
