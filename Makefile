@@ -47,7 +47,7 @@ test-latest:
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install "$(TORCH_SPEC)"
 	.venv-latest/bin/python -m pip install --upgrade -e ".[dev]"
-	.venv-latest/bin/python -m pip list --format=freeze | grep -i -E '^(transformers|tokenizers|lm.eval|safetensors|numpy|datasets)='
+	.venv-latest/bin/python -m pip list --format=freeze | grep -i -E '^(transformers|tokenizers|lm.eval|safetensors|numpy|datasets|accelerate|ray|torchtitan|triton)='
 	.venv-latest/bin/python -m pytest
 
 # The suite against the oldest releases the docs claim (OLDEST), in its own environment.

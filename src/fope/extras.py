@@ -21,6 +21,9 @@ EXTRAS = {
     "lm_eval": "lm-eval",
     "datasets": "datasets",
     "tensorboard": "tensorboard",
+    "ray": "ray",
+    "torchtitan": "torchtitan",
+    "triton": "triton",
 }
 
 
