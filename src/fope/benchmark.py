@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from fope.checkpoint import write_atomic
 from fope.device import resolve_device
 from fope.errors import FopeError
+from fope.files import write_atomic
 from fope.positions import PositionEncoding, build_position_encoding
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -23,12 +23,12 @@ from typing import Any, Literal, TypeVar
 import torch
 import yaml
 
-from fope.checkpoint import write_atomic
 from fope.checks import check_seed
 from fope.data.corpus import check_sources
 from fope.data.retrieval import check_retrieval_tasks
 from fope.errors import ConfigError
 from fope.extras import require
+from fope.files import write_atomic
 from fope.model import ModelConfig, build_position
 from fope.positions.registry import position_options
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fope.checkpoint import write_atomic
 from fope.errors import with_filename
+from fope.files import write_atomic
 
 __all__ = ["METRICS_FILE", "MetricsLog", "drop_records_after", "iterate_losses", "read_metrics"]
 

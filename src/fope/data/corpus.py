@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from fope.checkpoint import file_sha256
 from fope.extras import require
+from fope.files import file_sha256
 
 
 @dataclass(frozen=True)

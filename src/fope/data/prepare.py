@@ -15,13 +15,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from fope.checkpoint import file_sha256, publish_directory
 from fope.checks import check_folder
 from fope.data import corpus
 from fope.data.corpus import Document
 from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, TokenStoreError
 from fope.data.tokenizer import Tokenizer, check_vocab_size, train_bpe
 from fope.errors import UNWRITABLE_ERRNOS, FopeError
+from fope.files import file_sha256, publish_directory
 
 log = logging.getLogger(__name__)
 

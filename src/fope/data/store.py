@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from fope.checkpoint import file_sha256, publish_directory
 from fope.errors import FopeError
+from fope.files import file_sha256, publish_directory
 
 FORMAT = "fope-token-store"
 VERSION = 1

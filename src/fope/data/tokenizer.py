@@ -8,8 +8,8 @@ from pathlib import Path
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from fope.checkpoint import write_atomic
 from fope.errors import FopeError
+from fope.files import write_atomic
 
 #: The end-of-document token: the token store puts one after every document.
 EOS_TOKEN = "<|endoftext|>"

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fope.checkpoint import write_atomic
 from fope.checks import check_folder
+from fope.files import write_atomic
 
 if TYPE_CHECKING:
     from fope.runs import Run

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fope.checkpoint import write_atomic
+from fope.files import write_atomic
 from fope.report.load import (
     ReportError,
     RunResults,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fope.checkpoint import write_atomic
 from fope.evaluate.results import PERPLEXITY
+from fope.files import write_atomic
 from fope.report.load import ReportError, RunResults
 from fope.report.markdown import by_length_table, stamp, written_by
 from fope.report.plots import plot_passkey_accuracy, plot_perplexity

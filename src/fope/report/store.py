@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fope.checkpoint import write_atomic
 from fope.evaluate.results import PASSKEY, PERPLEXITY
+from fope.files import write_atomic
 from fope.report.checks import check_recipe_record, check_run_record
 from fope.report.load import ReportError, RunResults
 
