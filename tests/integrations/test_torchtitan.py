@@ -1,21 +1,20 @@
-"""fope's position encodings inside torchtitan's Llama 3 model: logits against fope's lab model, state dict, CP lookup."""
+"""fope's position encodings in torchtitan's Llama 3 model: logits against the lab model, state dict, CP lookup."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+from torchtitan.models.common import ComplexRoPE, CosSinRoPE, Embedding, Linear, RMSNorm
+from torchtitan.models.common.attention import ScaledDotProductAttention
+from torchtitan.models.common.config_utils import make_ffn_config, make_gqa_config
+from torchtitan.models.llama3 import Llama3Model
+from torchtitan.models.llama3.model import Llama3TransformerBlock
 
+from fope.integrations.torchtitan import Position, fope_position, with_position
 from fope.model import ModelConfig, TransformerLM
 
 pytestmark = pytest.mark.torchtitan
-
-from fope.integrations.torchtitan import Position, fope_position, with_position  # noqa: E402
-from torchtitan.models.common import ComplexRoPE, CosSinRoPE, Embedding, Linear, RMSNorm  # noqa: E402
-from torchtitan.models.common.attention import ScaledDotProductAttention  # noqa: E402
-from torchtitan.models.common.config_utils import make_ffn_config, make_gqa_config  # noqa: E402
-from torchtitan.models.llama3 import Llama3Model  # noqa: E402
-from torchtitan.models.llama3.model import Llama3TransformerBlock  # noqa: E402
 
 VOCAB, DIM, LAYERS, HEADS, KV_HEADS, HIDDEN, TRAIN_LENGTH, EPS = 96, 32, 2, 4, 2, 64, 64, 1e-6
 HEAD_DIM = DIM // HEADS
@@ -213,19 +212,25 @@ def test_coefficients_stay_float32_when_the_model_is_cast():
     assert model.layers["0"].attention.wo.weight.dtype == torch.bfloat16
 
 
-def test_the_override_swaps_every_layer_through_torchtitans_own_mechanism():
-    from torchtitan.config.override import OverrideConfig, apply_overrides
-    from torchtitan.models.llama3 import model_registry
+def test_the_command_line_override_swaps_every_layer_of_the_trainers_model():
+    """What ``torchtitan.train --override.imports`` does: parse, then ``apply_overrides`` on the Trainer config after
+    the trainer has taken its reference to the model config (trainer.py), so the change must be in place."""
+    from torchtitan.config import ConfigManager
+    from torchtitan.config.override import apply_overrides
 
-    spec = model_registry("debugmodel")
-    entry = ("fope.integrations.torchtitan.fope_position", {"position": "fope", "train_length": 128, "sigma": 0.1})
-    replaced = apply_overrides(OverrideConfig(imports=[entry]), spec)
-    assert len(replaced) == 1
-    ropes = [layer.attention.rope for layer in spec.model.layers]
-    assert all(isinstance(rope, Position.Config) for rope in ropes)
-    assert [rope.seed for rope in ropes] == list(range(len(ropes)))
+    options = '{"position": "fope", "train_length": 128, "seed": 10, "sigma": 0.1}'
+    config = ConfigManager().parse_args(
+        ["--module", "llama3", "--config", "llama3_debugmodel"]
+        + ["--override.imports", f"fope.integrations.torchtitan.fope_position={options}"]
+    )
+    held = config.model_spec.model  # the trainer holds this object when it applies the overrides
+    assert len(apply_overrides(config.override, config)) == 1
+    ropes = [layer.attention.rope for layer in held.layers]
+    assert all(isinstance(rope, Position.Config) for rope in ropes) and config.model_spec.model is held
+    assert [rope.seed for rope in ropes] == [10 + index for index in range(len(ropes))]
     assert ropes[0].options == {"theta": 500000, "layout": "interleaved", "sigma": 0.1}
-    assert fope_position.__name__ == "fope_position"
+    assert (ropes[0].n_heads, ropes[0].dim, ropes[0].train_length) == (16, 16, 128)
+    assert callable(fope_position)
 
 
 def test_bad_input_is_refused_before_anything_is_built():

@@ -361,6 +361,16 @@ def _make_classes(base: type) -> tuple[type, type]:
                 raise ValueError(f"the checkpoint lacks the FoPE tensors {missing}: it cannot be this FoPE model")
             return (model, info) if wants_info else model
 
+        @classmethod
+        def is_remote_code(cls) -> bool:
+            """False: ``save_pretrained`` writes this file and ``auto_map`` itself.
+
+            transformers' own copy (for remote code) follows the model's class, which FSDP2 (``fully_shard``, as under
+            accelerate) swaps for torch's ``FSDPFoPEForCausalLM``: it would copy torch's FSDP source files into the
+            folder and point ``auto_map`` at them.
+            """
+            return False
+
         def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
             """transformers' ``save_pretrained``, plus this file and ``auto_map`` so the folder loads anywhere."""
             self.config.auto_map = {
