@@ -1,6 +1,8 @@
-"""One rank of the FSDP2 check of a converted model (tests/integrations/test_hf_trainer.py runs it under torchrun).
+"""One rank of the FSDP2 check of a converted model (tests/integrations/test_hf_trainer.py runs two).
 
     torchrun --nproc_per_node 2 tests/integrations/fsdp2_worker.py MODEL_DIR OUT_DIR
+
+(the test starts the two ranks itself, with torchrun's environment variables).
 
 The steps accelerate's FSDP2 takes with ``cpu_ram_efficient_loading`` (accelerate.utils.fsdp_utils), written with
 torch's public API, because accelerate turns FSDP on only for accelerator devices (on CPU processes it wraps the model

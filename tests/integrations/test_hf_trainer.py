@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -98,15 +99,25 @@ def test_coefficients_equal_the_saved_ones_in_every_loading_mode(converted):
 
 def test_fsdp2_on_two_gloo_processes_keeps_fope_trains_and_saves_exactly(converted, tmp_path):
     out = tmp_path / "out"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(WORKER)]
-    done = subprocess.run(
-        [*command, str(converted), str(out)], capture_output=True, text=True, env=environment, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    results = sorted(
-        (json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"rank"')), key=lambda r: r["rank"]
-    )
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    environment["OMP_NUM_THREADS"] = "1"
+    ranks = [  # the two ranks torchrun would start, without its agent process
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(converted), str(out)],
+            env={**environment, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in ranks]
+    for process, (_, stderr) in zip(ranks, outputs, strict=True):
+        assert process.returncode == 0, stderr[-4000:]
+    results = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
     assert [result["rank"] for result in results] == [0, 1]
     for result in results:
         assert result["loaded"] and result["sharded_intact"] and result["sharded"], result
@@ -178,5 +189,5 @@ def test_bad_input_is_one_line(converted, monkeypatch):
     with pytest.raises(FopeError, match="has no FoPE: load a folder written by fope convert or fope export"):
         fsdp_config(plain)
     monkeypatch.setitem(sys.modules, "accelerate", None)
-    with pytest.raises(MissingExtra, match=r"needs the optional package 'accelerate': pip install 'fope\[hf-trainer\]'"):
+    with pytest.raises(MissingExtra, match=r"package 'accelerate': pip install 'fope\[hf-trainer\]'$"):
         fsdp_config(from_pretrained(converted))

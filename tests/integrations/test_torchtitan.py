@@ -219,9 +219,9 @@ def test_the_command_line_override_swaps_every_layer_of_the_trainers_model():
     from torchtitan.config.override import apply_overrides
 
     options = '{"position": "fope", "train_length": 128, "seed": 10, "sigma": 0.1}'
+    override = f"fope.integrations.torchtitan.fope_position={options}"
     config = ConfigManager().parse_args(
-        ["--module", "llama3", "--config", "llama3_debugmodel"]
-        + ["--override.imports", f"fope.integrations.torchtitan.fope_position={options}"]
+        ["--module", "llama3", "--config", "llama3_debugmodel", "--override.imports", override]
     )
     held = config.model_spec.model  # the trainer holds this object when it applies the overrides
     assert len(apply_overrides(config.override, config)) == 1
