@@ -175,6 +175,19 @@ def test_trainer_steps_lower_the_loss_and_save_model_round_trips(converted, tmp_
     assert_fope_equal(reloaded, saved_fope(converted))
 
 
+def test_bf16_autocast_leaves_the_position_math_in_float32(converted):
+    """Trainer(bf16=True) runs the forward under autocast; FoPE's features must not be computed in bf16."""
+    model = from_pretrained(converted).eval()
+    fope = model.model.layers[0].self_attn.fope
+    positions = torch.arange(2000).unsqueeze(0)
+    expected = fope.features(positions)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fope.features(positions)
+    for tensor, reference in zip(got, expected, strict=True):
+        assert tensor.dtype == torch.float32
+        torch.testing.assert_close(tensor, reference, atol=0, rtol=0)
+
+
 def test_fsdp_config_wraps_each_decoder_layer(converted):
     config = fsdp_config(from_pretrained(converted), activation_checkpointing=True)
     assert config["version"] == 2 and config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]

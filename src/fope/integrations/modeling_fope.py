@@ -90,6 +90,11 @@ class FourierFeatures(nn.Module):
 
     def features(self, position_ids: Tensor) -> tuple[Tensor, Tensor]:
         """float32 ``(cos, sin)`` of shape ``(B, Hc, T, rotary_dim / 2)`` for ``position_ids`` ``(B, T)``."""
+        device_type = position_ids.device.type
+        if torch.is_autocast_enabled(device_type):
+            # autocast (Trainer's bf16=True) would run the coefficient einsum in bf16: keep position math float32
+            with torch.autocast(device_type, enabled=False):
+                return self.features(position_ids)
         angles = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq.to(torch.float32)
         cos = torch.einsum("btk,hkj->bhtj", angles.cos(), self.cos_coef.to(torch.float32))
         sin = torch.einsum("btk,hkj->bhtj", angles.sin(), self.sin_coef.to(torch.float32))
