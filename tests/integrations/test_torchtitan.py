@@ -231,6 +231,12 @@ def test_the_command_line_override_swaps_every_layer_of_the_trainers_model():
     assert ropes[0].options == {"theta": 500000, "layout": "interleaved", "sigma": 0.1}
     assert (ropes[0].n_heads, ropes[0].dim, ropes[0].train_length) == (16, 16, 128)
     assert callable(fope_position)
+    # a config changed beforehand (with_position in a config function) goes through the trainer's own update,
+    # which copies each rope config with dataclasses.replace and the training length as max_seq_len
+    config.training.seq_len = 256
+    held.update_from_config(config=config)
+    assert all(isinstance(layer.attention.rope, Position.Config) for layer in held.layers)
+    assert {(layer.attention.rope.max_seq_len, layer.attention.rope.seed) for layer in held.layers[:1]} == {(256, 10)}
 
 
 def test_bad_input_is_refused_before_anything_is_built():
