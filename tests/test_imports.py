@@ -90,6 +90,7 @@ EXTRA_MODULES = {
     "fope.integrations.hf_lm": "transformers",
     "fope.integrations.modeling_fope": "transformers",
     "fope.integrations.rope_check": "transformers",
+    "fope.integrations.torchtitan": "torchtitan",
     "fope.integrations.transformers": "transformers",
 }
 

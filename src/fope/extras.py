@@ -17,7 +17,7 @@ __all__ = ["EXTRAS", "MissingExtra", "require"]
 #: Optional package -> the extra that installs it (``pip install 'fope[EXTRA]'``).
 EXTRAS = {
     "transformers": "transformers",
-    "accelerate": "lm-eval",
+    "accelerate": "hf-trainer",
     "lm_eval": "lm-eval",
     "datasets": "datasets",
     "tensorboard": "tensorboard",

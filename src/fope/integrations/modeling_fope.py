@@ -90,6 +90,11 @@ class FourierFeatures(nn.Module):
 
     def features(self, position_ids: Tensor) -> tuple[Tensor, Tensor]:
         """float32 ``(cos, sin)`` of shape ``(B, Hc, T, rotary_dim / 2)`` for ``position_ids`` ``(B, T)``."""
+        device_type = position_ids.device.type
+        if torch.is_autocast_enabled(device_type):
+            # autocast (Trainer's bf16=True) would run the coefficient einsum in bf16: keep position math float32
+            with torch.autocast(device_type, enabled=False):
+                return self.features(position_ids)
         angles = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq.to(torch.float32)
         cos = torch.einsum("btk,hkj->bhtj", angles.cos(), self.cos_coef.to(torch.float32))
         sin = torch.einsum("btk,hkj->bhtj", angles.sin(), self.sin_coef.to(torch.float32))
@@ -360,6 +365,16 @@ def _make_classes(base: type) -> tuple[type, type]:
             if missing:
                 raise ValueError(f"the checkpoint lacks the FoPE tensors {missing}: it cannot be this FoPE model")
             return (model, info) if wants_info else model
+
+        @classmethod
+        def is_remote_code(cls) -> bool:
+            """False: ``save_pretrained`` writes this file and ``auto_map`` itself.
+
+            transformers' own copy (for remote code) follows the model's class, which FSDP2 (``fully_shard``, as under
+            accelerate) swaps for torch's ``FSDPFoPEForCausalLM``: it would copy torch's FSDP source files into the
+            folder and point ``auto_map`` at them.
+            """
+            return False
 
         def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
             """transformers' ``save_pretrained``, plus this file and ``auto_map`` so the folder loads anywhere."""
