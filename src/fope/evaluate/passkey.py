@@ -17,7 +17,7 @@ from torch import nn
 from fope.data.passkey import PasskeyPrompt, build_passkey_prompt
 from fope.data.retrieval import PasskeyTask, integers, passkey_prompt, score_integers
 from fope.data.tokenizer import Tokenizer
-from fope.evaluate.results import PASSKEY, evaluate_run
+from fope.evaluate.results import PASSKEY, evaluate_run_model
 from fope.evaluate.retrieval import (
     DEFAULT_TRIALS,
     MAX_LENGTH_MULTIPLE,
@@ -29,7 +29,6 @@ from fope.evaluate.retrieval import (
     summarize_trials,
     trial_rng,
 )
-from fope.runs import Run
 
 __all__ = [
     "DEFAULT_TRIALS",
@@ -144,22 +143,21 @@ def evaluate_run_passkey(
     write: bool = True,
 ) -> dict[str, Any]:
     """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``."""
-
-    def evaluate(run: Run) -> dict[str, Any]:
-        return evaluate_passkey(
-            run.model,
-            run.tokenizer,
-            lengths=lengths,
-            train_length=run.train_length,
-            trials=trials,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            depth_bins=depth_bins,
-            batch_size=batch_size,
-            progress=progress,
-        )
-
-    return evaluate_run(run_dir, PASSKEY, evaluate, step=step, device=device, write=write)
+    return evaluate_run_model(
+        run_dir,
+        PASSKEY,
+        evaluate_passkey,
+        step=step,
+        device=device,
+        write=write,
+        lengths=lengths,
+        trials=trials,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        depth_bins=depth_bins,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def format_passkey(results: dict[str, Any]) -> str:

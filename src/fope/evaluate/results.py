@@ -213,6 +213,25 @@ def evaluate_run(
     return results
 
 
+def evaluate_run_model(
+    run_dir: str | Path,
+    name: str,
+    evaluate_model: Callable[..., dict[str, Any]],
+    *,
+    step: int | None = None,
+    device: str = "auto",
+    write: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """``evaluate_run`` of ``evaluate_model(model, tokenizer, train_length=, **options)`` with the run's model,
+    tokenizer and training length."""
+
+    def evaluate(run: Run) -> dict[str, Any]:
+        return evaluate_model(run.model, run.tokenizer, train_length=run.train_length, **options)
+
+    return evaluate_run(run_dir, name, evaluate, step=step, device=device, write=write)
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     """What a result needs to say about its run: where, which checkpoint, the model and the seed."""
     model = run.model.config

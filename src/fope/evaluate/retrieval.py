@@ -31,8 +31,7 @@ from fope.data.tokenizer import Tokenizer
 from fope.device import model_device, resolve_device
 from fope.evaluate.chunks import LENGTH_MULTIPLES, check_lengths
 from fope.evaluate.perplexity import DEFAULT_BATCH_TOKENS
-from fope.evaluate.results import RETRIEVAL, evaluate_run, retrieval_name
-from fope.runs import Run
+from fope.evaluate.results import RETRIEVAL, evaluate_run_model, retrieval_name
 
 DEFAULT_TRIALS = 100
 #: Default lengths stop at this multiple of the training length.
@@ -296,23 +295,22 @@ def evaluate_run_retrieval(
     """``fope retrieval``: a run's accuracy on ``task`` against length, saved as
     ``RUN_DIR/eval/retrieval-<task>.json``."""
     task = as_task(task)  # an unknown name fails before the run is loaded
-
-    def evaluate(run: Run) -> dict[str, Any]:
-        return evaluate_retrieval(
-            run.model,
-            run.tokenizer,
-            task,
-            lengths=lengths,
-            train_length=run.train_length,
-            trials=trials,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            depth_bins=depth_bins,
-            batch_size=batch_size,
-            progress=progress,
-        )
-
-    return evaluate_run(run_dir, retrieval_name(task.name), evaluate, step=step, device=device, write=write)
+    return evaluate_run_model(
+        run_dir,
+        retrieval_name(task.name),
+        evaluate_retrieval,
+        step=step,
+        device=device,
+        write=write,
+        task=task,
+        lengths=lengths,
+        trials=trials,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        depth_bins=depth_bins,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def format_retrieval(results: dict[str, Any]) -> str:
