@@ -52,7 +52,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         write=False,
     )
     print(json.dumps(records(results)) if args.json else format_perplexity(results))
-    name = results_name(PERPLEXITY, args.data)
+    return _save_and_say(args, results_name(PERPLEXITY, args.data), results)
+
+
+def _save_and_say(args: argparse.Namespace, name: str, results: dict) -> int:
+    """Save the results printed above and say where (without --json): exit code 0, or 2 when they cannot be saved."""
     saved = _save(args, name, results)
     if saved is None:
         return 2
@@ -110,17 +114,18 @@ def _add_passkey(subparsers: argparse._SubParsersAction) -> None:
         interrupted=_nothing_written,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
+    _add_trial_options(parser)
+    add_run_options(parser, "keys and depths", "per-length accuracies")
+
+
+def _add_trial_options(parser: argparse.ArgumentParser) -> None:
+    """--lengths, --trials and --batch-size of ``fope passkey`` and ``fope retrieval``."""
     parser.add_argument(
         "--lengths",
         type=ints,
         default=None,
         help="comma-separated prompt lengths (default: 1x, 2x, 4x, 8x, 16x the training length)",
     )
-    _add_trial_options(parser)
-    add_run_options(parser, "keys and depths", "per-length accuracies")
-
-
-def _add_trial_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=None, help="trials per length (default 100)")
     parser.add_argument(
         "--batch-size",
@@ -146,12 +151,7 @@ def _print_retrieval(args: argparse.Namespace, results: dict, name: str) -> int:
         print(json.dumps([{key: row[key] for key in ("length", "trials", "accuracy")} for row in results["by_length"]]))
     else:
         print(format_retrieval(results))
-    saved = _save(args, name, results)
-    if saved is None:
-        return 2
-    if not args.json:
-        print(_saved(args.run_dir, name, results, saved))
-    return 0
+    return _save_and_say(args, name, results)
 
 
 def _run_passkey(args: argparse.Namespace) -> int:
@@ -178,12 +178,6 @@ def _add_retrieval(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (from fope train)")
     parser.add_argument("--task", required=True, metavar="TASK", help=f"one of {', '.join(TASK_NAMES)}")
-    parser.add_argument(
-        "--lengths",
-        type=ints,
-        default=None,
-        help="comma-separated prompt lengths (default: 1x, 2x, 4x, 8x, 16x the training length)",
-    )
     _add_trial_options(parser)
     add_run_options(parser, "the prompts", "per-length accuracies")
 
