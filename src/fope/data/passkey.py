@@ -23,6 +23,7 @@ __all__ = [
     "PasskeyPrompt",
     "build_passkey_prompt",
     "draw_key",
+    "example_prompt_tokens",
     "filler",
     "fit_filler",
     "needle",
@@ -137,6 +138,21 @@ def build_passkey_prompt(
     return PasskeyPrompt(passkey_text(key, chars, depth), ids, key, depth, chars)
 
 
+def example_prompt_tokens(
+    rng: np.random.Generator, max_tokens: int, min_tokens: int | None, *, shortest: int, answer: int, name: str
+) -> int:
+    """The prompt length of a training example: uniform between ``min_tokens`` (default ``max_tokens // 4``, at least
+    ``shortest``, the prompt without filler) and the longest that leaves room for the ``answer`` tokens."""
+    budget = max_tokens - answer
+    if shortest > budget:
+        raise ValueError(
+            f"max_tokens={max_tokens} cannot hold a {name} example: the prompt without filler and its answer take "
+            f"{shortest + answer} tokens with this tokenizer"
+        )
+    floor = min(max(min_tokens if min_tokens is not None else max_tokens // 4, shortest), budget)
+    return int(rng.integers(floor, budget + 1))
+
+
 def passkey_training_example(
     encode: Callable[[str], list[int]],
     max_tokens: int,
@@ -152,15 +168,8 @@ def passkey_training_example(
     key = draw_key(rng)
     depth = float(rng.uniform(0.0, 1.0))
     answer = encode(f" {key}.")  # what greedy decoding must produce after the prompt's final "is"
-    budget = max_tokens - len(answer)
     shortest = len(encode(passkey_text(key, 0, depth)))
-    if shortest > budget:
-        raise ValueError(
-            f"max_tokens={max_tokens} cannot hold a passkey example: the prompt without filler and its answer take "
-            f"{shortest + len(answer)} tokens with this tokenizer"
-        )
-    floor = min(max(min_tokens if min_tokens is not None else max_tokens // 4, shortest), budget)
-    target = int(rng.integers(floor, budget + 1))
+    target = example_prompt_tokens(rng, max_tokens, min_tokens, shortest=shortest, answer=len(answer), name="passkey")
     prompt = build_passkey_prompt(encode, target, rng, key=key, depth=depth)
     return prompt.token_ids + answer
 

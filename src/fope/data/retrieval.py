@@ -34,6 +34,7 @@ from fope.data.passkey import (
     PasskeyPrompt,
     build_passkey_prompt,
     draw_key,
+    example_prompt_tokens,
     filler,
     fit_filler,
     passkey_text,
@@ -257,15 +258,10 @@ class HaystackTask:
         ``max_tokens // 4``) and the longest that leaves room for the answer, then the answer (``answer_text``)."""
         haystack = self.draw(rng)
         answer = encode(answer_text(haystack.answer))
-        budget = max_tokens - len(answer)
         shortest = len(encode(haystack.text(0)))
-        if shortest > budget:
-            raise ValueError(
-                f"max_tokens={max_tokens} cannot hold a {self.name} example: the prompt without filler and its "
-                f"answer take {shortest + len(answer)} tokens with this tokenizer"
-            )
-        floor = min(max(min_tokens if min_tokens is not None else max_tokens // 4, shortest), budget)
-        target = int(rng.integers(floor, budget + 1))
+        target = example_prompt_tokens(
+            rng, max_tokens, min_tokens, shortest=shortest, answer=len(answer), name=self.name
+        )
         return fit_haystack(encode, haystack, target, self.name).token_ids + answer
 
 
