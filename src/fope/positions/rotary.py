@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fope.kernels import RotarySeries, fused_rotary, use_fused_kernel
 from fope.positions._checks import (
     LAYOUTS,
     check_choice,
@@ -124,9 +125,15 @@ class _Rotation(torch.autograd.Function):
 
 
 class RotaryEncoding(PositionEncoding):
-    """Shared forward of RoPE and FoPE: per-pair ``(cos, sin)`` features of the positions, then ``apply_rotary``."""
+    """Shared forward of RoPE and FoPE: per-pair ``(cos, sin)`` features of the positions, then ``apply_rotary``.
+
+    On CUDA with triton installed the forward is instead one fused Triton launch that computes the features in the
+    kernel (``fope.kernels``). ``kernel`` forces a path: ``"triton"``, ``"eager"``, or ``None``/``"auto"`` (then the
+    environment variable ``FOPE_KERNEL`` decides, default ``"auto"``).
+    """
 
     kind = "rotary"
+    kernel: str | None = None
     head_dim: int
     rotary_dim: int
     layout: str
@@ -137,9 +144,15 @@ class RotaryEncoding(PositionEncoding):
         """``(cos, sin)`` per rotary pair for integer positions ``(T,)``/``(B, T)``: float32 ``(B|1, Hc|1, T, P)``."""
         raise NotImplementedError
 
+    def series(self) -> RotarySeries:
+        """What the fused kernel computes the features from (frequencies, coefficients, constants)."""
+        raise NotImplementedError
+
     def forward(self, q: Tensor, k: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_qk(q, k, head_dim=self.head_dim, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads)
         positions = resolve_positions(positions, batch=q.shape[0], length=q.shape[2], device=q.device)
+        if use_fused_kernel(self.kernel, q):
+            return fused_rotary(q, k, positions, self.series())
         if torch.is_autocast_enabled(q.device.type):
             # autocast would run FoPE's coefficient einsum (a batched matmul) in bf16: keep position math float32
             with torch.autocast(q.device.type, enabled=False):
@@ -191,6 +204,10 @@ class RoPE(RotaryEncoding):
         if self.attention_factor != 1.0:
             cos, sin = cos * self.attention_factor, sin * self.attention_factor
         return cos.unsqueeze(1), sin.unsqueeze(1)
+
+    def series(self) -> RotarySeries:
+        pairs = self.rotary_dim // 2
+        return RotarySeries(self.inv_freq, None, None, pairs, pairs, 0.0, self.attention_factor, self.layout)
 
     def extra_repr(self) -> str:
         return (
