@@ -79,6 +79,7 @@ def _rotary_kernel(
     INTERLEAVED: tl.constexpr,
     SERIES: tl.constexpr,
     COEF_GRAD: tl.constexpr,
+    OUT_BF16: tl.constexpr,
 ):
     num_blocks = tl.cdiv(num_positions, BLOCK_T)
     batch = tl.program_id(0) // num_blocks
@@ -134,8 +135,17 @@ def _rotary_kernel(
         a = tl.load(x_ptr + dim_a[None, :], mask=mask, other=0.0).to(tl.float32)
         b = tl.load(x_ptr + dim_b[None, :], mask=mask, other=0.0).to(tl.float32)
         out_dtype = out_ptr.dtype.element_ty
-        tl.store(out_ptr + dim_a[None, :], (a * c - b * s).to(out_dtype), mask=mask)
-        tl.store(out_ptr + dim_b[None, :], (b * c + a * s).to(out_dtype), mask=mask)
+        out_a = a * c - b * s
+        out_b = b * c + a * s
+        if OUT_BF16:  # round to nearest even on the bits: the interpreter's fp32 -> bf16 cast truncates (triton 3.9)
+            bits_a = out_a.to(tl.uint32, bitcast=True)
+            bits_b = out_b.to(tl.uint32, bitcast=True)
+            bits_a = (bits_a + 0x7FFF + ((bits_a >> 16) & 1)) >> 16
+            bits_b = (bits_b + 0x7FFF + ((bits_b >> 16) & 1)) >> 16
+            out_a = bits_a.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+            out_b = bits_b.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        tl.store(out_ptr + dim_a[None, :], out_a.to(out_dtype), mask=mask)
+        tl.store(out_ptr + dim_b[None, :], out_b.to(out_dtype), mask=mask)
         if BLOCK_TAIL > 0:  # partial rotary: the dimensions past the pairs pass through
             d = 2 * pairs + tl.arange(0, BLOCK_TAIL)
             tail_mask = t_mask[:, None] & (d[None, :] < head_dim)
@@ -244,5 +254,6 @@ def launch(
         INTERLEAVED=series.layout == "interleaved",
         SERIES=has_series,
         COEF_GRAD=coef_grad,
+        OUT_BF16=q.dtype == torch.bfloat16,
     )
     return q_out, k_out, grad_cos, grad_sin
