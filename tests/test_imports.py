@@ -91,6 +91,7 @@ EXTRA_MODULES = {
     "fope.integrations.modeling_fope": "transformers",
     "fope.integrations.rope_check": "transformers",
     "fope.integrations.transformers": "transformers",
+    "fope.kernels.triton_rotary": "triton",
 }
 
 BLOCKED_IMPORTS = """
