@@ -54,8 +54,9 @@ def _grouped(x: Tensor, groups: int) -> Tensor:
     return x if groups in (1, heads) else x.unflatten(1, (groups, heads // groups))
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    """``(a*c - b*s, b*c + a*s)`` in float32, cast to x's dtype.
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str, transpose: bool = False) -> Tensor:
+    """``(a*c - b*s, b*c + a*s)`` in float32, cast to x's dtype; ``transpose``: ``(a*c + b*s, b*c - a*s)`` (the
+    backward map, without a negated copy of ``sin``).
 
     Eager: four kernels write into one float32 buffer; mixed-dtype ``mul``/``addcmul`` compute in float32 without a
     float32 copy of x (bf16 inputs are read once). Compiled: the plain expression, which inductor fuses.
@@ -67,15 +68,17 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
     a, b = _pairs(_grouped(x, groups), pairs, layout)
     if torch.compiler.is_compiling():  # dynamo cannot trace out= into views; inductor fuses this form into one kernel
         a, b = a.float(), b.float()
+        sin = -sin if transpose else sin
         out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-2 if layout == "half" else -1).flatten(-2)
         out = out.flatten(1, 2) if grouped else out
     else:
         out = torch.empty(*x.shape[:-1], 2 * pairs, dtype=torch.float32, device=x.device)
         out_a, out_b = _pairs(_grouped(out, groups), pairs, layout)
+        sign = -1.0 if transpose else 1.0  # flipping a sign is exact: the same bits as rotating by -sin
         torch.mul(a, cos, out=out_a)
-        out_a.addcmul_(b, sin, value=-1.0)
+        out_a.addcmul_(b, sin, value=-sign)
         torch.mul(b, cos, out=out_b)
-        out_b.addcmul_(a, sin)
+        out_b.addcmul_(a, sin, value=sign)
     out = out.to(x.dtype)
     if 2 * pairs < dim:
         out = torch.cat((out, x[..., 2 * pairs :]), dim=-1)
@@ -113,7 +116,7 @@ class _Rotation(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad: Tensor
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         cos, sin, x = ctx.saved_tensors
-        grad_x = _rotate(grad, cos, -sin, ctx.layout) if ctx.needs_input_grad[0] else None
+        grad_x = _rotate(grad, cos, sin, ctx.layout, transpose=True) if ctx.needs_input_grad[0] else None
         grad_cos = grad_sin = None
         if x is not None:  # d/dc = g_a a + g_b b and d/ds = g_b a - g_a b, summed over what cos/sin broadcast over
             pairs = cos.shape[-1]
