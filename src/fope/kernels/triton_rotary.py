@@ -20,6 +20,7 @@ jitted on first use, once per mode: Triton's interpreter when ``TRITON_INTERPRET
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -82,7 +83,7 @@ def _rotary_kernel(
     OUT_BF16: tl.constexpr,
 ):
     num_blocks = tl.cdiv(num_positions, BLOCK_T)
-    batch = tl.program_id(0) // num_blocks
+    batch = (tl.program_id(0) // num_blocks).to(tl.int64)  # int64 offsets: q may hold more than 2**31 elements
     t = (tl.program_id(0) % num_blocks) * BLOCK_T + tl.arange(0, BLOCK_T)
     group = tl.program_id(1)
     t_mask = t < num_positions
@@ -216,44 +217,46 @@ def launch(
     block_t = 32 if series.pairs <= 64 else 16
     tail = head_dim - 2 * series.pairs
     grid = (batch * triton.cdiv(length, block_t), kv_heads)
-    _compiled(interpreting())[grid](
-        q,
-        k,
-        q_out,
-        k_out,
-        q_in,
-        k_in,
-        positions,
-        series.frequencies,
-        cos_coef,
-        sin_coef,
-        grad_cos if coef_grad else cos_coef,
-        grad_sin if coef_grad else sin_coef,
-        *q.stride()[:3],
-        *k.stride()[:3],
-        *q_in.stride()[:3],
-        *k_in.stride()[:3],
-        stride_pb,
-        positions.stride(1),
-        length,
-        q_heads,
-        kv_heads,
-        head_dim,
-        series.pairs,
-        num_terms,
-        series.output_dim,
-        kv_heads // coef_heads,
-        series.scale,
-        series.pad_sin,
-        -1.0 if backward else 1.0,
-        Q_PER_KV=q_heads // kv_heads,
-        BLOCK_T=block_t,
-        BLOCK_P=_block(series.pairs),
-        BLOCK_K=_block(num_terms),
-        BLOCK_TAIL=triton.next_power_of_2(tail) if tail else 0,
-        INTERLEAVED=series.layout == "interleaved",
-        SERIES=has_series,
-        COEF_GRAD=coef_grad,
-        OUT_BF16=q.dtype == torch.bfloat16,
-    )
+    device = torch.cuda.device(q.device) if q.device.type == "cuda" else contextlib.nullcontext()
+    with device:  # Triton launches on the current CUDA device
+        _compiled(interpreting())[grid](
+            q,
+            k,
+            q_out,
+            k_out,
+            q_in,
+            k_in,
+            positions,
+            series.frequencies,
+            cos_coef,
+            sin_coef,
+            grad_cos if coef_grad else cos_coef,
+            grad_sin if coef_grad else sin_coef,
+            *q.stride()[:3],
+            *k.stride()[:3],
+            *q_in.stride()[:3],
+            *k_in.stride()[:3],
+            stride_pb,
+            positions.stride(1),
+            length,
+            q_heads,
+            kv_heads,
+            head_dim,
+            series.pairs,
+            num_terms,
+            series.output_dim,
+            kv_heads // coef_heads,
+            series.scale,
+            series.pad_sin,
+            -1.0 if backward else 1.0,
+            Q_PER_KV=q_heads // kv_heads,
+            BLOCK_T=block_t,
+            BLOCK_P=_block(series.pairs),
+            BLOCK_K=_block(num_terms),
+            BLOCK_TAIL=triton.next_power_of_2(tail) if tail else 0,
+            INTERLEAVED=series.layout == "interleaved",
+            SERIES=has_series,
+            COEF_GRAD=coef_grad,
+            OUT_BF16=q.dtype == torch.bfloat16,
+        )
     return q_out, k_out, grad_cos, grad_sin
