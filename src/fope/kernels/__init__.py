@@ -64,8 +64,10 @@ def _triton_installed() -> bool:
 
 def use_fused_kernel(choice: str | None, q: Tensor) -> bool:
     """Whether ``pe(q, k)`` runs the fused kernel: forced, or ``"auto"`` on CUDA with triton; never while compiling."""
+    if torch.compiler.is_compiling():
+        return False
     choice = kernel_choice(choice)
-    if choice == "eager" or torch.compiler.is_compiling():
+    if choice == "eager":
         return False
     if choice == "triton":
         return True
