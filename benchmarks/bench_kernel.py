@@ -10,8 +10,9 @@ L=512, B=64). Columns, each timed forward and forward+backward (q and k both rec
 - ``fope fused`` / ``rope fused``: ``pe(q, k, positions)`` through the Triton kernel (features computed in the kernel);
 - ``fope eager`` / ``rope eager``: fope's eager path (features ``(B|1, Hc, T, D/2)`` then the rotation);
 - ``fope compiled`` / ``rope compiled``: ``torch.compile(pe, fullgraph=True)``;
-- ``liger rope``: ``liger_kernel``'s ``LigerRopeFunction`` with cos/sin ``(1, T, D)`` computed once outside the timed
-  region, as a transformers model does for all its layers (skipped, and said so, when liger_kernel is not installed).
+- ``liger rope``: ``liger_kernel``'s ``liger_rotary_pos_emb`` with cos/sin ``(1, T, D)`` computed once outside the
+  timed region, as a transformers model does for all its layers (skipped, and said so, when liger_kernel is not
+  installed).
 
 Each cell: median of ``--repeats`` CUDA-event timings after warm-up; "% of copy" is the minimal traffic (forward:
 read q, k and write q', k'; forward+backward twice that) over the time, against ``dst.copy_(src)`` bandwidth measured
@@ -63,13 +64,22 @@ def shapes(quick: bool, smoke: bool) -> list[Shape]:
 def liger_apply() -> Callable | None:
     """Liger-Kernel's RoPE, or None when liger_kernel is not installed (imported here only: an optional column)."""
     try:
-        from liger_kernel.ops.rope import LigerRopeFunction
+        from liger_kernel.transformers.rope import liger_rotary_pos_emb
     except ImportError:
         return None
-    return LigerRopeFunction.apply
+    return liger_rotary_pos_emb
 
 
-def columns(shape: Shape, device: torch.device, compile: bool, liger: Callable | None) -> dict[str, Callable]:
+@functools.cache
+def modules(model: tuple, device: torch.device, compile: bool) -> dict[str, Callable]:
+    """The fope columns for one attention shape ``(q_heads, kv_heads, head_dim, train_length, theta)``, built once:
+    the lengths of one model share them, so each compiled module compiles once (``dynamic=True``) for all lengths."""
+    q_heads, kv_heads, head_dim, train_length, theta = model
+    shape = Shape("", 1, q_heads, kv_heads, head_dim, 1, train_length, theta)
+    return columns(shape, device, compile)
+
+
+def columns(shape: Shape, device: torch.device, compile: bool) -> dict[str, Callable]:
     """name -> ``f(q, k, positions) -> (q', k')``; every module sits on ``device``."""
 
     def fope(kernel: str) -> FoPE:
@@ -97,15 +107,18 @@ def columns(shape: Shape, device: torch.device, compile: bool, liger: Callable |
         "rope eager": rope("eager"),
     }
     if compile:
-        result["fope compiled"] = torch.compile(fope("eager"), fullgraph=True)
-        result["rope compiled"] = torch.compile(rope("eager"), fullgraph=True)
-    if liger is not None:
-        table = rope("eager")
-        angles = torch.arange(shape.length, device=device).float()[:, None] * table.inv_freq
-        cos = torch.cat((angles.cos(), angles.cos()), -1)[None].to(torch.bfloat16)
-        sin = torch.cat((angles.sin(), angles.sin()), -1)[None].to(torch.bfloat16)
-        result["liger rope"] = lambda q, k, positions: liger(q, k, cos, sin)
+        result["fope compiled"] = torch.compile(fope("eager"), fullgraph=True, dynamic=True)
+        result["rope compiled"] = torch.compile(rope("eager"), fullgraph=True, dynamic=True)
     return result
+
+
+def liger_column(shape: Shape, device: torch.device, liger: Callable, dtype: torch.dtype) -> Callable:
+    """Liger's RoPE with the ``(1, T, D)`` cos/sin tables a transformers model builds once per forward (not timed)."""
+    inv_freq = RoPE(shape.head_dim, theta=shape.theta).inv_freq.to(device)
+    angles = torch.arange(shape.length, device=device).float()[:, None] * inv_freq
+    cos = torch.cat((angles.cos(), angles.cos()), -1)[None].to(dtype)
+    sin = torch.cat((angles.sin(), angles.sin()), -1)[None].to(dtype)
+    return lambda q, k, positions: liger(q, k, cos, sin)
 
 
 def _sync(device: torch.device) -> None:
@@ -157,7 +170,11 @@ def bench_shape(shape: Shape, args: argparse.Namespace, context: dict, measure_m
     data = (q, k, torch.arange(shape.length, device=device), (grad_q, grad_k))
     element_bytes = (q.numel() + k.numel()) * q.element_size()
     rows, memory, outputs = [], [], {}
-    for name, apply in columns(shape, device, args.compile and not args.smoke, context["liger"]).items():
+    model = (shape.q_heads, shape.kv_heads, shape.head_dim, shape.train_length, shape.theta)
+    applied = dict(modules(model, device, args.compile and not args.smoke))
+    if context["liger"] is not None:
+        applied["liger rope"] = liger_column(shape, device, context["liger"], dtype)
+    for name, apply in applied.items():
         for mode, step, traffic in (("fwd", forward, 2), ("fwd+bwd", forward_backward, 4)):
             seconds = timed(functools.partial(step, apply, *data), device, context["repeats"], context["warmup"])
             floor = traffic * element_bytes / context["bandwidth"]
