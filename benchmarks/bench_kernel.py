@@ -9,7 +9,7 @@ L=512, B=64). Columns, each timed forward and forward+backward (q and k both rec
 
 - ``fope fused`` / ``rope fused``: ``pe(q, k, positions)`` through the Triton kernel (features computed in the kernel);
 - ``fope eager`` / ``rope eager``: fope's eager path (features ``(B|1, Hc, T, D/2)`` then the rotation);
-- ``fope compiled`` / ``rope compiled``: ``torch.compile(pe, fullgraph=True)``;
+- ``fope compiled`` / ``rope compiled``: ``torch.compile(pe, fullgraph=True, dynamic=True)``, one compile per model;
 - ``liger rope``: ``liger_kernel``'s ``liger_rotary_pos_emb`` with cos/sin ``(1, T, D)`` computed once outside the
   timed region, as a transformers model does for all its layers (skipped, and said so, when liger_kernel is not
   installed).
