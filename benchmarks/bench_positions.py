@@ -1,6 +1,6 @@
-"""Forward + backward time of FoPE, RoPE and YaRN application; see docs/benchmarks.md.
+"""Forward + backward (or forward) time of FoPE, RoPE and YaRN application; see docs/benchmarks.md.
 
-python benchmarks/bench_positions.py [--device cuda] [--compile] [--quick] [--json out.json]
+python benchmarks/bench_positions.py [--device cuda] [--compile] [--forward] [--quick] [--json out.json]
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile each scheme (fullgraph)")
+    parser.add_argument("--forward", action="store_true", help="time the forward alone (no autograd)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", dest="json_path", default=None)
     args = parser.parse_args()
-    results = run_position_benchmark(args.device, args.quick, args.json_path, compile=args.compile)
+    results = run_position_benchmark(
+        args.device, args.quick, args.json_path, compile=args.compile, forward_only=args.forward
+    )
     print(format_position_benchmark(results))
 
 

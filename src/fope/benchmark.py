@@ -1,4 +1,4 @@
-"""Benchmark of position-encoding application: forward + backward time of FoPE, RoPE and YaRN on q and k.
+"""Benchmark of position-encoding application: forward + backward (or forward) time of FoPE, RoPE and YaRN on q and k.
 
 Reports each scheme's time, FoPE / RoPE as a ratio measured in the same run (schemes are interleaved repeat by repeat,
 in a rotating order, so drift in machine load and order effects hit all of them alike), and the bytes the application
@@ -32,6 +32,7 @@ class BenchmarkRow:
     shape: str
     dtype: str
     compiled: bool
+    mode: str  # "fwd+bwd" or "fwd"
     median_ms: float
     ratio_to_rope: float
     min_bytes: int
@@ -59,14 +60,20 @@ def copy_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 10
     return 2 * src.numel() * src.element_size() / min(times)
 
 
-def _minimum_bytes(q: torch.Tensor, k: torch.Tensor) -> int:
-    """Bytes the fused forward + backward must move: read q, k and write q', k'; read dq', dk' and write dq, dk."""
-    return 4 * (q.numel() + k.numel()) * q.element_size()
+def _minimum_bytes(q: torch.Tensor, k: torch.Tensor, forward_only: bool = False) -> int:
+    """Bytes a fused forward + backward must move: read q, k and write q', k'; read dq', dk' and write dq, dk (the
+    forward: half of that)."""
+    return (2 if forward_only else 4) * (q.numel() + k.numel()) * q.element_size()
 
 
 def _step(pe: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, grad_q: torch.Tensor, grad_k: torch.Tensor) -> None:
     q_out, k_out = pe(q, k)
     torch.autograd.backward((q_out, k_out), (grad_q, grad_k))
+
+
+def _forward_step(pe: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, *grads: torch.Tensor) -> None:
+    with torch.no_grad():
+        pe(q, k)
 
 
 def run_position_benchmark(
@@ -75,8 +82,10 @@ def run_position_benchmark(
     json_path: str | Path | None = None,
     compile: bool = False,
     progress: Callable[[str], None] | None = print,
+    forward_only: bool = False,
 ) -> dict:
-    """Time forward + backward of FoPE, RoPE and YaRN on ``(B, H, T, D)`` q and k; return rows and the bandwidth.
+    """Time forward + backward (``forward_only``: forward) of FoPE, RoPE and YaRN on ``(B, H, T, D)`` q and k; return
+    rows and the bandwidth.
 
     ``device`` (default: CUDA when available) and ``json_path`` are checked before anything is timed.
     """
@@ -108,9 +117,10 @@ def run_position_benchmark(
                 torch.compiler.reset()  # schemes share RotaryEncoding.forward: keep under the recompile limit
                 modules = {name: torch.compile(pe, fullgraph=True, dynamic=False) for name, pe in modules.items()}
             times: dict[str, list[float]] = {name: [] for name in modules}
+            step = _forward_step if forward_only else _step
             for pe in modules.values():  # warm-up (and compilation)
                 for _ in range(2):
-                    _step(pe, q, k, grad_q, grad_k)
+                    step(pe, q, k, grad_q, grad_k)
             names = list(modules)
             for repeat in range(repeats):
                 for name in names[repeat % len(names) :] + names[: repeat % len(names)]:  # rotate the order
@@ -118,11 +128,11 @@ def run_position_benchmark(
                     q.grad = k.grad = None
                     _synchronize(dev)
                     start = time.perf_counter()
-                    _step(pe, q, k, grad_q, grad_k)
+                    step(pe, q, k, grad_q, grad_k)
                     _synchronize(dev)
                     times[name].append(time.perf_counter() - start)
             medians = {name: statistics.median(values) for name, values in times.items()}
-            min_bytes = _minimum_bytes(q, k)
+            min_bytes = _minimum_bytes(q, k, forward_only)
             floor = min_bytes / bandwidth
             for name, median in medians.items():
                 rows.append(
@@ -131,6 +141,7 @@ def run_position_benchmark(
                         shape=shape,
                         dtype=dtype_name,
                         compiled=compile,
+                        mode="fwd" if forward_only else "fwd+bwd",
                         median_ms=median * 1e3,
                         ratio_to_rope=median / medians["rope"],
                         min_bytes=min_bytes,
@@ -169,12 +180,13 @@ def format_position_benchmark(results: dict) -> str:
         f"device: {results['device']}, torch {results['torch']}, "
         f"copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s, median of {results['repeats']}",
         "",
-        "| shape | dtype | compiled | scheme | fwd+bwd ms | / RoPE | min MB moved | floor ms | % of bandwidth |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| shape | dtype | compiled | scheme | mode | ms | / RoPE | min MB moved | floor ms | % of bandwidth |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
         lines.append(
             f"| {row['shape']} | {row['dtype']} | {'yes' if row['compiled'] else 'no'} | {row['scheme']} | "
+            f"{row['mode']} | "
             f"{row['median_ms']:.1f} | {row['ratio_to_rope']:.2f} | {row['min_bytes'] / 2**20:.0f} | "
             f"{row['floor_ms']:.1f} | {100 * row['fraction_of_bandwidth']:.0f}% |"
         )

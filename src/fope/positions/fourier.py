@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fope.kernels import RotarySeries
 from fope.positions._checks import (
     LAYOUTS,
     check_choice,
@@ -280,6 +281,19 @@ class FoPE(RotaryEncoding):
         if self.attention_factor != 1.0:
             cos, sin = cos * self.attention_factor, sin * self.attention_factor
         return cos, sin
+
+    def series(self) -> RotarySeries:
+        frequencies = F.pad(self.inv_freq, (0, self.num_terms - self.num_kept))  # keep_zeroed: zero frequencies
+        return RotarySeries(
+            frequencies,
+            self.cos_coef.to(torch.float32),
+            self.sin_coef.to(torch.float32),
+            self.rotary_dim // 2,
+            self.output_dim,
+            1.0 if self.zero_pad == "official" else 0.0,
+            self.attention_factor,
+            self.layout,
+        )
 
     def extra_repr(self) -> str:
         return (
