@@ -10,6 +10,12 @@ import pytest
 
 from tests.data.fakes import text_corpus
 
+# The kernel tests (tests/kernels) run the Triton kernel under Triton's interpreter on CPU tensors. Triton reads
+# TRITON_INTERPRET when ``triton.language`` is first imported (its standard library is jitted then), and other tests
+# import triton before them (torchtitan does, at collection): so the whole session runs with the interpreter on.
+# Nothing else in the suite runs Triton code (torch.compile on the CPU generates C++).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 def _fail_skips_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
     if report.skipped and os.environ.get("CI", "").lower() not in ("", "0", "false"):
