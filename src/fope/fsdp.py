@@ -39,7 +39,7 @@ from fope.checkpoint import (
 )
 from fope.device import model_device
 from fope.files import renamed_error
-from fope.sharded import SHARDED_MODEL, SHARDED_OPTIMIZER, safe_reader, write_sharded
+from fope.sharded import SHARDED_MODEL, SHARDED_OPTIMIZER, read_sharded, write_sharded
 
 if TYPE_CHECKING:
     from fope.model import TransformerLM
@@ -157,10 +157,8 @@ def load_optimizer_state(
     folder = Path(directory) / SHARDED_OPTIMIZER
     sharded = is_sharded_model(model)
     if folder.is_dir():
-        import torch.distributed.checkpoint as dcp
-
         state = {"state": get_optimizer_state_dict(model, optimizer)["state"]}  # its tensors are the destination
-        dcp.load(state, storage_reader=safe_reader(folder), no_dist=not sharded)
+        read_sharded(state, folder, alone=not sharded)
         restored = {"state": state["state"], "param_groups": training_state["optimizer_groups"]}
     elif not sharded:
         optimizer.load_state_dict(training_state["optimizer"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "SHARDED_MODEL",
     "SHARDED_OPTIMIZER",
     "is_sharded",
+    "read_sharded",
     "read_sharded_tensors",
     "safe_reader",
     "sharded_shapes",
@@ -113,11 +115,19 @@ def sharded_shapes(folder: str | Path) -> dict[str, tuple[tuple[int, ...], torch
 
 def read_sharded_tensors(folder: str | Path) -> dict[str, Tensor]:
     """Every tensor of the DCP folder ``folder``, whole (unsharded), read on the CPU by this process alone."""
+    state = {name: torch.empty(shape, dtype=dtype) for name, (shape, dtype) in sharded_shapes(folder).items()}
+    read_sharded(state, folder, alone=True)
+    return state
+
+
+def read_sharded(state: dict[str, Any], folder: str | Path, *, alone: bool) -> None:
+    """Fill the (nested) tensors of ``state`` from the DCP folder ``folder``: ``alone``, by this process whole
+    tensors; else collectively, every rank its shards of DTensors (of any world size: DCP reshards)."""
     import torch.distributed.checkpoint as dcp
 
-    state = {name: torch.empty(shape, dtype=dtype) for name, (shape, dtype) in sharded_shapes(folder).items()}
-    dcp.load(state, storage_reader=safe_reader(folder), no_dist=True)
-    return state
+    with warnings.catch_warnings():  # DCP warns that it loads in a single process: that is what is meant
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, storage_reader=safe_reader(folder), no_dist=alone)
 
 
 def write_sharded(state: dict[str, Any], folder: str | Path) -> None:
