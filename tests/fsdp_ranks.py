@@ -43,7 +43,11 @@ def main_rank(config_path: Path, run_dir: Path, out: Path) -> None:
     assert main([*command, "--set", "train.parallel=fsdp", "--until-step", "4"]) == 0
     rank = dist.get_rank()
     try:
-        train(load_config(config_path, ["train.parallel=fsdp", "train.batch_size=9"]), out / "odd", progress=False)
+        train(
+            load_config(config_path, ["train.parallel=fsdp", "train.batch_size=9", "train.grad_accum=1"]),
+            out / "odd",
+            progress=False,
+        )
     except ConfigError as error:
         (out / f"odd-{rank}.txt").write_text(str(error))
     if rank == 0:

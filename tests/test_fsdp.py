@@ -65,10 +65,12 @@ def one_rank(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_train_as_one_process_and_resume_on_one_then_two(tiny_corpus, tmp_path):
     """fsdp on 2 ranks to step 4, resumed by 1 process (ddp) to 8, then by 2 ranks (fsdp) to 12, against one
-    uninterrupted 1-process run: losses, validation losses and weights agree to 1e-4 (gradient sums run in another
-    order). The same launch checks FoPE's coefficients on every rank and a batch 2 ranks cannot split."""
+    uninterrupted 1-process run, with 2 micro-batches per step (the first without gradient sync): losses, validation
+    losses and weights agree to 1e-4 (gradient sums run in another order). The same launch checks FoPE's coefficients on every rank and a batch 2 ranks cannot split."""
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus, "fope", max_steps=12, eval_every=4)))
+    config_path.write_text(
+        yaml.safe_dump(tiny_run_config(tiny_corpus, "fope", max_steps=12, eval_every=4, grad_accum=2))
+    )
     run_dir, out = tmp_path / "fsdp", tmp_path / "ranks"
     out.mkdir()
     command = [*TORCHRUN, str(ROOT / "tests" / "fsdp_ranks.py"), str(config_path), str(run_dir), str(out)]
