@@ -37,10 +37,14 @@ def val_losses(run_dir: Path) -> dict[int, float]:
     return {record["step"]: record["val_loss"] for record in records if "val_loss" in record}
 
 
-def small_fope(learnable: bool = False) -> ModelConfig:
+#: What ``fsdp_ranks.py`` writes of the coefficients, per kind and rank.
+WRITTEN = ("drawn", "live", "alone")
+
+
+def small_fope(learnable: bool = False, shared: bool = False) -> ModelConfig:
     """The model ``fsdp_ranks.py`` and the killed save build (FoPE, 2 layers)."""
     options = {"learnable": learnable}
-    return ModelConfig(64, 32, 2, 2, position="fope", train_length=32, position_options=options)
+    return ModelConfig(64, 32, 2, 2, position="fope", train_length=32, position_options=options, share_position=shared)
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, **tolerance: float) -> None:
@@ -66,7 +70,8 @@ def one_rank(tmp_path):
 def test_two_ranks_train_as_one_process_and_resume_on_one_then_two(tiny_corpus, tmp_path):
     """fsdp on 2 ranks to step 4, resumed by 1 process (ddp) to 8, then by 2 ranks (fsdp) to 12, against one
     uninterrupted 1-process run, with 2 micro-batches per step (the first without gradient sync): losses, validation
-    losses and weights agree to 1e-4 (gradient sums run in another order). The same launch checks FoPE's coefficients on every rank and a batch 2 ranks cannot split."""
+    losses and weights agree to 1e-4 (gradient sums run in another order). The same launch checks FoPE's
+    coefficients on every rank (learnable ones train as in 1 process) and a batch 2 ranks cannot split."""
     config_path = tmp_path / "config.yaml"
     config_path.write_text(
         yaml.safe_dump(tiny_run_config(tiny_corpus, "fope", max_steps=12, eval_every=4, grad_accum=2))
@@ -114,19 +119,21 @@ def test_two_ranks_train_as_one_process_and_resume_on_one_then_two(tiny_corpus, 
     assert [(out / f"odd-{rank}.txt").read_text() for rank in (0, 1)] == [
         "train.batch_size=9 must be a multiple of world_size x grad_accum = 2 x 1"
     ] * 2
-    for kind in ("frozen", "learnable"):
-        drawn = [load_file(out / f"drawn-{kind}-{rank}.safetensors") for rank in (0, 1)]
-        live = [load_file(out / f"live-{kind}-{rank}.safetensors") for rank in (0, 1)]
-        saved = TransformerLM(small_fope(learnable=kind == "learnable"))
+    for kind in ("frozen", "learnable", "shared"):
+        drawn, live, alone = (
+            [load_file(out / f"{what}-{kind}-{rank}.safetensors") for rank in (0, 1)] for what in WRITTEN
+        )
+        saved = TransformerLM(small_fope(learnable=kind != "frozen", shared=kind == "shared"))
         load_model_weights(saved, latest_checkpoint(out / f"coef-{kind}"))
-        assert len(live[0]) == 4  # cos_coef and sin_coef of 2 layers
+        assert len(live[0]) == (2 if kind == "shared" else 4)  # cos_coef and sin_coef of each layer, or of one set
         for name, tensor in live[0].items():
             assert not torch.equal(drawn[0][name], drawn[1][name]), name  # the ranks drew different ones
             assert torch.equal(live[1][name], tensor), name
             assert torch.equal(saved.state_dict()[name], tensor), name
             assert tensor.dtype == torch.float32
-            # frozen: rank 0's draw, kept; learnable: rank 0's draw, then trained
+            # frozen: rank 0's draw, kept; learnable: rank 0's draw, trained as 1 process trains it
             assert torch.equal(drawn[0][name], tensor) == (kind == "frozen"), name
+            torch.testing.assert_close(tensor, alone[0][name], rtol=0, atol=1e-6, msg=name)
 
 
 # ------------------------------------------------------------------ 1 rank, in this process
