@@ -7,6 +7,10 @@ disk, and ``checkpoints/latest`` is replaced atomically after that: a killed run
 checkpoint that looks valid, and the temporary folder it leaves is removed by the next save or resume once its
 writer is dead. Loading checks every file against ``meta.json``. Nothing is unpickled: weights are safetensors and
 the training state is read with ``torch.load(weights_only=True)``.
+
+A checkpoint of a ``train.parallel: fsdp`` run holds its weights and AdamW state as ``torch.distributed.checkpoint``
+folders instead (``model/``, ``optimizer/``: ``fope.sharded``; written by ``fope.fsdp``, published the same way);
+``load_model_weights`` reads either kind, so everything that loads a checkpoint reads both.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 from fope.errors import FopeError
 from fope.extras import require
 from fope.files import file_sha256, os_error, publish_directory, renamed_error, write_atomic
+from fope.sharded import SHARDED_MODEL, SHARDED_OPTIMIZER, is_sharded, read_sharded_tensors, sharded_shapes
 
 if TYPE_CHECKING:
     from fope.config import RunConfig
@@ -45,6 +50,7 @@ __all__ = [
     "load_checkpoint_model",
     "load_model_weights",
     "load_training_state",
+    "point_latest",
     "publish_directory",
     "read_checkpoint_meta",
     "save_checkpoint",
@@ -159,12 +165,18 @@ def save_checkpoint(
         if named is error:
             raise
         raise named from error
+    point_latest(final, keep)
+    return final
+
+
+def point_latest(final: Path, keep: int | None) -> None:
+    """Point ``latest`` at the published checkpoint ``final`` (atomically), then keep only the newest ``keep``."""
+    root = final.parent
     write_atomic(root / LATEST, final.name)
     if keep is not None:
         for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
             if old.name != final.name:
                 shutil.rmtree(old)
-    return final
 
 
 # ------------------------------------------------------------------ finding and verifying
@@ -238,9 +250,13 @@ def read_checkpoint_meta(directory: str | Path, verify: bool = True) -> dict[str
 
 
 def load_model_weights(model: TransformerLM, directory: str | Path) -> None:
-    """Load ``model.safetensors`` of a checkpoint into ``model`` (strict)."""
+    """Load a checkpoint's weights into ``model`` (strict): ``model.safetensors``, or a sharded checkpoint's
+    ``model/`` read whole in this process (a model that does not fit is a ``CheckpointError`` naming the tensor)."""
     from safetensors.torch import load_model
 
+    if is_sharded(directory):
+        _load_sharded_weights(model, Path(directory) / SHARDED_MODEL)
+        return
     path = Path(directory) / "model.safetensors"
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
@@ -248,6 +264,30 @@ def load_model_weights(model: TransformerLM, directory: str | Path) -> None:
         raise CheckpointError(f"cannot read {path}: {_one_line(error)}") from error
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+def _load_sharded_weights(model: TransformerLM, folder: Path) -> None:
+    try:
+        saved = sharded_shapes(folder)
+    except (OSError, FopeError) as error:
+        raise CheckpointError(f"cannot read {folder}: {_one_line(error)}") from error
+    here = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    missing, unexpected = sorted(here.keys() - saved.keys()), sorted(saved.keys() - here.keys())
+    reshaped = [name for name in here if name in saved and saved[name][0] != here[name]]
+    if missing or unexpected or reshaped:
+        said = [f"{name} is {list(saved[name][0])} there and {list(here[name])} here" for name in reshaped[:1]]
+        said += [f"{len(reshaped) - 1} more tensors differ in shape"] if len(reshaped) > 1 else []
+        said += [f"the model has {_listed(missing)} that it lacks"] if missing else []
+        said += [f"it has {_listed(unexpected)} that the model lacks"] if unexpected else []
+        raise CheckpointError(
+            f"the sharded checkpoint {folder.parent} holds another model: {'; '.join(said)} (resume with the "
+            "model it was trained with, or start a new run with train.init_from)"
+        )
+    model.load_state_dict(read_sharded_tensors(folder))
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:
@@ -259,8 +299,10 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, a foreign pickle: torch raises several types
         raise CheckpointError(f"cannot read {path}: {_one_line(error)}") from error
+    # a sharded checkpoint keeps the optimizer's tensors in optimizer/ and only its hyper-parameters here
+    optimizer = "optimizer_groups" if (Path(directory) / SHARDED_OPTIMIZER).is_dir() else "optimizer"
     missing = [
-        key for key in ("optimizer", "scheduler", "rng", "tokens") if not isinstance(state, dict) or key not in state
+        key for key in (optimizer, "scheduler", "rng", "tokens") if not isinstance(state, dict) or key not in state
     ]
     if missing:
         raise CheckpointError(f"{path} is not a training state: it lacks {missing}")
@@ -286,7 +328,10 @@ def initialize_from(
     meta = read_checkpoint_meta(directory)
     from safetensors.torch import load_file
 
-    source_state = load_file(str(directory / "model.safetensors"))
+    if is_sharded(directory):
+        source_state = read_sharded_tensors(directory / SHARDED_MODEL)
+    else:
+        source_state = load_file(str(directory / "model.safetensors"))
     target_state = model.state_dict()
     kept_fresh, expanded = [], []
     for name, tensor in target_state.items():

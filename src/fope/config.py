@@ -405,6 +405,10 @@ class TrainConfig:
     #: With ``init_from``: position tensors whose shape changed (FoPE's coefficients when the new length keeps more
     #: frequencies) start "fresh", or "expand" keeps the source's overlap (the authors' ``len_extra_fourier_expand``).
     init_positions: Literal["fresh", "expand"] = "fresh"
+    #: Under torchrun: "ddp" replicates the model on every rank, "fsdp" shards it (FSDP2, sharded checkpoints).
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    #: Recompute each block's activations in the backward pass instead of keeping them (less memory, more time).
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.init_positions not in ("fresh", "expand"):
@@ -492,6 +496,15 @@ class RunConfig:
                 f"model and transformers are exclusive: transformers trains the model in {self.transformers.path!r}, "
                 f"so model must be empty; got model keys {sorted(self.model)}"
             )
+        for key, value, instead in (
+            ("parallel", self.train.parallel == "fsdp", "train.parallel=ddp"),
+            ("activation_checkpointing", self.train.activation_checkpointing, "transformers.gradient_checkpointing"),
+        ):
+            if value:
+                raise ValueError(
+                    f"train.{key} applies to fope's own model; a transformers model trains with {instead} here "
+                    "(or under Hugging Face's Trainer, docs/transformers.md)"
+                )
         if self.train.init_from is not None:
             raise ValueError(
                 "train.init_from starts a fope model from a run; with transformers the model starts from "

@@ -69,10 +69,19 @@ class Distributed:
             dist.barrier()
 
 
-def init_distributed(device_type: str) -> Distributed:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on CUDA)."""
+def init_distributed(device_type: str, *, sharded: bool = False) -> Distributed:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL on CUDA).
+
+    ``sharded`` (``train.parallel: fsdp``) needs a process group even for one process: one already initialised, or
+    torchrun's (``WORLD_SIZE`` set); without either it is a ``ConfigError``.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
+    if sharded and not dist.is_initialized() and "WORLD_SIZE" not in os.environ:
+        raise ConfigError(
+            "train.parallel=fsdp shards the model across the processes of torchrun, and this process was not "
+            "started by torchrun: run torchrun --nproc_per_node N -m fope train ..., or set train.parallel=ddp"
+        )
+    if world_size == 1 and not sharded:
         return Distributed()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")

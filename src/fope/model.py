@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from fope.checks import check_bool, check_float, check_int, check_seed
 from fope.generation import KVCache, decode, sample_next_token
@@ -297,7 +298,12 @@ class TransformerLM(nn.Module):
     (attention ``out_proj`` and MLP ``down_proj``), which use ``init_std / sqrt(2 * num_layers)`` (GPT-2) so the
     residual stream's variance does not grow with depth. RMSNorm weights start at one. Position-encoding modules keep
     their own initialisation (FoPE's coefficients).
+
+    ``activation_checkpointing`` (off by default): in training mode each block's activations are recomputed in the
+    backward pass (``torch.utils.checkpoint``) instead of being kept, trading compute for memory.
     """
+
+    activation_checkpointing: bool = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -361,8 +367,10 @@ class TransformerLM(nn.Module):
             positions = resolve_positions(positions, batch=batch, length=length, device=input_ids.device)
         key_positions = positions if cache is None else cache.extend(positions)
         x = self.embed(input_ids)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block, position in zip(self.layers, self.position_encodings(), strict=True):
-            x = block(x, LayerInputs(position, positions, key_positions, cache))
+            inputs = LayerInputs(position, positions, key_positions, cache)
+            x = checkpoint(block, x, inputs, use_reentrant=False) if recompute else block(x, inputs)
         return self.norm(x)
 
     def forward(

@@ -1,4 +1,5 @@
-"""The training loop: one process on a CPU, or many through ``torchrun`` (DDP: gloo on CPU, NCCL on GPU).
+"""The training loop: one process on a CPU, or many through ``torchrun`` (gloo on CPU, NCCL on GPU), the model
+replicated (DDP, ``train.parallel: ddp``) or sharded (FSDP2, ``fsdp``: ``fope.fsdp``).
 
 ``setup`` builds a ``Session`` (process group, data, model, optimizer, restored state), ``train_step`` makes one
 optimizer step, ``end_of_step`` logs, validates and checkpoints at their intervals; ``train`` is the loop over them.
@@ -42,6 +43,7 @@ from fope.data.prepare import PreparedData
 from fope.data.sampler import WindowSampler
 from fope.device import Distributed, init_distributed, resolve_device
 from fope.errors import FopeError
+from fope.fsdp import clip_gradients, load_optimizer_state, save_sharded_checkpoint, shard_model
 from fope.metrics import MetricsLog, iterate_losses
 from fope.model import ModelConfig, TransformerLM
 
@@ -86,18 +88,27 @@ def validation_loss(
     batches: int,
     device: torch.device,
     autocast: Callable[[], contextlib.AbstractContextManager],
+    rank: int = 0,
+    world_size: int = 1,
 ) -> float | None:
-    """Mean loss on ``batches`` fixed held-out batches (the same every evaluation)."""
+    """Mean loss on ``batches`` fixed held-out batches (the same every evaluation).
+
+    With ``world_size > 1`` (a sharded model, whose forward every rank runs) each rank takes its rows of every batch
+    and the per-batch losses are averaged over the ranks: the loss of one process on the whole batches."""
     if sampler is None or batches == 0:
         return None
     was_training = model.training
     model.eval()
     losses = []
     for index in range(batches):
-        inputs, targets = sampler.batch(index)
+        inputs, targets = sampler.batch(index, rank, world_size)
         with autocast():
             losses.append(float(model(inputs.to(device), targets=targets.to(device)).loss))
     model.train(was_training)
+    if world_size > 1:
+        summed = torch.tensor(losses, dtype=torch.float64, device=device)
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+        losses = (summed / world_size).tolist()
     return sum(losses) / len(losses)
 
 
@@ -109,8 +120,8 @@ class Session:
     run_dir: Path
     device: torch.device
     ddp: Distributed
-    model: TransformerLM | HFCausalLM
-    trained: nn.Module  # the model, wrapped in DistributedDataParallel when there are several processes
+    model: TransformerLM | HFCausalLM  # sharded in place under train.parallel=fsdp
+    trained: nn.Module  # the model, wrapped in DistributedDataParallel when there are several ddp processes
     forward: Callable[..., Any]  # ``trained``, compiled with ``train.compile``
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
@@ -123,8 +134,14 @@ class Session:
     step: int = 0
     tokens_seen: int = 0
 
+    @property
+    def sharded(self) -> bool:
+        return self.config.train.parallel == "fsdp"
+
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+        # a sharded model computes in bf16 through FSDP's mixed-precision policy instead
+        bf16 = self.use_bf16 and not self.sharded
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 @dataclass
@@ -267,7 +284,7 @@ def setup(
         device = resolve_device(tcfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     except ConfigError as error:
         raise ConfigError(f"train.device: {error}") from error
-    ddp = init_distributed(device.type)
+    ddp = init_distributed(device.type, sharded=tcfg.parallel == "fsdp")
     if not ddp.is_main:
 
         def log(message: str) -> None:  # only rank 0 talks
@@ -301,6 +318,11 @@ def setup(
     torch.manual_seed(tcfg.seed)
     model, init_info = build_model(config, prepared, checkpoint, meta, log)
     model.to(device)
+    use_bf16 = tcfg.precision == "bf16" or (tcfg.precision == "auto" and device.type == "cuda")
+    if isinstance(model, TransformerLM):
+        model.activation_checkpointing = tcfg.activation_checkpointing
+    if tcfg.parallel == "fsdp":
+        shard_model(model, bf16=use_bf16)
     optimizer = build_optimizer(model, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -309,7 +331,7 @@ def setup(
     step = tokens_seen = 0
     if checkpoint is not None:
         state = load_training_state(checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(model, optimizer, checkpoint, state)
         schedule.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"], device)
         step, tokens_seen = int(meta["step"]), int(state["tokens"])
@@ -317,10 +339,11 @@ def setup(
     if ddp.is_main:
         write_run_files(config, run_dir, prepared)
     sampler = build_sampler(config, prepared)
-    val_sampler = WindowSampler(prepared.val, tcfg.seq_len, tcfg.batch_size // ddp.world_size, tcfg.seed + 1)
-    use_bf16 = tcfg.precision == "bf16" or (tcfg.precision == "auto" and device.type == "cuda")
+    # ddp validates on rank 0 alone, fsdp on every rank, each on its rows of the same batches
+    val_rows = tcfg.batch_size if tcfg.parallel == "fsdp" else tcfg.batch_size // ddp.world_size
+    val_sampler = WindowSampler(prepared.val, tcfg.seq_len, val_rows, tcfg.seed + 1)
     trained: nn.Module = model
-    if ddp.world_size > 1:
+    if ddp.world_size > 1 and tcfg.parallel == "ddp":
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -350,7 +373,9 @@ def train_step(session: Session) -> tuple[float, torch.Tensor]:
         zip(inputs.chunk(micro_batches), targets.chunk(micro_batches), strict=True)
     ):
         sync = index == micro_batches - 1 or ddp.world_size == 1
-        context = contextlib.nullcontext() if sync else s.trained.no_sync()
+        if s.sharded:
+            s.model.set_requires_gradient_sync(sync)
+        context = contextlib.nullcontext() if sync or s.sharded else s.trained.no_sync()
         with context, s.autocast():
             loss = s.forward(micro_in, targets=micro_out).loss / micro_batches
         loss.backward()
@@ -365,7 +390,10 @@ def train_step(session: Session) -> tuple[float, torch.Tensor]:
             f"{latest_checkpoint(s.run_dir) or 'none (none was written yet)'}. Lower train/optim.lr, raise "
             "warmup_steps or check the data."
         )
-    grad_norm = nn.utils.clip_grad_norm_(s.model.parameters(), s.config.optim.grad_clip)
+    if s.sharded:
+        grad_norm = clip_gradients(s.model, s.config.optim.grad_clip)
+    else:
+        grad_norm = nn.utils.clip_grad_norm_(s.model.parameters(), s.config.optim.grad_clip)
     s.optimizer.step()
     s.optimizer.zero_grad(set_to_none=True)
     s.schedule.step()
@@ -392,20 +420,23 @@ def end_of_step(
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
         summary["tokens_per_s"] = record["tokens_per_s"]
         throughput.reset()
-    if s.ddp.is_main and (step % tcfg.eval_every == 0 or step == stop):
-        val = validation_loss(s.model, s.val_sampler, tcfg.eval_batches, s.device, s.autocast)
+    if (s.ddp.is_main or s.sharded) and (step % tcfg.eval_every == 0 or step == stop):
+        shard = (s.ddp.rank, s.ddp.world_size) if s.sharded else (0, 1)
+        val = validation_loss(s.model, s.val_sampler, tcfg.eval_batches, s.device, s.autocast, *shard)
+        if s.sharded:  # a forward without backward leaves the root's parameters gathered
+            s.model.reshard()
         if val is not None:
             s.metrics.write({"step": step, "val_loss": val, "val_perplexity": math.exp(val)})
             summary["val_loss"] = val
     if step % tcfg.checkpoint_every == 0 or step == stop:
-        if s.ddp.is_main:
-            training_state = {
-                "optimizer": s.optimizer.state_dict(),
-                "scheduler": s.schedule.state_dict(),
-                "rng": _rng_state(s.device),
-                "tokens": s.tokens_seen,
-            }
-            meta = {"tokens": s.tokens_seen, **s.init_info}
+        training_state = {"scheduler": s.schedule.state_dict(), "rng": _rng_state(s.device), "tokens": s.tokens_seen}
+        meta = {"tokens": s.tokens_seen, **s.init_info}
+        if s.sharded:  # every rank writes its shards
+            save_sharded_checkpoint(
+                s.run_dir, step, s.model, s.optimizer, training_state, meta, keep=tcfg.keep_checkpoints
+            )
+        elif s.ddp.is_main:
+            training_state = {"optimizer": s.optimizer.state_dict(), **training_state}
             save_checkpoint(s.run_dir, step, s.model, training_state, meta, keep=tcfg.keep_checkpoints)
         s.ddp.barrier()
 
