@@ -148,7 +148,7 @@ def authors_expansion(old: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
 def test_continued_pretraining_expands_fope_coefficients_as_the_authors_do(tiny_corpus, tmp_path):
     import dataclasses
 
-    from fope.checkpoint import initialize_from
+    from fope.build import initialize_from
     from fope.model import TransformerLM
 
     train(config_for(tiny_corpus, "fope", max_steps=2), tmp_path / "short", progress=False)

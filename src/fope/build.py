@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any
 import tokenizers
 import torch
 
-from fope.checkpoint import CheckpointError, initialize_from, load_checkpoint_model, load_model_weights
+from fope.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    load_model_weights,
+    read_checkpoint_meta,
+)
 from fope.config import ConfigError, RunConfig
 from fope.data.prepare import PreparedData, open_prepared, preparation_options, prepare_data
 from fope.data.retrieval import retrieval_mixer
 from fope.data.sampler import WindowSampler
-from fope.model import TransformerLM
+from fope.errors import one_line
+from fope.extras import require
+from fope.model import ModelConfig, TransformerLM
+from fope.sharded import SHARDED_MODEL, is_sharded, read_sharded_tensors
 
 if TYPE_CHECKING:
     from fope.integrations.hf_lm import HFCausalLM
@@ -29,6 +37,8 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_sampler",
+    "initialize_from",
+    "load_checkpoint_model",
     "prepare_run_data",
     "resume_run_data",
 ]
@@ -224,3 +234,90 @@ def _transformers_tokenizer(path: str | None) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def initialize_from(
+    model: TransformerLM, source: str | Path, log: Callable[[str], None], positions: str = "fresh"
+) -> dict[str, Any]:
+    """Continued pre-training: copy a run's weights into ``model``; position tensors whose shapes differ stay fresh.
+
+    ``positions="expand"`` is the authors' ``len_extra_fourier_expand`` (their OLMo fork's ``checkpoint.py``): a FoPE
+    coefficient tensor ``(heads, K, d_out)`` whose last two sizes changed keeps its fresh initialisation (identity
+    plus Xavier noise, at the new shape) except the overlap ``[..., :K, :d_out]`` of both shapes, which is copied from
+    the source; a smaller new shape is the source's top-left block. Every other weight must exist in the source with
+    the same shape (a different architecture is an error).
+    """
+    if positions not in ("fresh", "expand"):
+        raise ValueError(f"positions must be 'fresh' or 'expand'; got {positions!r}")
+    directory = Path(source)
+    if (directory / "config.yaml").is_file():
+        directory = find_checkpoint(directory)
+    meta = read_checkpoint_meta(directory)
+    from safetensors.torch import load_file
+
+    if is_sharded(directory):
+        source_state = read_sharded_tensors(directory / SHARDED_MODEL)
+    else:
+        source_state = load_file(str(directory / "model.safetensors"))
+    target_state = model.state_dict()
+    kept_fresh, expanded = [], []
+    for name, tensor in target_state.items():
+        if name.startswith("position_modules."):
+            there = source_state.get(name)
+            if there is not None and there.shape == tensor.shape:
+                tensor.copy_(there)
+            elif positions == "expand" and there is not None and _expandable(name, there, tensor):
+                rows, columns = min(there.shape[-2], tensor.shape[-2]), min(there.shape[-1], tensor.shape[-1])
+                tensor[..., :rows, :columns] = there[..., :rows, :columns]
+                expanded.append(f"{name} {tuple(there.shape)} -> {tuple(tensor.shape)}")
+            else:
+                kept_fresh.append(name)
+            continue
+        if name not in source_state and name == "lm_head.weight" and model.config.tie_embeddings:
+            continue
+        if name not in source_state:
+            raise CheckpointError(f"cannot initialize from {directory}: it has no weight {name!r}")
+        if source_state[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"cannot initialize from {directory}: {name} has shape {tuple(source_state[name].shape)} there "
+                f"and {tuple(tensor.shape)} here (the architecture must match; only the position encoding may change)"
+            )
+        tensor.copy_(source_state[name])
+    if kept_fresh:
+        log(f"position encoding differs from the source: {len(kept_fresh)} position tensors freshly initialised")
+    if expanded:
+        log(f"{len(expanded)} FoPE coefficient tensors expanded from the source (e.g. {expanded[0]})")
+    info = {"init_from": str(directory), "init_from_step": meta["step"], "fresh_position_tensors": kept_fresh}
+    return info | ({"expanded_position_tensors": len(expanded)} if expanded else {})
+
+
+def _expandable(name: str, source: torch.Tensor, target: torch.Tensor) -> bool:
+    """A FoPE coefficient tensor whose leading (head) sizes agree: only ``K`` and ``d_out`` may change."""
+    coefficient = name.endswith(("cos_coef", "sin_coef"))
+    return coefficient and source.ndim == target.ndim >= 2 and source.shape[:-2] == target.shape[:-2]
+
+
+def load_checkpoint_model(config: RunConfig, directory: Path, meta: dict[str, Any]) -> TransformerLM | HFCausalLM:
+    """The model saved in a checkpoint of a run with this config (on the CPU)."""
+    saved = meta["model_config"]
+    if config.transformers is not None:
+        require("transformers", f"the transformers model in {directory}")
+        from fope.integrations.hf_lm import load_checkpoint
+
+        try:
+            return load_checkpoint(
+                directory,
+                train_length=saved["train_length"],
+                position=saved["position"],
+                dtype=config.transformers.dtype,
+                attn_implementation=config.transformers.attn_implementation,
+            )
+        except (KeyError, OSError, ValueError) as error:
+            raise CheckpointError(f"cannot load the transformers model in {directory}: {one_line(error)}") from error
+    try:
+        model_config = ModelConfig.from_dict(saved)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{directory / 'meta.json'} holds an invalid model_config: {error}") from error
+    model = TransformerLM(model_config)
+    load_model_weights(model, directory)
+    return model

@@ -21,19 +21,16 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fope.errors import FopeError
-from fope.extras import require
+from fope.errors import FopeError, one_line
 from fope.files import file_sha256, os_error, publish_directory, renamed_error, write_atomic
 from fope.sharded import SHARDED_MODEL, SHARDED_OPTIMIZER, is_sharded, read_sharded_tensors, sharded_shapes
 
 if TYPE_CHECKING:
-    from fope.config import RunConfig
     from fope.integrations.hf_lm import HFCausalLM
     from fope.model import TransformerLM
 
@@ -45,9 +42,7 @@ __all__ = [
     "clean_stale_temporaries",
     "file_sha256",
     "find_checkpoint",
-    "initialize_from",
     "latest_checkpoint",
-    "load_checkpoint_model",
     "load_model_weights",
     "load_training_state",
     "point_latest",
@@ -261,7 +256,7 @@ def load_model_weights(model: TransformerLM, directory: str | Path) -> None:
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except Exception as error:  # safetensors raises its own error types for malformed files
-        raise CheckpointError(f"cannot read {path}: {_one_line(error)}") from error
+        raise CheckpointError(f"cannot read {path}: {one_line(error)}") from error
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit the model: missing {missing}, unexpected {unexpected}")
 
@@ -270,7 +265,7 @@ def _load_sharded_weights(model: TransformerLM, folder: Path) -> None:
     try:
         saved = sharded_shapes(folder)
     except (OSError, FopeError) as error:
-        raise CheckpointError(f"cannot read {folder}: {_one_line(error)}") from error
+        raise CheckpointError(f"cannot read {folder}: {one_line(error)}") from error
     here = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     missing, unexpected = sorted(here.keys() - saved.keys()), sorted(saved.keys() - here.keys())
     reshaped = [name for name in here if name in saved and saved[name][0] != here[name]]
@@ -298,7 +293,7 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, a foreign pickle: torch raises several types
-        raise CheckpointError(f"cannot read {path}: {_one_line(error)}") from error
+        raise CheckpointError(f"cannot read {path}: {one_line(error)}") from error
     # a sharded checkpoint keeps the optimizer's tensors in optimizer/ and only its hyper-parameters here
     optimizer = "optimizer_groups" if (Path(directory) / SHARDED_OPTIMIZER).is_dir() else "optimizer"
     missing = [
@@ -307,97 +302,3 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} is not a training state: it lacks {missing}")
     return state
-
-
-def initialize_from(
-    model: TransformerLM, source: str | Path, log: Callable[[str], None], positions: str = "fresh"
-) -> dict[str, Any]:
-    """Continued pre-training: copy a run's weights into ``model``; position tensors whose shapes differ stay fresh.
-
-    ``positions="expand"`` is the authors' ``len_extra_fourier_expand`` (their OLMo fork's ``checkpoint.py``): a FoPE
-    coefficient tensor ``(heads, K, d_out)`` whose last two sizes changed keeps its fresh initialisation (identity
-    plus Xavier noise, at the new shape) except the overlap ``[..., :K, :d_out]`` of both shapes, which is copied from
-    the source; a smaller new shape is the source's top-left block. Every other weight must exist in the source with
-    the same shape (a different architecture is an error).
-    """
-    if positions not in ("fresh", "expand"):
-        raise ValueError(f"positions must be 'fresh' or 'expand'; got {positions!r}")
-    directory = Path(source)
-    if (directory / "config.yaml").is_file():
-        directory = find_checkpoint(directory)
-    meta = read_checkpoint_meta(directory)
-    from safetensors.torch import load_file
-
-    if is_sharded(directory):
-        source_state = read_sharded_tensors(directory / SHARDED_MODEL)
-    else:
-        source_state = load_file(str(directory / "model.safetensors"))
-    target_state = model.state_dict()
-    kept_fresh, expanded = [], []
-    for name, tensor in target_state.items():
-        if name.startswith("position_modules."):
-            there = source_state.get(name)
-            if there is not None and there.shape == tensor.shape:
-                tensor.copy_(there)
-            elif positions == "expand" and there is not None and _expandable(name, there, tensor):
-                rows, columns = min(there.shape[-2], tensor.shape[-2]), min(there.shape[-1], tensor.shape[-1])
-                tensor[..., :rows, :columns] = there[..., :rows, :columns]
-                expanded.append(f"{name} {tuple(there.shape)} -> {tuple(tensor.shape)}")
-            else:
-                kept_fresh.append(name)
-            continue
-        if name not in source_state and name == "lm_head.weight" and model.config.tie_embeddings:
-            continue
-        if name not in source_state:
-            raise CheckpointError(f"cannot initialize from {directory}: it has no weight {name!r}")
-        if source_state[name].shape != tensor.shape:
-            raise CheckpointError(
-                f"cannot initialize from {directory}: {name} has shape {tuple(source_state[name].shape)} there "
-                f"and {tuple(tensor.shape)} here (the architecture must match; only the position encoding may change)"
-            )
-        tensor.copy_(source_state[name])
-    if kept_fresh:
-        log(f"position encoding differs from the source: {len(kept_fresh)} position tensors freshly initialised")
-    if expanded:
-        log(f"{len(expanded)} FoPE coefficient tensors expanded from the source (e.g. {expanded[0]})")
-    info = {"init_from": str(directory), "init_from_step": meta["step"], "fresh_position_tensors": kept_fresh}
-    return info | ({"expanded_position_tensors": len(expanded)} if expanded else {})
-
-
-def _expandable(name: str, source: torch.Tensor, target: torch.Tensor) -> bool:
-    """A FoPE coefficient tensor whose leading (head) sizes agree: only ``K`` and ``d_out`` may change."""
-    coefficient = name.endswith(("cos_coef", "sin_coef"))
-    return coefficient and source.ndim == target.ndim >= 2 and source.shape[:-2] == target.shape[:-2]
-
-
-def load_checkpoint_model(config: RunConfig, directory: Path, meta: dict[str, Any]) -> TransformerLM | HFCausalLM:
-    """The model saved in a checkpoint of a run with this config (on the CPU)."""
-    from fope.model import ModelConfig, TransformerLM
-
-    saved = meta["model_config"]
-    if config.transformers is not None:
-        require("transformers", f"the transformers model in {directory}")
-        from fope.integrations.hf_lm import load_checkpoint
-
-        try:
-            return load_checkpoint(
-                directory,
-                train_length=saved["train_length"],
-                position=saved["position"],
-                dtype=config.transformers.dtype,
-                attn_implementation=config.transformers.attn_implementation,
-            )
-        except (KeyError, OSError, ValueError) as error:
-            raise CheckpointError(f"cannot load the transformers model in {directory}: {_one_line(error)}") from error
-    try:
-        model_config = ModelConfig.from_dict(saved)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{directory / 'meta.json'} holds an invalid model_config: {error}") from error
-    model = TransformerLM(model_config)
-    load_model_weights(model, directory)
-    return model
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 300 else text[:297] + "..."

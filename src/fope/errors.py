@@ -18,6 +18,7 @@ __all__ = [
     "FopeError",
     "describe_os_error",
     "is_environment_error",
+    "one_line",
     "shorten",
     "with_filename",
 ]
@@ -47,6 +48,12 @@ def with_filename(error: OSError, path: str | os.PathLike[str]) -> OSError:
     if error.filename is not None or error.errno is None:
         return error
     return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))  # its subclass by errno
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line of at most ``limit`` characters (a library's error inside one of ours)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def shorten(text: str, limit: int = 120) -> str:

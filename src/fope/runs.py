@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fope.checkpoint import CheckpointError, find_checkpoint, load_checkpoint_model, read_checkpoint_meta
+from fope.build import load_checkpoint_model
+from fope.checkpoint import CheckpointError, find_checkpoint, read_checkpoint_meta
 from fope.config import ConfigError, RunConfig, from_dict, load_yaml
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
