@@ -302,7 +302,9 @@ def _compiled(interpret: bool) -> Any:
         import triton
         import triton.language
     except ImportError as error:
-        raise ImportError("the fused rotary kernel needs triton: pip install triton, or set FOPE_KERNEL=eager") from error
+        raise ImportError(
+            "the fused rotary kernel needs triton: pip install triton, or set FOPE_KERNEL=eager"
+        ) from error
     tl = triton.language
     return triton.jit(_rotary_kernel)
 
