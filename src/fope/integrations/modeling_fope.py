@@ -3,7 +3,8 @@
 fope writes this file, unchanged but for two lines bound at its end, next to the weights of every model it converts
 (``fope convert``) or exports (``fope export``), and points ``config.json``'s ``auto_map`` at it. So a converted model
 loads with plain ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` in a process that has never
-heard of fope: this file needs only ``torch`` and ``transformers``. fope itself uses the same code.
+heard of fope: this file (and ``triton_rotary.py``, the fused kernel fope writes next to it) needs only ``torch`` and
+``transformers``, and triton only to run the kernel. fope itself uses the same code.
 
 How it works, on public extension points only. The model is the architecture's own class (``LlamaForCausalLM``,
 ``Qwen3ForCausalLM``, ...) with, per attention layer, three PyTorch hooks and one submodule:
@@ -13,15 +14,16 @@ How it works, on public extension points only. The model is the architecture's o
 - forward hooks on the modules that produce q and k (``q_norm``/``k_norm`` when the layer has them, else
   ``q_proj``/``k_proj``, or the fused ``qkv_proj``) rotate their outputs with those features, before the KV cache.
 
-On CUDA with triton installed the rotation is instead fope's fused Triton kernel (``triton_rotary.py``, which fope
-writes next to this file): the pre-hook keeps the position ids and each hook rotates its output in one launch that
-computes the features in the kernel (q and k together from a fused ``qkv_proj``; else q in one launch and k in
-another, as the layer produces them). The switch is fope's: ``FOPE_KERNEL=auto|triton|eager`` (``auto`` by default),
-or ``kernel`` on a ``FourierFeatures`` module, which wins. ``triton`` forces the kernel (CPU tensors need Triton's
-interpreter, ``TRITON_INTERPRET=1``); ``eager`` never uses it; under ``torch.compile`` the eager code is traced.
 Projections, norms, the cache, masks, sliding windows, soft-capping and the attention implementation (eager, sdpa,
 flash) stay the architecture's code. The coefficients are persistent buffers (or parameters when learnable) named
 ``...self_attn.fope.{inv_freq,cos_coef,sin_coef}`` per layer, or ``model.rotary_emb.fope.*`` when layers share one set.
+
+On CUDA with triton installed the rotation is instead fope's fused Triton kernel (``triton_rotary.py``): the
+pre-hook keeps the position ids and each hook rotates its output in one launch that computes the features in the
+kernel (q and k together from a fused ``qkv_proj``; else q in one launch and k in another, as the layer produces
+them). The switch is fope's: ``FOPE_KERNEL=auto|triton|eager`` (``auto`` by default),
+or ``kernel`` on a ``FourierFeatures`` module, which wins. ``triton`` forces the kernel (CPU tensors need Triton's
+interpreter, ``TRITON_INTERPRET=1``); ``eager`` never uses it; under ``torch.compile`` the eager code is traced.
 """
 
 from __future__ import annotations
