@@ -92,7 +92,6 @@ EXTRA_MODULES = {
     "fope.integrations.rope_check": "transformers",
     "fope.integrations.torchtitan": "torchtitan",
     "fope.integrations.transformers": "transformers",
-    "fope.kernels.triton_rotary": "triton",
 }
 
 BLOCKED_IMPORTS = """

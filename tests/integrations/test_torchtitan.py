@@ -247,3 +247,34 @@ def test_bad_input_is_refused_before_anything_is_built():
     config = with_position(titan_config(), "fope", train_length=TRAIN_LENGTH)
     with pytest.raises(ValueError, match="already uses fope's 'fope'"):
         with_position(config, "rope", train_length=TRAIN_LENGTH)
+
+
+@pytest.mark.triton
+def test_the_fused_kernel_gives_the_eager_logits_and_gradients(monkeypatch):
+    """The plugin calls the encoding's forward, which dispatches: ``FOPE_KERNEL=triton`` runs the Triton kernel
+    (under the interpreter on CPU tensors, one launch per layer and pass) to the eager path's logits and gradients."""
+    from fope.kernels import triton_rotary
+
+    options = {"learnable": True}
+    model = titan_model(with_position(titan_config(), "fope", train_length=TRAIN_LENGTH, seed=3, **options))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():  # non-zero weights (the config initialises them to zero)
+            parameter.copy_(0.3 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(len(name))))
+    launches = []
+    launch = triton_rotary.launch
+    monkeypatch.setattr(triton_rotary, "launch", lambda *args, **kwargs: launches.append(1) or launch(*args, **kwargs))
+    ids = tokens(length=8)
+    positions = torch.arange(8).expand(2, 8) + torch.tensor([[0], [5]])  # per-sample positions
+    results = {}
+    for kernel in ("eager", "triton"):
+        monkeypatch.setenv("FOPE_KERNEL", kernel)
+        model.zero_grad()
+        logits = model(ids, positions=positions)
+        logits.square().mean().backward()
+        results[kernel] = logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+        assert len(launches) == (0 if kernel == "eager" else 2 * LAYERS)
+    assert results["eager"][0].abs().max() > 0.1
+    torch.testing.assert_close(results["triton"][0], results["eager"][0], atol=1e-5, rtol=1e-5)
+    for name, grad in results["eager"][1].items():
+        torch.testing.assert_close(results["triton"][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert results["eager"][1]["layers.0.attention.rope.cos_coef"].abs().sum() > 0

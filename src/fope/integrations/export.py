@@ -269,6 +269,7 @@ def _features_of(encoding: nn.Module, model: TransformerLM) -> FourierFeatures:
         num_kept=inv_freq.numel(),
         rotary_dim=rotary_dim,
         attention_factor=float(attention_factor),
+        layout=getattr(encoding, "layout", "half"),  # NoPE: no pair turns, any layout
         **options,
     )
     with torch.no_grad():
@@ -279,7 +280,6 @@ def _features_of(encoding: nn.Module, model: TransformerLM) -> FourierFeatures:
 
 def _feature_spec(module: FourierFeatures, model: TransformerLM, shared: bool) -> dict[str, Any]:
     heads, kept, output_dim = module.cos_coef.shape
-    layout = getattr(_first(model), "layout", "half")
     spec = {
         "share_layers": shared,
         "num_coef_heads": heads,
@@ -288,7 +288,7 @@ def _feature_spec(module: FourierFeatures, model: TransformerLM, shared: bool) -
         "rotary_dim": 2 * module.num_pairs,
         "zero_pad": module.zero_pad,
         "attention_factor": module.attention_factor,
-        "layout": layout,
+        "layout": module.layout,
         "learnable": isinstance(module.cos_coef, nn.Parameter),
     }
     if sorted(spec) != sorted(FEATURE_KEYS):

@@ -3,7 +3,8 @@
 fope writes this file, unchanged but for two lines bound at its end, next to the weights of every model it converts
 (``fope convert``) or exports (``fope export``), and points ``config.json``'s ``auto_map`` at it. So a converted model
 loads with plain ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` in a process that has never
-heard of fope: this file needs only ``torch`` and ``transformers``. fope itself uses the same code.
+heard of fope: this file (and ``triton_rotary.py``, the fused kernel fope writes next to it) needs only ``torch`` and
+``transformers``, and triton only to run the kernel. fope itself uses the same code.
 
 How it works, on public extension points only. The model is the architecture's own class (``LlamaForCausalLM``,
 ``Qwen3ForCausalLM``, ...) with, per attention layer, three PyTorch hooks and one submodule:
@@ -12,9 +13,17 @@ How it works, on public extension points only. The model is the architecture's o
   per-pair features (``FourierFeatures``, float32);
 - forward hooks on the modules that produce q and k (``q_norm``/``k_norm`` when the layer has them, else
   ``q_proj``/``k_proj``, or the fused ``qkv_proj``) rotate their outputs with those features, before the KV cache.
+
 Projections, norms, the cache, masks, sliding windows, soft-capping and the attention implementation (eager, sdpa,
 flash) stay the architecture's code. The coefficients are persistent buffers (or parameters when learnable) named
 ``...self_attn.fope.{inv_freq,cos_coef,sin_coef}`` per layer, or ``model.rotary_emb.fope.*`` when layers share one set.
+
+On CUDA with triton installed the rotation is instead fope's fused Triton kernel (``triton_rotary.py``): the
+pre-hook keeps the position ids and each hook rotates its output in one launch that computes the features in the
+kernel (q and k together from a fused ``qkv_proj``; else q in one launch and k in another, as the layer produces
+them). The switch is fope's: ``FOPE_KERNEL=auto|triton|eager`` (``auto`` by default),
+or ``kernel`` on a ``FourierFeatures`` module, which wins. ``triton`` forces the kernel (CPU tensors need Triton's
+interpreter, ``TRITON_INTERPRET=1``); ``eager`` never uses it; under ``torch.compile`` the eager code is traced.
 """
 
 from __future__ import annotations
@@ -30,11 +39,18 @@ import torch
 import transformers
 from torch import Tensor, nn
 
+try:  # remote code: fope export / convert write the kernel file next to this one (it imports without triton)
+    from .triton_rotary import RotarySeries, fused_rotary, use_fused_kernel
+except ModuleNotFoundError:  # fope's own package, where the file is fope.kernels.triton_rotary
+    from fope.kernels.triton_rotary import RotarySeries, fused_rotary, use_fused_kernel
+
 #: The entry of config.json that describes the FoPE of a converted model.
 CONFIG_KEY = "fope"
 #: The model_type of converted models: not one transformers knows, so loading without trust_remote_code fails.
 MODEL_TYPE = "fope"
 MODULE_NAME = "modeling_fope"
+#: The kernel's file, written next to this one under this name.
+KERNEL_MODULE_NAME = "triton_rotary"
 LAYOUTS = ("half", "interleaved")
 ZERO_PADS = ("official", "identity")
 #: Keys of ``config.fope["features"]``: everything this file needs to rebuild the modules (tensors come from weights).
@@ -58,8 +74,12 @@ class FourierFeatures(nn.Module):
     ``c[h, j](n) = sum_k cos_coef[h, k, j] cos(w_k n)``, ``s[h, j](n) = sum_k sin_coef[h, k, j] sin(w_k n)`` for
     pairs ``j < output_dim``; the pairs after that up to ``rotary_dim / 2`` are zero-frequency pairs (``c = s = 1``
     "official", ``c = 1, s = 0`` "identity"); both are scaled by ``attention_factor`` (YaRN's temperature, 1 if none).
-    Frequencies and coefficients are float32 and stay so when the model is cast.
+    Frequencies and coefficients are float32 and stay so when the model is cast. ``layout`` is the pairs' (see
+    ``rotate``): the fused kernel reads it here, the eager rotation gets it from ``attach``. ``kernel`` (``"auto"``,
+    ``"triton"``, ``"eager"``; ``None``: ``FOPE_KERNEL``) picks the fused kernel or the eager rotation for its layers.
     """
+
+    kernel: str | None = None
 
     def __init__(
         self,
@@ -71,13 +91,16 @@ class FourierFeatures(nn.Module):
         zero_pad: str = "official",
         attention_factor: float = 1.0,
         learnable: bool = False,
+        layout: str = "half",
     ) -> None:
         super().__init__()
         if zero_pad not in ZERO_PADS:
             raise ValueError(f"zero_pad must be one of {list(ZERO_PADS)}; got {zero_pad!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {list(LAYOUTS)}; got {layout!r}")
         if not 0 <= output_dim <= rotary_dim // 2:
             raise ValueError(f"output_dim must be in [0, rotary_dim / 2 = {rotary_dim // 2}]; got {output_dim}")
-        self.num_pairs, self.output_dim, self.zero_pad = rotary_dim // 2, output_dim, zero_pad
+        self.num_pairs, self.output_dim, self.zero_pad, self.layout = rotary_dim // 2, output_dim, zero_pad, layout
         self.attention_factor = float(attention_factor)
         self.register_buffer("inv_freq", torch.zeros(num_kept, dtype=torch.float32))
         shape = (num_coef_heads, num_kept, output_dim)
@@ -106,6 +129,19 @@ class FourierFeatures(nn.Module):
             cos, sin = cos * self.attention_factor, sin * self.attention_factor
         return cos, sin
 
+    def series(self) -> RotarySeries:
+        """The same features as the fused kernel's inputs (it computes them per tile from these)."""
+        return RotarySeries(
+            self.inv_freq.to(torch.float32),
+            self.cos_coef.to(torch.float32),
+            self.sin_coef.to(torch.float32),
+            self.num_pairs,
+            self.output_dim,
+            1.0 if self.zero_pad == "official" else 0.0,
+            self.attention_factor,
+            self.layout,
+        )
+
     def _apply(self, fn: Any, recurse: bool = True) -> FourierFeatures:
         # model.to(torch.bfloat16) must not round frequencies or coefficients: keep float32, only move them.
         saved = {name: tensor for name, tensor in self.named_parameters(recurse=False)}
@@ -126,7 +162,7 @@ class FourierFeatures(nn.Module):
         heads, kept, _ = self.cos_coef.shape
         return (
             f"coef_heads={heads}, kept={kept}, output_dim={self.output_dim}, pairs={self.num_pairs}, "
-            f"zero_pad={self.zero_pad!r}, attention_factor={self.attention_factor:g}"
+            f"zero_pad={self.zero_pad!r}, attention_factor={self.attention_factor:g}, layout={self.layout!r}"
         )
 
 
@@ -195,7 +231,8 @@ def attach(model: nn.Module, modules: list[FourierFeatures], *, layout: str, sha
     """Make ``model`` rotate q and k with ``modules`` (one per layer, or one shared) instead of its RoPE.
 
     Returns a function that undoes it (used by fope's conversion check). ``modules`` need only a ``features``
-    method ``(B, T) position ids -> float32 (cos, sin)`` of shape ``(B|1, Hc, T, P)``.
+    method ``(B, T) position ids -> float32 (cos, sin)`` of shape ``(B|1, Hc, T, P)``; those with a ``series``
+    method (``FourierFeatures``) use the fused kernel where the switch says so.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {list(LAYOUTS)}; got {layout!r}")
@@ -217,15 +254,16 @@ def attach(model: nn.Module, modules: list[FourierFeatures], *, layout: str, sha
             attention.fope = fope
         head_dim = getattr(attention, "head_dim", None) or getattr(config, "head_dim", None)
         head_dim = head_dim or config.hidden_size // num_heads
-        handles.append(attention.register_forward_pre_hook(functools.partial(_features_hook, fope), with_kwargs=True))
+        features_hook = functools.partial(_features_hook, fope, layout)
+        handles.append(attention.register_forward_pre_hook(features_hook, with_kwargs=True))
         handles.append(attention.register_forward_hook(_clear_hook))
         if fused is not None:
             sizes = (num_heads * head_dim, num_kv_heads * head_dim)
-            hook = functools.partial(_fused_hook, attention, layout, head_dim, sizes)
+            hook = functools.partial(_fused_hook, attention, head_dim, sizes)
             handles.append(fused.register_forward_hook(hook))
             continue
         for module, heads in ((q, num_heads), (k, num_kv_heads)):
-            hook = functools.partial(_rotation_hook, attention, layout, head_dim, heads)
+            hook = functools.partial(_rotation_hook, attention, head_dim, heads)
             handles.append(module.register_forward_hook(hook))
 
     def detach() -> None:
@@ -235,7 +273,7 @@ def attach(model: nn.Module, modules: list[FourierFeatures], *, layout: str, sha
         for attention in attentions:
             if isinstance(getattr(attention, "fope", None), nn.Module):
                 del attention.fope
-            attention._fope_features = None
+            attention._fope_rotation = None
 
     return detach
 
@@ -257,49 +295,78 @@ def _qk_sources(attention: nn.Module) -> tuple[nn.Module | None, nn.Module | Non
     return found[0], found[1], None
 
 
-def _features_hook(fope: FourierFeatures, attention: nn.Module, args: tuple, kwargs: dict) -> None:
+def _features_hook(fope: nn.Module, layout: str, attention: nn.Module, args: tuple, kwargs: dict) -> None:
     position_ids = kwargs.get("position_ids")
     if position_ids is None:
         raise ValueError(
             f"{type(attention).__name__} with FoPE needs the position ids, and its decoder layer passed none "
             "(position_ids=None): this architecture does not give FoPE its positions"
         )
-    attention._fope_features = fope.features(position_ids)
+    if hasattr(fope, "series") and use_fused_kernel(getattr(fope, "kernel", None), position_ids):
+        attention._fope_rotation = _KernelRotation(fope.series(), position_ids)
+    else:
+        attention._fope_rotation = _EagerRotation(*fope.features(position_ids), layout)
+
+
+class _EagerRotation:
+    """Rotates ``(B, T, H, D)`` heads with features computed once per attention call."""
+
+    def __init__(self, cos: Tensor, sin: Tensor, layout: str) -> None:
+        self.cos, self.sin, self.layout = cos, sin, layout
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return rotate(x, self.cos, self.sin, self.layout)
+
+    def pair(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        return self(q), self(k)
+
+
+class _KernelRotation:
+    """Rotates ``(B, T, H, D)`` heads in the fused kernel, which computes the features from the positions itself."""
+
+    def __init__(self, series: RotarySeries, position_ids: Tensor) -> None:
+        self.series, self.position_ids = series, position_ids
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return fused_rotary(None, x.transpose(1, 2), self.position_ids, self.series)[1].transpose(1, 2)
+
+    def pair(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        q, k = fused_rotary(q.transpose(1, 2), k.transpose(1, 2), self.position_ids, self.series)
+        return q.transpose(1, 2), k.transpose(1, 2)
 
 
 def _clear_hook(attention: nn.Module, args: tuple, output: Any) -> None:
-    attention._fope_features = None
+    attention._fope_rotation = None
 
 
-def _features(attention: nn.Module) -> tuple[Tensor, Tensor]:
-    features = getattr(attention, "_fope_features", None)
-    if features is None:
+def _rotation(attention: nn.Module) -> _EagerRotation | _KernelRotation:
+    rotation = getattr(attention, "_fope_rotation", None)
+    if rotation is None:
         raise RuntimeError(f"{type(attention).__name__}'s q/k projection ran outside its attention forward")
-    return features
+    return rotation
 
 
-def _rotated(attention: nn.Module, layout: str, head_dim: int, heads: int, x: Tensor) -> Tensor:
-    """``x`` ``(B, T, H*D)`` or ``(B, T, H, D)`` rotated with the attention's current features, same shape."""
-    cos, sin = _features(attention)
+def _heads(attention: nn.Module, head_dim: int, heads: int, x: Tensor) -> Tensor:
+    """``x`` ``(B, T, H*D)`` or ``(B, T, H, D)`` as ``(B, T, H, D)``."""
     if x.shape[-2:] == (heads, head_dim):
-        return rotate(x, cos, sin, layout)
+        return x
     if x.shape[-1] != heads * head_dim:
         raise TypeError(
             f"{type(attention).__name__}: a q/k of shape {tuple(x.shape)} is neither (..., {heads}, {head_dim}) nor "
             f"(..., {heads * head_dim}); FoPE does not support this architecture"
         )
-    return rotate(x.unflatten(-1, (heads, head_dim)), cos, sin, layout).flatten(-2)
+    return x.unflatten(-1, (heads, head_dim))
 
 
 def _rotation_hook(
-    attention: nn.Module, layout: str, head_dim: int, heads: int, module: nn.Module, args: tuple, output: Tensor
+    attention: nn.Module, head_dim: int, heads: int, module: nn.Module, args: tuple, output: Tensor
 ) -> Tensor:
-    return _rotated(attention, layout, head_dim, heads, output)
+    rotated = _rotation(attention)(_heads(attention, head_dim, heads, output))
+    return rotated if rotated.dim() == output.dim() else rotated.flatten(-2)
 
 
 def _fused_hook(
     attention: nn.Module,
-    layout: str,
     head_dim: int,
     sizes: tuple[int, int],
     module: nn.Module,
@@ -307,9 +374,9 @@ def _fused_hook(
     output: Tensor,
 ) -> Tensor:
     q, k, rest = output.split((*sizes, output.shape[-1] - sum(sizes)), dim=-1)
-    q = _rotated(attention, layout, head_dim, sizes[0] // head_dim, q)
-    k = _rotated(attention, layout, head_dim, sizes[1] // head_dim, k)
-    return torch.cat((q, k, rest), dim=-1)
+    q, k = (_heads(attention, head_dim, size // head_dim, x) for x, size in zip((q, k), sizes, strict=True))
+    q, k = _rotation(attention).pair(q, k)
+    return torch.cat((q.flatten(-2), k.flatten(-2), rest), dim=-1)
 
 
 def feature_modules(config: Any) -> list[FourierFeatures]:
@@ -321,7 +388,7 @@ def feature_modules(config: Any) -> list[FourierFeatures]:
             f"config.{CONFIG_KEY}['features'] must hold exactly {list(FEATURE_KEYS)}; got "
             f"{sorted(spec) if isinstance(spec, dict) else spec!r}"
         )
-    options = {key: spec[key] for key in FEATURE_KEYS if key not in ("share_layers", "layout")}
+    options = {key: spec[key] for key in FEATURE_KEYS if key != "share_layers"}
     count = 1 if spec["share_layers"] else config.num_hidden_layers
     return [FourierFeatures(**options) for _ in range(count)]
 
@@ -402,9 +469,10 @@ def _ask_base(base: type, name: str, cls: type) -> Any:
 
 
 def write_code(directory: str | os.PathLike[str], base_architecture: str) -> None:
-    """Write this file into ``directory`` with the classes bound to ``base_architecture``."""
+    """Write this file into ``directory`` with the classes bound to ``base_architecture``, and the kernel's file."""
     source = inspect.getsource(inspect.getmodule(write_code)).split(_BINDING_MARKER)[0].rstrip("\n")
     binding = f"\n\n\n{_BINDING_MARKER}\nFoPEConfig, FoPEForCausalLM = classes_for({json.dumps(base_architecture)})\n"
-    path = os.path.join(os.fspath(directory), f"{MODULE_NAME}.py")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(source + binding)
+    files = {MODULE_NAME: source + binding, KERNEL_MODULE_NAME: inspect.getsource(inspect.getmodule(fused_rotary))}
+    for name, text in files.items():
+        with open(os.path.join(os.fspath(directory), f"{name}.py"), "w", encoding="utf-8") as handle:
+            handle.write(text)

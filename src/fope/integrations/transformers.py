@@ -381,9 +381,7 @@ def _check_option_names(fope_options: Mapping[str, Any]) -> None:
 
 def _features_of(fope: FoPE) -> FourierFeatures:
     """The ``FourierFeatures`` (the modeling file's module) holding ``fope``'s frequencies and coefficients."""
-    module = FourierFeatures(
-        **{k: v for k, v in _feature_spec(fope, False).items() if k not in ("share_layers", "layout")}
-    )
+    module = FourierFeatures(**{k: v for k, v in _feature_spec(fope, False).items() if k != "share_layers"})
     with torch.no_grad():
         # keep_zeroed: the zeroed frequencies stay in the series as constant terms, i.e. frequency 0
         module.inv_freq.copy_(F.pad(fope.inv_freq, (0, fope.num_terms - fope.num_kept)))

@@ -12,26 +12,154 @@ the ``Hq / Hkv`` query heads of group ``g`` and of key head ``g`` into ``(a*c - 
 the output dtype. Dimensions past the rotary pairs are copied. No ``(H, T, D)`` table exists: the features live in
 registers for the tile at hand. The backward pass is the same kernel with ``-s`` (the transposed pair map); with
 learnable coefficients it also reduces ``g_a a + g_b b`` and ``g_b a - g_a b`` over the group's heads and adds
-``basis^T @ that`` (times ``scale``) into float32 coefficient gradients.
+``basis^T @ that`` (times ``scale``) into float32 coefficient gradients. Without q (``fused_rotary(None, x, ...)``)
+one tensor is rotated alone, its heads taking the key heads' place.
 
-Importing this module needs triton (``fope.kernels`` asks for it with ``fope.extras.require`` first). The kernel is
-jitted on first use, once per mode: Triton's interpreter when ``TRITON_INTERPRET=1`` (CPU tensors), compiled otherwise.
+This file is self-contained (torch, and triton once the kernel is first jitted): ``fope export`` and ``fope convert``
+copy it next to ``modeling_fope.py``, whose remote code imports it as ``.triton_rotary``. fope reaches it through
+``fope.kernels``, which turns its ``KernelError`` into one-line ``FopeError``. So importing it needs no triton, and
+it imports triton inside a ``try`` (transformers' remote-code check skips imports there). The kernel is jitted on first
+use, once per mode: Triton's interpreter when ``TRITON_INTERPRET=1`` (CPU tensors), compiled otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import importlib.util
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-import triton
-import triton.language as tl
 from torch import Tensor
 
-from fope.kernels import RotarySeries
+__all__ = [
+    "KERNEL_CHOICES",
+    "KernelError",
+    "RotarySeries",
+    "fused_rotary",
+    "interpreting",
+    "kernel_choice",
+    "launch",
+    "use_fused_kernel",
+]
 
-__all__ = ["interpreting", "launch"]
+KERNEL_CHOICES = ("auto", "triton", "eager")
+
+#: ``triton.language``, bound when the kernel is first jitted (``_compiled``): the kernel's body reads it as a global.
+tl: Any = None
+
+
+class KernelError(ValueError):
+    """A switch value or a call the kernel cannot take, said in one line."""
+
+
+@dataclass(frozen=True)
+class RotarySeries:
+    """What the kernel needs besides q, k and positions; ``cos_coef is None`` means no series (RoPE).
+
+    ``frequencies``: float32 ``(num_terms,)`` with a series (zeros for constant terms), else ``(pairs,)``;
+    ``cos_coef``/``sin_coef``: float32 ``(Hc, num_terms, output_dim)``; pairs ``j >= output_dim`` are the constants
+    ``(1, pad_sin)``; ``scale`` multiplies cos and sin (YaRN's attention factor when the encoding applies it).
+    """
+
+    frequencies: Tensor
+    cos_coef: Tensor | None
+    sin_coef: Tensor | None
+    pairs: int
+    output_dim: int
+    pad_sin: float
+    scale: float
+    layout: str
+
+
+def kernel_choice(choice: str | None = None) -> str:
+    """The switch in effect: ``choice`` (a module's ``kernel``) if given, else ``FOPE_KERNEL``, else ``"auto"``."""
+    source = "kernel"
+    if choice is None:
+        choice, source = os.environ.get("FOPE_KERNEL") or "auto", "FOPE_KERNEL"
+    if choice not in KERNEL_CHOICES:
+        raise KernelError(f"{source} must be one of {', '.join(KERNEL_CHOICES)}; got {choice!r}")
+    return choice
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def use_fused_kernel(choice: str | None, x: Tensor) -> bool:
+    """Whether to run the fused kernel on ``x``: forced, or ``"auto"`` on CUDA with triton; never while compiling."""
+    if torch.compiler.is_compiling():
+        return False
+    choice = kernel_choice(choice)
+    if choice == "eager":
+        return False
+    if choice == "triton":
+        return True
+    return x.device.type == "cuda" and _triton_installed()
+
+
+def fused_rotary(q: Tensor | None, k: Tensor, positions: Tensor, series: RotarySeries) -> tuple[Tensor | None, Tensor]:
+    """``(q', k')`` in one launch, differentiable in q, k and (when they require grad) the coefficients.
+
+    q ``(B, Hq, T, D)`` and k ``(B, Hkv, T, D)``, any strides with the last dimension contiguous; ``positions``
+    ``(T,)`` or ``(B|1, T)`` integers. ``q=None`` rotates k alone (``(None, k')``): any tensor of heads, head ``h``
+    taking coefficient head ``h // (H / Hc)``.
+    """
+    if k.device.type == "cpu" and not interpreting():
+        raise KernelError(
+            "the Triton kernel runs on CPU tensors only under its interpreter: set TRITON_INTERPRET=1, "
+            "or use FOPE_KERNEL=eager (q is on the cpu)"
+        )
+    if q is not None and q.dtype != k.dtype:
+        raise KernelError(f"the Triton kernel needs q and k of one dtype; got q {q.dtype} and k {k.dtype}")
+    if q is None:
+        return None, _FusedRotation.apply(k[:, :0], k, positions, series.cos_coef, series.sin_coef, series)[1]
+    return _FusedRotation.apply(q, k, positions, series.cos_coef, series.sin_coef, series)
+
+
+class _FusedRotation(torch.autograd.Function):
+    """Forward and backward are one launch each; q and k are saved only when the coefficients need gradients."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        q: Tensor,
+        k: Tensor,
+        positions: Tensor,
+        cos_coef: Tensor | None,
+        sin_coef: Tensor | None,
+        series: RotarySeries,
+    ) -> tuple[Tensor, Tensor]:
+        coef_grad = cos_coef is not None and (cos_coef.requires_grad or sin_coef.requires_grad)
+        ctx.save_for_backward(positions, q if coef_grad else None, k if coef_grad else None)
+        ctx.series, ctx.coef_grad, ctx.shapes = series, coef_grad, (q.shape, k.shape)
+        q_out, k_out, _, _ = launch(q, k, positions, _detached(series))
+        return q_out, k_out
+
+    @staticmethod
+    def backward(ctx: Any, grad_q: Tensor | None, grad_k: Tensor | None) -> tuple[Tensor | None, ...]:
+        positions, q, k = ctx.saved_tensors
+        series = _detached(ctx.series)
+        if grad_q is None:  # an output that did not reach the loss has a zero gradient
+            grad_q = grad_k.new_zeros(ctx.shapes[0])
+        if grad_k is None:
+            grad_k = grad_q.new_zeros(ctx.shapes[1])
+        inputs = (q, k) if ctx.coef_grad else None
+        grad_q, grad_k, grad_cos, grad_sin = launch(grad_q, grad_k, positions, series, backward=True, inputs=inputs)
+        return grad_q, grad_k, None, grad_cos, grad_sin, None
+
+
+def _detached(series: RotarySeries) -> RotarySeries:
+    """The series with plain float32 coefficients (the kernel reads them; autograd sees them as inputs)."""
+    if series.cos_coef is None:
+        return series
+    return dataclasses.replace(
+        series, cos_coef=series.cos_coef.detach().float(), sin_coef=series.sin_coef.detach().float()
+    )
 
 
 def _rotary_kernel(
@@ -166,9 +294,18 @@ def _rotary_kernel(
 
 
 @functools.cache
-def _compiled(interpret: bool) -> object:
+def _compiled(interpret: bool) -> Any:
     """The kernel jitted for one mode: ``triton.jit`` picks the interpreter from ``TRITON_INTERPRET`` when it runs."""
     del interpret  # the cache key: the mode ``triton.jit`` reads from the environment
+    global tl  # the kernel's body reads triton.language as the global ``tl``: bound here, where triton is imported
+    try:  # in a try: transformers' remote-code check does not ask for triton, which this file needs only here
+        import triton
+        import triton.language
+    except ImportError as error:
+        raise ImportError(
+            "the fused rotary kernel needs triton: pip install triton, or set FOPE_KERNEL=eager"
+        ) from error
+    tl = triton.language
     return triton.jit(_rotary_kernel)
 
 
@@ -177,8 +314,12 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "").lower() in ("1", "true", "yes", "on")
 
 
+def _next_power_of_2(size: int) -> int:
+    return 1 << max(size - 1, 0).bit_length()
+
+
 def _block(size: int, minimum: int = 16) -> int:
-    return max(minimum, triton.next_power_of_2(size))
+    return max(minimum, _next_power_of_2(size))
 
 
 def launch(
@@ -190,7 +331,8 @@ def launch(
     backward: bool = False,
     inputs: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Rotate q ``(B, Hq, T, D)`` and k ``(B, Hkv, T, D)`` (any strides, last dim contiguous) in one launch.
+    """Rotate q ``(B, Hq, T, D)`` and k ``(B, Hkv, T, D)`` (any strides, last dim contiguous) in one launch; q may
+    have no heads (``Hq = 0``: k alone).
 
     ``positions`` ``(T,)`` or ``(B|1, T)``. ``backward=True`` applies the transposed map (q and k are then the
     output gradients); with ``inputs`` (the forward's q and k) it also returns the coefficient gradients.
@@ -216,15 +358,17 @@ def launch(
     q_in, k_in = (x if x.stride(-1) == 1 else x.contiguous() for x in (q_in, k_in))
     block_t = 32 if series.pairs <= 64 else 16
     tail = head_dim - 2 * series.pairs
-    grid = (batch * triton.cdiv(length, block_t), kv_heads)
+    grid = (batch * -(-length // block_t), kv_heads)
+    # q without heads (k rotated alone) is never read or written: pass k's tensors, not an empty one's null pointer
+    q_arg, q_out_arg, q_in_arg = (q, q_out, q_in) if q_heads else (k, k_out, k_in)
     device = torch.cuda.device(q.device) if q.device.type == "cuda" else contextlib.nullcontext()
     with device:  # Triton launches on the current CUDA device
         _compiled(interpreting())[grid](
-            q,
+            q_arg,
             k,
-            q_out,
+            q_out_arg,
             k_out,
-            q_in,
+            q_in_arg,
             k_in,
             positions,
             series.frequencies,
@@ -232,9 +376,9 @@ def launch(
             sin_coef,
             grad_cos if coef_grad else cos_coef,
             grad_sin if coef_grad else sin_coef,
-            *q.stride()[:3],
+            *q_arg.stride()[:3],
             *k.stride()[:3],
-            *q_in.stride()[:3],
+            *q_in_arg.stride()[:3],
             *k_in.stride()[:3],
             stride_pb,
             positions.stride(1),
@@ -253,7 +397,7 @@ def launch(
             BLOCK_T=block_t,
             BLOCK_P=_block(series.pairs),
             BLOCK_K=_block(num_terms),
-            BLOCK_TAIL=triton.next_power_of_2(tail) if tail else 0,
+            BLOCK_TAIL=_next_power_of_2(tail) if tail else 0,
             INTERLEAVED=series.layout == "interleaved",
             SERIES=has_series,
             COEF_GRAD=coef_grad,
