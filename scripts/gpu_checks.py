@@ -58,7 +58,7 @@ STEPS = (
         "python benchmarks/bench_fsdp.py --device cuda --nproc 1 --presets paper/60m --batch-size 32 --steps 10 "
         "--warmup 3 --json {out}/bench_fsdp.json",
     ),
-    Step("bench_kernel", 150, "python benchmarks/bench_kernel.py --quick --repeats 10 --json {out}/bench_kernel.json"),
+    Step("bench_kernel", 240, "python benchmarks/bench_kernel.py --quick --repeats 10 --json {out}/bench_kernel.json"),
 )
 
 
