@@ -137,12 +137,13 @@ def worker(model_dir: Path, out: Path, steps: int) -> None:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     checks["loss_falls"] = len(losses) >= 2 and losses[-1] < losses[0] - 0.3
     checks["fope_after_training"] = equal(fope_tensors(trained.state_dict()), saved)
-    gathered = get_model_state_dict(trained, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    # every rank gathers the whole state dict (cpu_offload would give it to rank 0 only): a small model's check
+    gathered = get_model_state_dict(trained, options=StateDictOptions(full_state_dict=True))
     final = out / "final"
     trainer.save_model(str(final))
     accelerator.wait_for_everyone()
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(final, trust_remote_code=True).state_dict()
-    tied = {name for name in gathered if name not in reloaded}  # e.g. a tied lm_head, absent from the reload
+    not_reloaded = sorted(name for name in gathered if name not in reloaded)  # e.g. a tied lm_head
     checks["save_reload_exact"] = not (set(reloaded) - set(gathered)) and all(
         torch.equal(reloaded[name], gathered[name].cpu()) for name in reloaded
     )
@@ -157,7 +158,7 @@ def worker(model_dir: Path, out: Path, steps: int) -> None:
             "world_size": accelerator.num_processes,
             "fope_tensors": len(saved),
             "parameters": sum(t.numel() for t in reloaded.values()),
-            "not_reloaded": sorted(tied),
+            "not_reloaded": not_reloaded,
             "device": torch.cuda.get_device_name(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
