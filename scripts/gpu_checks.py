@@ -13,7 +13,8 @@ Steps, in order, each a separate process with its own time limit (and none past 
 - ``bench_kernel``: benchmarks/bench_kernel.py --quick, the fused FoPE kernel against eager, compiled and Liger.
 
 Each step writes ``DIR/STEP.log`` (its whole output) and, where it has results, ``DIR/STEP.json``; after each step
-``DIR/gpu_checks.json`` holds every step so far (exit code, seconds, whether it timed out, its last line). A failing
+``DIR/gpu_checks.json`` holds every step so far (exit code, seconds, whether it timed out, its last line) and what
+the figures belong to (the device torch sees, the CUDA and package versions, ``nvidia-smi``'s line). A failing
 step does not stop the others; the exit code is 1 if any failed. ``DIR`` defaults to ``$OUT``. Every step needs CUDA
 and says so in one line without it. ``--dry-run`` lists the steps and their commands and runs nothing.
 """
@@ -21,6 +22,7 @@ and says so in one line without it. ``--dry-run`` lists the steps and their comm
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import signal
@@ -30,9 +32,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fope.files import write_atomic
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's fope, which the steps get through PYTHONPATH
+
+import torch  # noqa: E402
+
+from fope.files import write_atomic  # noqa: E402
+
+#: Packages whose versions the summary records (absent ones as null).
+PACKAGES = ("torch", "triton", "transformers", "accelerate", "torchtitan", "liger-kernel")
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,26 @@ def run_step(step: Step, out: Path, timeout_s: float) -> dict:
     }
 
 
+def environment() -> dict:
+    """What the figures belong to: the interpreter's torch and CUDA, the device torch sees, the packages' versions."""
+
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    cuda = torch.cuda.is_available()
+    return {
+        "torch_cuda": torch.version.cuda,
+        "cuda_available": cuda,
+        "device": torch.cuda.get_device_name() if cuda else None,
+        "device_count": torch.cuda.device_count() if cuda else 0,
+        "python": sys.version.split()[0],
+        "packages": {package: version(package) for package in PACKAGES},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT"), help="results folder (default $OUT)")
@@ -119,7 +147,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget
     results = []
-    summary = {"budget_s": args.budget, "steps": results, "passed": False}
+    summary = {"budget_s": args.budget, "environment": environment(), "steps": results, "passed": False}
     for step in steps:
         left = deadline - time.monotonic()
         if left < 5:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_checks.py"
@@ -44,6 +45,9 @@ def test_without_cuda_every_step_refuses_in_one_line_and_the_run_fails(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     summary = json.loads((tmp_path / "gpu_checks.json").read_text())
     assert [step["step"] for step in summary["steps"]] == PYTHON_STEPS and summary["passed"] is False
+    environment = summary["environment"]
+    assert environment["cuda_available"] is False and environment["device"] is None
+    assert environment["packages"]["torch"] == torch.__version__
     for step in summary["steps"]:
         log = (tmp_path / f"{step['step']}.log").read_text().strip()
         assert "\n" not in log and "CUDA" in log, (step["step"], log)
