@@ -51,7 +51,7 @@ def test_without_cuda_every_step_refuses_in_one_line_and_the_run_fails(tmp_path)
     for step in summary["steps"]:
         log = (tmp_path / f"{step['step']}.log").read_text().strip()
         assert "\n" not in log and "CUDA" in log, (step["step"], log)
-        assert step["exit_code"] != 0 and not step["timed_out"] and step["json"] is None
+        assert step["exit_code"] == 2 and not step["timed_out"] and step["json"] is None
         assert step["last_line"] == log
     assert done.stdout.count("FAILED") == len(PYTHON_STEPS)
 
