@@ -7,8 +7,13 @@ its mixed-precision policy; AdamW, gradient clipping). Every rank reports its me
 parameters, gradients and AdamW moments (shards under fsdp, whole tensors under ddp).
 
     python benchmarks/bench_fsdp.py [--presets tiny/fope paper/60m] [--batch-size 4] [--steps 5]
+    python benchmarks/bench_fsdp.py --device cuda --nproc 1 --presets paper/60m --batch-size 32   # one GPU
 
 ``--batch-size`` and ``--seq-len`` replace the preset's (the paper's 1024 x 512 does not fit a CPU step).
+``--device`` (auto: CUDA when available) is every rank's; ``cuda`` without CUDA is a one-line exit (code 2).
+With ``--nproc 1`` ddp is the plain model (no wrapper: one process has no one to reduce with) and fsdp shards over a
+world of one: the comparison is then of memory and of the sharded path's overhead, not of communication.
+``--json PATH`` also writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fope.benchmark import check_json_path
+from fope.files import write_atomic
+
 
 def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Bytes of parameters, gradients and optimizer state this rank holds (its shards of DTensors)."""
@@ -42,7 +50,9 @@ def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-def rank_main(preset: str, parallel: str, overrides: list[str], steps: int, warmup: int, out: Path) -> None:
+def rank_main(
+    preset: str, parallel: str, overrides: list[str], steps: int, warmup: int, out: Path, device_name: str
+) -> None:
     from fope.build import build_optimizer
     from fope.device import init_distributed, resolve_device
     from fope.fsdp import clip_gradients, shard_model
@@ -51,7 +61,7 @@ def rank_main(preset: str, parallel: str, overrides: list[str], steps: int, warm
 
     config = load_preset(preset, [*overrides, f"train.parallel={parallel}", "train.compile=false"])
     tcfg = config.train
-    device = resolve_device("auto", int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_name, int(os.environ.get("LOCAL_RANK", "0")))
     group = init_distributed(device.type, sharded=parallel == "fsdp")
     torch.set_num_threads(1 if device.type == "cpu" else torch.get_num_threads())
     torch.manual_seed(0)
@@ -61,6 +71,8 @@ def rank_main(preset: str, parallel: str, overrides: list[str], steps: int, warm
     if parallel == "fsdp":
         shard_model(model, bf16=bf16)
         trained: nn.Module = model
+    elif group.world_size == 1:
+        trained = model
     else:
         trained = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -103,7 +115,8 @@ def rank_main(preset: str, parallel: str, overrides: list[str], steps: int, warm
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
     (out / f"{preset.replace('/', '-')}-{parallel}-{group.rank}.json").write_text(json.dumps(record))
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main() -> None:
@@ -114,16 +127,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="measured steps")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
     parser.add_argument("--rank-of", nargs=3, metavar=("PRESET", "PARALLEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     overrides = [f"train.{key}={value}" for key in ("batch_size", "seq_len") if (value := getattr(args, key))]
     if args.rank_of:
         preset, parallel, out = args.rank_of
-        return rank_main(preset, parallel, overrides, args.steps, args.warmup, Path(out))
+        return rank_main(preset, parallel, overrides, args.steps, args.warmup, Path(out), args.device)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_fsdp: --device cuda needs CUDA (torch.cuda.is_available() is False here)", file=sys.stderr)
+        sys.exit(2)
+    json_path = check_json_path(args.json_path) if args.json_path else None
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     print("| preset | batch | parallel | tokens / s | s / step | peak memory per rank | training state per rank |")
     print("|---|---|---|---:|---:|---:|---:|")
+    rows = []
     with tempfile.TemporaryDirectory() as out:
         for preset in args.presets:
             for parallel in ("ddp", "fsdp"):
@@ -133,8 +153,10 @@ def main() -> None:
                     if (value := getattr(args, key))
                 ]
                 command = [*torchrun, __file__, "--rank-of", preset, parallel, out, "--steps", str(args.steps),
-                           "--warmup", str(args.warmup), *passed]  # fmt: skip
-                subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           "--warmup", str(args.warmup), "--device", args.device, *passed]  # fmt: skip
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"bench_fsdp: {preset} {parallel} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
                 ranks = [
                     json.loads(path.read_text())
                     for path in sorted(Path(out).glob(f"{preset.replace('/', '-')}-{parallel}-*.json"))
@@ -142,11 +164,17 @@ def main() -> None:
                 seconds = max(rank["seconds"] for rank in ranks)
                 peak = "/".join(f"{rank['peak_bytes'] / 2**20:.0f}" for rank in ranks)
                 held = "/".join(f"{rank['state_bytes'] / 2**20:.1f}" for rank in ranks)
+                rows.append({"preset": preset, "parallel": parallel, "tokens_per_s": ranks[0]["tokens"] / seconds,
+                             "seconds_per_step": seconds, "ranks": ranks})  # fmt: skip
                 print(
                     f"| {preset} ({ranks[0]['parameters'] / 1e6:.1f}M) | {ranks[0]['batch']} | {parallel} | "
                     f"{ranks[0]['tokens'] / seconds:,.0f} | {seconds:.3f} | {peak} MiB | {held} MiB |"
                 )
-    print(f"\n{args.nproc} ranks on {ranks[0]['device']}, torch {torch.__version__}, median of {args.steps} steps")
+    device = ranks[0]["device"]
+    print(f"\n{args.nproc} ranks on {device}, torch {torch.__version__}, median of {args.steps} steps")
+    if json_path is not None:
+        record = {"device": device, "nproc": args.nproc, "torch": torch.__version__, "steps": args.steps, "rows": rows}
+        write_atomic(json_path, json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -210,7 +210,9 @@ def bench_shape(shape: Shape, args: argparse.Namespace, context: dict, measure_m
 def run(args: argparse.Namespace) -> dict:
     device = torch.device("cpu" if args.smoke else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("bench_kernel: no CUDA device here; use --smoke on a CPU (the kernel under the interpreter)")
+        message = "bench_kernel: no CUDA device here; use --smoke on a CPU (the kernel under the interpreter)"
+        print(message, file=sys.stderr)
+        sys.exit(2)  # as every prepared GPU check stops without one (scripts/gpu_checks.py)
     liger = liger_apply()
     if liger is None:
         print("liger_kernel is not installed: the 'liger rope' column is skipped (pip install liger-kernel)")

@@ -1,6 +1,6 @@
 """A few training steps of torchtitan's Llama 3 debug model with FoPE, on GPUs: the check the CPU cannot run.
 
-    .venv/bin/python scripts/torchtitan_gpu_check.py --gpus 1 --steps 20
+    .venv/bin/python scripts/torchtitan_gpu_check.py --gpus 1 --steps 20 [--json out.json]
 
 torchtitan 0.3.0's ``Trainer`` takes ``cuda`` when no accelerator is found (``torchtitan.tools.utils``:
 ``device_type = _get_available_device_type() or "cuda"``) and calls ``torch.cuda.set_device`` while it builds, so its
@@ -10,7 +10,8 @@ trainer does not run on a CPU-only torch (docs/torchtitan.md). This script runs 
 ``c4_test`` dataset from ``./tests/assets`` of a torchtitan checkout, which the wheel does not ship, so the script
 writes both into a temporary folder (a byte-level BPE of 2,000 tokens trained on generated text, and that text) and
 runs there. It fails unless the loss falls, prints the losses, and checks that the checkpoint written at the last
-step holds every layer's coefficients.
+step holds every layer's coefficients. ``--json`` also writes the losses and the checkpoint's coefficient names there.
+Without CUDA it stops at once with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -57,7 +58,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
     parser.add_argument("--position", default="fope", help="fope position encoding (default fope)")
     parser.add_argument("--seq-len", type=int, default=512, help="training length, FoPE's train_length (default 512)")
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the results here")
     args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        message = "torchtitan_gpu_check: needs CUDA (torch.cuda.is_available() is False here); run it on a GPU machine"
+        print(message, file=sys.stderr)
+        sys.exit(2)
     options = {"position": args.position, "train_length": args.seq_len}
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -102,6 +110,12 @@ def main() -> None:
         if not rope:
             sys.exit(f"the checkpoint {checkpoint} holds no FoPE coefficients")
         print(f"checkpoint step-{args.steps}: {len(rope)} coefficient tensors, e.g. {rope[0]}")
+    if args.json_path:
+        from fope.files import write_atomic
+
+        result = {"check": "torchtitan", "passed": True, "steps": args.steps, "losses": losses}
+        result |= {"coefficient_tensors": rope, "device": torch.cuda.get_device_name(), "torch": torch.__version__}
+        write_atomic(Path(args.json_path), json.dumps(result, indent=2))
 
 
 def _checkpoint_keys(checkpoint: Path) -> list[str]:
