@@ -126,7 +126,8 @@ def test_fsdp2_on_two_gloo_processes_keeps_fope_trains_and_saves_exactly(convert
 
     # the folder save_pretrained wrote from the FSDP2 model loads anywhere, exactly as gathered
     files = sorted(path.name for path in out.iterdir())
-    assert files == ["config.json", "generation_config.json", "model.safetensors", "modeling_fope.py"], files
+    expected = ["config.json", "generation_config.json", "model.safetensors", "modeling_fope.py", "triton_rotary.py"]
+    assert files == expected, files  # the modeling file and its kernel, never torch's FSDP files
     assert json.loads((out / "config.json").read_text())["auto_map"]["AutoModelForCausalLM"] == (
         "modeling_fope.FoPEForCausalLM"
     )
