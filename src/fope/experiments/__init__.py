@@ -30,6 +30,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from fope.errors import CampaignError
+
 #: Recipe name -> module of this package.
 RECIPES = {
     "ablation": "ablation",
@@ -45,7 +47,7 @@ EXPERIMENTS = tuple(RECIPES)
 def recipe(name: str) -> ModuleType:
     """The module of recipe ``name`` (``demo`` too)."""
     if name != "demo" and name not in RECIPES:
-        raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+        raise CampaignError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
     return importlib.import_module(f"fope.experiments.{RECIPES.get(name, name)}")
 
 
@@ -77,7 +79,7 @@ def plan_experiment(
     option_keys = [field.name for field in dataclasses.fields(module.Options)]
     unknown = sorted(set(given) - set(settings_keys) - set(option_keys))
     if unknown:
-        raise ValueError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
+        raise CampaignError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
     _refuse_empty_lists(given, [*dataclasses.fields(Settings), *dataclasses.fields(module.Options)])
     values = {key: _plain(value) for key, value in given.items() if value is not None}
     # A recipe's DEFAULTS are its full runs' defaults: a --quick smoke run keeps the smoke-run defaults.
@@ -97,7 +99,7 @@ def _refuse_empty_lists(given: dict[str, Any], fields: list[dataclasses.Field]) 
         value = given.get(field.name)
         if field.default is None and isinstance(value, (list, tuple)) and not value:
             flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
-            raise ValueError(
+            raise CampaignError(
                 f"{flag} must list one or more comma-separated values (leave {flag} out for the default); got none"
             )
 
@@ -123,8 +125,9 @@ def format_experiment(plan: Any) -> str:
     return format_plan(plan)
 
 
-def run_experiment(plan: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, evaluate, report and summarise a plan; returns the reports' results and the summary text."""
+def run_experiment(plan: Any, log: Callable[[str], None] = print, executor: Any = None) -> dict[str, Any]:
+    """Train, evaluate, report and summarise a plan on ``executor`` (``fope.experiments.executor``; default the
+    plan's ``jobs`` local workers); returns the reports' results and the summary text."""
     from fope.experiments.common import run_plan
 
-    return run_plan(plan, log)
+    return run_plan(plan, log, executor)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fope.errors import CampaignError
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option, retrieval_values
 from fope.experiments.summaries import contrast_lines, learned_lines
@@ -60,7 +61,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     available = [name.removeprefix("tiny/") for name in preset_names("tiny")]
     missing = [name for name in encodings if name not in available]
     if missing:
-        raise ValueError(f"no tiny preset for {missing}; available: {available}")
+        raise CampaignError(f"no tiny preset for {missing}; available: {available}")
     runs = [
         make_run(settings, "tiny", arm, seed, label=f"{arm}-{NAME}", values=retrieval_values(arm, ROWS, SIGMA))
         for seed in settings.seeds

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fope.config import ConfigError, RunConfig, from_dict, to_dict
+from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
-from fope.experiments.jobs import CampaignError
 from fope.experiments.state import BOOKKEEPING_KEYS, differences
 from fope.provenance import provenance
 from fope.report.store import (
