@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,18 @@ def test_contrast_uses_the_standard_error_of_the_difference():
 def test_text_table_aligns_columns_and_fills_gaps():
     table = text_table([{"name": "rope", "ppl": "1.0"}, {"name": "fope-no-fs", "x": "2"}])
     assert table.splitlines() == ["name        ppl  x", "rope        1.0  -", "fope-no-fs    -  2"]
+
+
+def test_the_executor_flags_are_checked_in_one_line(tmp_path, capsys):
+    from fope.cli import main
+
+    out = str(tmp_path / "out")
+    assert main(["demo", "--quick", "--out", out, "--address", "127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err == "fope demo: error: --address is the Ray cluster's: give it with --executor ray\n"
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    assert main(["demo", "--quick", "--out", out, "--executor", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained

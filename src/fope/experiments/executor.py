@@ -187,6 +187,21 @@ def _run_on_ray_node(task: Task) -> tuple[int, str]:
     return run_process(task, where), where
 
 
+def check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """A ``HOST:PORT`` address that nothing answers at is one line now, not Ray's retries for minutes."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise CampaignError(
+            f"--address must be auto or HOST:PORT (the head's GCS port, 6379 by default); got {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise CampaignError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
+
+
 class RayExecutor:
     """Tasks on a Ray cluster (``address``: ``auto``, ``HOST:PORT``, or None: a Ray instance started for the
     campaign on this machine). Each asks for its GPUs and threads; Ray places it. A task is started only when the
@@ -201,6 +216,7 @@ class RayExecutor:
         self._ray = ray
         self._connected = not ray.is_initialized()
         if self._connected:
+            check_reachable(address)
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
             except ConnectionError as error:
