@@ -291,6 +291,7 @@ def test_reports_of_stored_runs_use_a_finished_local_run_folder_for_model_sectio
 
 
 def test_evaluation_text_is_not_prepared_when_every_run_comes_from_stored_results(tmp_path, monkeypatch):
+    from fope.experiments.common import prepare_unless_stored
     from fope.report.store import evaluation_entry, run_record, write_json
     from tests.report.fakes import perplexity_result, summary
 
@@ -306,6 +307,6 @@ def test_evaluation_text_is_not_prepared_when_every_run_comes_from_stored_result
         }
         record = run_record(run.name, portable(to_dict(run.config), out), summary(run.config.name, 0), entries)
         write_json(results / "runs" / f"{run.name}.json", record)
-    assert plan.prepare() == "every run comes from stored results: nothing to prepare" and exported == []
+    assert prepare_unless_stored(plan) == "every run comes from stored results: nothing to prepare" and exported == []
     (results / "runs" / "rope-shakespeare-s0.json").unlink()
-    assert plan.prepare() == "done" and len(exported) == 1
+    assert prepare_unless_stored(plan) == "done" and len(exported) == 1

@@ -20,14 +20,6 @@ def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
     add_dataclass_arguments(parser, Settings, only=setting_names(module), help=getattr(module, "HELP", None))
     add_dataclass_arguments(parser, module.Options)
     parser.add_argument(
-        "--results",
-        metavar="DIR",
-        default=None,
-        help="results folder: each run's evaluations are stored there as JSON when they finish, and a run whose stored "
-        "results match is neither trained nor evaluated (default OUT/results; docs/results in a checkout to commit "
-        "them for fope report)",
-    )
-    parser.add_argument(
         "--executor",
         choices=EXECUTORS,
         default="local",
@@ -51,7 +43,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
 
     module = recipe(args.experiment)
     given = dataclass_values(args, Settings, setting_names(module)) | dataclass_values(args, module.Options)
-    plan = plan_experiment(args.experiment, args.out, args.results, **given)
+    plan = plan_experiment(args.experiment, args.out, **given)
     if args.dry_run:
         print(format_experiment(plan))
         return 0

@@ -22,6 +22,7 @@ from fope.config import ConfigError, apply_overrides, load_config
 from fope.errors import CampaignError
 from fope.experiments.campaign import Campaign, Report, Run, format_plan, run_campaign
 from fope.experiments.executor import Executor, LocalExecutor
+from fope.experiments.stored import from_store, stored_states
 from fope.files import write_atomic
 from fope.presets import merge, preset_data, preset_names
 
@@ -70,6 +71,11 @@ class Settings:
     passkey_trials: int | None = option("passkey trials per length (default 100; quick 4; 0: none)")
     gpus_per_run: int | None = option(
         "GPUs each run asks for; more than 1: torchrun over that many processes (default 0 at tiny scale: CPU; paper 1)"
+    )
+    results: str | None = option(
+        "results folder: each run's evaluations are stored there as JSON when they finish, and a run whose stored "
+        "results match is neither trained nor evaluated (default OUT/results; docs/results in a checkout to commit "
+        "them for fope report)"
     )
     overrides: tuple[str, ...] = field(
         default=(),
@@ -145,10 +151,14 @@ class Settings:
         train = {"max_steps": steps, "seed": seed, "threads": 1, "checkpoint_every": every, "eval_every": steps}
         return {"train": train, "data": {"passkey_fraction": TINY_PASSKEY_FRACTION}}
 
-    def campaign(self, runs: list[Run], reports: list[Report], passkey: bool = True) -> Campaign:
-        """The recipe's campaign; no passkey evaluation when ``passkey`` is False or ``passkey_trials`` is 0."""
+    def campaign(self, name: str, out: Path, runs: list[Run], reports: list[Report], passkey: bool = True) -> Campaign:
+        """Recipe ``name``'s campaign into ``out``, its results stored in ``results`` (default ``OUT/results``); no
+        passkey evaluation when ``passkey`` is False or ``passkey_trials`` is 0."""
         trials = self.passkey_trials if passkey and self.passkey_trials > 0 else None
-        return Campaign(tuple(runs), tuple(reports), self.max_spans, trials, self.jobs, self.gpus_per_run)
+        results = out / "results" if self.results is None else Path(self.results)
+        return Campaign(
+            tuple(runs), tuple(reports), self.max_spans, trials, self.jobs, self.gpus_per_run, results, name
+        )
 
 
 def tiny_arm(arm: str) -> dict[str, Any]:
@@ -254,6 +264,15 @@ def format_experiment(plan: Plan) -> str:
     return "\n".join([*lines, f"  (reports and summary in {plan.root})"])
 
 
+def prepare_unless_stored(plan: Plan) -> str:
+    """``plan.prepare()`` (e.g. exporting evaluation text), unless every run of the plan comes from stored results;
+    the line to log."""
+    stored = from_store(plan.campaign, stored_states(plan.campaign, plan.out))
+    if len(stored) == len(plan.campaign.runs) or plan.prepare is None:
+        return "every run comes from stored results: nothing to prepare"
+    return plan.prepare()
+
+
 def run_plan(plan: Plan, log: Callable[[str], None] = print, executor: Executor | None = None) -> dict[str, Any]:
     """Train and evaluate on ``executor`` (default: ``settings.jobs`` local workers), report and summarise; writes
     ``summary.md`` and ``experiment.json`` to ``plan.root``. Returns the reports' results and the summary text."""
@@ -266,7 +285,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print, executor: Executor 
         f"{steps} steps), {executor.description}; runs in {plan.out / 'runs'}"
     )
     if plan.prepare is not None:
-        log(plan.prepare())
+        log(prepare_unless_stored(plan))
     results = run_campaign(plan.campaign, plan.out, plan.root, log, executor)
     summary = plan.summarize(results)
     minutes = (time.perf_counter() - started) / 60

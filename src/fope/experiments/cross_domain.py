@@ -94,7 +94,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     ]
     root = out / NAME
     record = {"size": size, "encodings": list(arms), "train_sources": list(train_sources or []), "eval_data": eval_data}
-    campaign = settings.campaign(runs, reports, passkey=False)
+    campaign = settings.campaign(NAME, out, runs, reports, passkey=False)
     summarize_plan = functools.partial(
         summarize, root=root, folders=("report-in-domain", other), data=eval_data, labels=labels
     )

@@ -76,7 +76,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     report = Report("report", title, names(runs), contrasts=contrasts)
     root = out / NAME
     record = {"encodings": list(arms), "rows": rows, "sigma": sigma}
-    campaign = settings.campaign(runs, [report])
+    campaign = settings.campaign(NAME, out, runs, [report])
     return Plan(NAME, out, root, settings, record, campaign, functools.partial(summarize, root=root))
 
 

@@ -125,7 +125,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     )
     root = out / NAME
     record = {"sweeps": list(sweeps), "size": size, "encodings": list(shape_arms), "values": values}
-    campaign = settings.campaign(list(runs.values()), reports)
+    campaign = settings.campaign(NAME, out, list(runs.values()), reports)
     summarize_plan = functools.partial(summarize, root=root, dimensions=dimensions)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan, (note,))
 
