@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import platform
 import re
 import statistics
@@ -56,6 +57,7 @@ def overhead(executor, count: int, folder: Path) -> float:
 
 def startup_and_overhead(tasks: int, repeats: int, parts: list[str]) -> None:
     if "startup" in parts:  # before any cluster runs: RayExecutor(None) would join it
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else ray.init() writes a token to ~/.ray/auth_token
         local, started = [timed(lambda: LocalExecutor(2))[1] for _ in range(repeats)], []
         for _ in range(repeats):
             executor, seconds = timed(lambda: RayExecutor(None))

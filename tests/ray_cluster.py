@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,16 @@ while sum(node["Alive"] for node in ray.nodes()) < int(sys.argv[2]):
 
 def wait_for_nodes(address: str, nodes: int, timeout: float = 120) -> bool:
     """Whether the cluster at ``address`` has ``nodes`` alive nodes within ``timeout`` seconds."""
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:  # the head's GCS port first: Ray's own connect retries for minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
     command = [sys.executable, "-c", WAIT_FOR_NODES, address, str(nodes), str(timeout)]
     return subprocess.run(command, capture_output=True, timeout=timeout + 60).returncode == 0
 
@@ -52,7 +63,11 @@ def wait_for_nodes(address: str, nodes: int, timeout: float = 120) -> bool:
 @contextlib.contextmanager
 def ray_cluster(nodes: int = 2, cpus: int = 1) -> Iterator[tuple[str, list[subprocess.Popen]]]:
     """``nodes`` Ray nodes of ``cpus`` CPUs each (no GPU), the first the head; the address and each node's process
-    (the ``ray start --block`` of its process group). Every process group is killed on exit."""
+    (the ``ray start --block`` of its process group). Every process group is killed on exit.
+
+    Token authentication is off (``RAY_AUTH_MODE=disabled``) for the nodes and, while the cluster runs, for this
+    process and what it starts: otherwise a ``~/.ray/auth_token`` (which Ray writes when ``ray.init()`` starts a
+    local instance) turns it on for the nodes but not for the drivers, and nothing connects."""
     temp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths have a length limit
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -61,6 +76,8 @@ def ray_cluster(nodes: int = 2, cpus: int = 1) -> Iterator[tuple[str, list[subpr
     common = ["--block", "--num-cpus", str(cpus), "--num-gpus", "0", "--node-ip-address", "127.0.0.1"]
     common += ["--disable-usage-stats", "--object-store-memory", str(100 * 2**20)]
     started: list[subprocess.Popen] = []
+    mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"] = "disabled"
     try:
         for index in range(nodes):
             where = ["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp)]
@@ -76,6 +93,10 @@ def ray_cluster(nodes: int = 2, cpus: int = 1) -> Iterator[tuple[str, list[subpr
     finally:
         for process in reversed(started):
             stop_node(process)
+        if mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = mode
         shutil.rmtree(temp, ignore_errors=True)
         for path in temp.parent.glob(f"{temp.name}-node*.log"):
             path.unlink()

@@ -75,7 +75,8 @@ class Settings:
     results: str | None = option(
         "results folder: each run's evaluations are stored there as JSON when they finish, and a run whose stored "
         "results match is neither trained nor evaluated (default OUT/results; docs/results in a checkout to commit "
-        "them for fope report)"
+        "them for fope report)",
+        metavar="DIR",
     )
     overrides: tuple[str, ...] = field(
         default=(),
