@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,80 +29,13 @@ from fope.config import RunConfig, save_config, to_dict
 from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
 from fope.experiments.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
+from fope.experiments.plan import Campaign, Report, Run
 from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
 from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
 from fope.metrics import drop_records_after
 from fope.model import ModelConfig, TransformerLM
 from fope.report import RunResults, load_results, text_table, write_report
 from fope.report.store import read_run, run_file, stored_run_results
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run: its folder name under ``OUT/runs``, its resolved config, the preset it starts from (for the dry run)
-    and ``after``: runs it starts from (trained first)."""
-
-    name: str
-    config: RunConfig
-    preset: str | None = None
-    after: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Report:
-    """A ``fope compare`` report over some of the runs: a folder, a title; ``data``: perplexity on that text;
-    ``contrasts``: ``(label a, label b, what)`` pairs whose difference (b minus a) is a verdict in ``fope report``."""
-
-    folder: str
-    title: str
-    runs: tuple[str, ...]
-    data: str | None = None
-    attention: bool = False
-    contrasts: tuple[tuple[str, str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Campaign:
-    """Runs to train, how to evaluate them (spans per length, passkey trials or None), the reports to write, how many
-    local workers at a time and the GPUs each run asks for (more than one: torchrun over that many processes; 0: a CPU
-    run); ``results``: the results folder to store evaluations in and reuse (None: none), ``name``: the recipe file
-    there (``RESULTS/<name>.json``; None: none)."""
-
-    runs: tuple[Run, ...]
-    reports: tuple[Report, ...] = ()
-    max_spans: int = 24
-    passkey_trials: int | None = 100
-    jobs: int = 2
-    gpus_per_run: int = 0
-    results: Path | None = None
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        names = [run.name for run in self.runs]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise CampaignError(f"run names must be unique; {repeated} appear more than once")
-        for run in self.runs:
-            unknown = [name for name in run.after if name not in names[: names.index(run.name)]]
-            if unknown:
-                raise CampaignError(f"run {run.name!r} starts from {unknown}, which are not earlier runs")
-        for report in self.reports:
-            unknown = [name for name in report.runs if name not in names]
-            if unknown:
-                raise CampaignError(f"report {report.folder!r} names unknown runs {unknown}")
-        if self.jobs < 1:
-            raise CampaignError(f"jobs must be >= 1; got {self.jobs}")
-        if self.gpus_per_run < 0:
-            raise CampaignError(f"gpus_per_run must be >= 0; got {self.gpus_per_run}")
-
-    def evaluations(self, name: str) -> list[str | None]:
-        """The perplexity evaluations run ``name`` gets: None for its held-out split, else a text path."""
-        return list(dict.fromkeys(report.data for report in self.reports if name in report.runs))
-
-    def reported(self) -> list[str]:
-        """The runs some report compares (the ones evaluated)."""
-        return list(dict.fromkeys(name for report in self.reports for name in report.runs))
-
 
 # ------------------------------------------------------------------ run folders and evaluations
 
