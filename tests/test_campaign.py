@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
+import socket
 from pathlib import Path
 
 import pytest
 
 from fope.config import load_config, parse_yaml, save_config
+from fope.errors import CampaignError
 from fope.experiments.campaign import Campaign, Report, Run, _training_jobs, assignment, preset_changes, train_runs
-from fope.experiments.jobs import CampaignError, Job, run_jobs
+from fope.experiments.executor import LocalExecutor, RunFailed, Task, run_tasks
 from fope.experiments.state import run_state
 from fope.presets import load_preset
 from fope.report import contrast, format_contrast, text_table
@@ -74,7 +75,7 @@ def test_a_folder_with_other_settings_stops_the_campaign_before_anything_runs(tm
     def no_jobs(*args, **kwargs):
         raise AssertionError("nothing should start")
 
-    monkeypatch.setattr("fope.experiments.campaign.run_jobs", no_jobs)
+    monkeypatch.setattr("fope.experiments.campaign.run_tasks", no_jobs)
     with pytest.raises(CampaignError, match=r"rope-s0: optim.lr: 0.1 there, 0.003 here"):
         train_runs(Campaign((run,)), out, log=lambda _: None)
 
@@ -113,32 +114,50 @@ def test_the_dry_run_names_what_a_run_changes_in_its_preset():
     assert preset_changes(Run("fope-s0", load_preset("tiny/fope"), "tiny/fope")) == "tiny/fope"
 
 
-def test_run_jobs_waits_for_dependencies(tmp_path):
+def _python(name: str, code: str, log: Path, **keywords) -> Task:
+    return Task(name, ("-c", code), log, **keywords)
+
+
+def test_tasks_wait_for_their_dependencies_and_a_failure_names_its_log(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     slow = f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(first)!r}).write_text('done')"
     check = f"import pathlib; pathlib.Path({str(second)!r}).write_text(pathlib.Path({str(first)!r}).read_text())"
-    jobs = [
-        Job("second", (sys.executable, "-c", check), tmp_path / "second.log", after=("first",)),
-        Job("first", (sys.executable, "-c", slow), tmp_path / "first.log"),
+    tasks = [
+        _python("second", check, tmp_path / "second.log", after=("first",)),
+        _python("first", slow, tmp_path / "first.log"),
     ]
-    run_jobs(jobs, 2, lambda: 0, 2, "testing", unit="run", poll=0.05)
+    run_tasks(tasks, LocalExecutor(2), lambda: 0, 2, "testing", unit="run", poll=0.05)
     assert second.read_text() == "done"
-    failing = [Job("bad", (sys.executable, "-c", "raise SystemExit(3)"), tmp_path / "bad.log")]
-    with pytest.raises(RuntimeError, match=f"testing of bad failed \\(exit 3\\); see {tmp_path / 'bad.log'}"):
-        run_jobs(failing, 1, lambda: 0, 1, "testing", unit="run", poll=0.05)
+    assert (tmp_path / "first.log").read_text().startswith("== first: started ")  # where and when it ran
+    failing = [_python("bad", "raise SystemExit(3)", tmp_path / "bad.log")]
+    with pytest.raises(RunFailed, match=f"testing of bad failed \\(exit 3\\); see {tmp_path / 'bad.log'}"):
+        run_tasks(failing, LocalExecutor(1), lambda: 0, 1, "testing", unit="run", poll=0.05)
+    killed = [_python("killed", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", tmp_path / "k.log")]
+    with pytest.raises(RunFailed, match="testing of killed failed \\(killed by SIGKILL\\)"):
+        run_tasks(killed, LocalExecutor(1), lambda: 0, 1, "testing", unit="run", poll=0.05)
 
 
-def test_after_a_failure_running_jobs_end_and_no_new_job_starts(tmp_path):
-    def writing(name: str, delay: float) -> Job:
+def test_after_a_failure_running_tasks_end_and_no_new_task_starts(tmp_path):
+    def writing(name: str, delay: float) -> Task:
         code = f"import time, pathlib; time.sleep({delay}); pathlib.Path({str(tmp_path / name)!r}).write_text('x')"
-        return Job(name, (sys.executable, "-c", code), tmp_path / f"{name}.log")
+        return _python(name, code, tmp_path / f"{name}.log")
 
-    bad = Job("bad", (sys.executable, "-c", "raise SystemExit(3)"), tmp_path / "bad.log", label="evaluation of run")
-    jobs = [writing("slow", 1.0), bad, writing("later", 0.0)]
-    with pytest.raises(RuntimeError, match=r"^evaluation of run failed \(exit 3\)"):
-        run_jobs(jobs, 2, lambda: 0, 3, "testing", unit="run", poll=0.05)
+    bad = _python("bad", "raise SystemExit(3)", tmp_path / "bad.log", label="evaluation of run")
+    tasks = [writing("slow", 1.0), bad, writing("later", 0.0)]
+    with pytest.raises(RunFailed, match=r"^evaluation of run failed \(exit 3\)"):
+        run_tasks(tasks, LocalExecutor(2), lambda: 0, 3, "testing", unit="run", poll=0.05)
     assert (tmp_path / "slow").exists()  # not killed: its work is kept
     assert not (tmp_path / "later").exists()  # never started
+
+
+def test_the_local_executor_hands_each_task_the_gpus_it_asks_for(tmp_path):
+    seen = tmp_path / "seen"
+    code = f"import os; open({str(seen)!r}, 'a').write(os.environ.get('CUDA_VISIBLE_DEVICES', '-') + ' ')"
+    tasks = [_python(f"t{i}", code, tmp_path / f"t{i}.log", gpus=gpus) for i, gpus in enumerate((1, 2, 1, 0))]
+    run_tasks(tasks, LocalExecutor(8, gpus=4), lambda: 0, 4, "testing", unit="run", poll=0.05)
+    assert sorted(seen.read_text().split()) == ["-", "0", "1,2", "3"]  # four GPUs shared out, none twice
+    with pytest.raises(CampaignError, match="t0 asks for 1 GPU\\(s\\); this machine has 0"):
+        run_tasks(tasks[:1], LocalExecutor(1, gpus=0), lambda: 0, 1, "testing", unit="run", poll=0.05)
 
 
 def _group(n: int, loss: float, std: float | None) -> dict:
@@ -168,3 +187,18 @@ def test_contrast_uses_the_standard_error_of_the_difference():
 def test_text_table_aligns_columns_and_fills_gaps():
     table = text_table([{"name": "rope", "ppl": "1.0"}, {"name": "fope-no-fs", "x": "2"}])
     assert table.splitlines() == ["name        ppl  x", "rope        1.0  -", "fope-no-fs    -  2"]
+
+
+def test_the_executor_flags_are_checked_in_one_line(tmp_path, capsys):
+    from fope.cli import main
+
+    out = str(tmp_path / "out")
+    assert main(["demo", "--quick", "--out", out, "--address", "127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err == "fope demo: error: --address is the Ray cluster's: give it with --executor ray\n"
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    assert main(["demo", "--quick", "--out", out, "--executor", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained

@@ -12,7 +12,7 @@ from fope.config import to_dict
 from fope.experiments import plan_experiment
 from fope.experiments.campaign import evaluation_command
 from fope.experiments.demo import STEPS
-from fope.experiments.jobs import worker_command
+from fope.experiments.executor import worker_command
 from fope.presets import load_preset
 
 

@@ -14,6 +14,7 @@ import os
 __all__ = [
     "ENVIRONMENT_ERRNOS",
     "UNWRITABLE_ERRNOS",
+    "CampaignError",
     "ConfigError",
     "FopeError",
     "describe_os_error",
@@ -30,6 +31,11 @@ class FopeError(ValueError):
 
 class ConfigError(FopeError):
     """A config value or key that is not accepted (also a command-line option that sets one, like ``--device``)."""
+
+
+class CampaignError(FopeError):
+    """A campaign that cannot run as asked (a run folder holding other settings, an unknown run name, a run that asks
+    for more GPUs than any machine has, ...)."""
 
 
 #: A folder that cannot be written: read-only, or not the user's.

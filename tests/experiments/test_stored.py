@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from fope.config import load_config, to_dict
+from fope.errors import CampaignError
 from fope.evaluate.passkey import evaluate_run_passkey
 from fope.evaluate.perplexity import evaluate_run_perplexity
 from fope.experiments import format_experiment, plan_experiment, run_experiment
@@ -23,7 +24,6 @@ from fope.experiments.campaign import (
     pending_evaluations,
     run_campaign,
 )
-from fope.experiments.jobs import CampaignError
 from fope.experiments.stored import checked_store
 from fope.report.store import portable, read_json, read_run
 from tests.conftest import tiny_run_config
@@ -49,7 +49,7 @@ def store_rope(results, out, corpus, *changes: str) -> dict:
 def test_a_stored_run_is_neither_trained_nor_evaluated(tmp_path, tiny_corpus, monkeypatch):
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus)
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     printed = []
     outcome = run_campaign(campaign_of(tiny_corpus, results), out, log=printed.append)
@@ -70,7 +70,7 @@ def test_a_run_stored_before_a_config_key_existed_matches_when_the_key_keeps_its
     record = json.loads((results / "runs" / "rope-s0.json").read_text())
     del record["config"]["train"]["init_positions"]  # stored by a fope without the option
     (results / "runs" / "rope-s0.json").write_text(json.dumps(record))
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     outcome = run_campaign(campaign_of(tiny_corpus, results), out, log=lambda _: None)
     assert outcome["report"]["groups"]["rope"]["n"] == 1
@@ -83,7 +83,7 @@ def test_a_run_stored_with_other_checkpoint_steps_matches(tmp_path, tiny_corpus,
     only at the end are reused by one that checkpoints every 500 steps; the run length still has to match."""
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus, "train.checkpoint_every=8")
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     campaign = campaign_of(tiny_corpus, results, "train.checkpoint_every=2")
     assert run_campaign(campaign, out, log=lambda _: None)["report"]["groups"]["rope"]["n"] == 1
@@ -94,7 +94,7 @@ def test_a_run_stored_with_other_checkpoint_steps_matches(tmp_path, tiny_corpus,
 def test_stored_results_with_other_settings_stop_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus, "optim.lr=0.1")
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
     with pytest.raises(CampaignError, match=r"rope-s0\.json: optim\.lr: 0\.1 there, 0\.003 here"):
         run_campaign(campaign_of(tiny_corpus, results), out, log=lambda _: None)
     assert not out.exists()
@@ -203,7 +203,7 @@ def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path,
             started.append((action, run.rsplit("/", 1)[-1], stored))
         return real(command, *args, **kwargs)
 
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", recording)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", recording)
     outcome = run_campaign(campaign, out, log=lambda _: None)
     assert started == [
         ("train", "rope-s0", []),
@@ -241,7 +241,7 @@ def test_an_extended_run_is_evaluated_after_its_new_training_ends(tmp_path, tiny
                 early.append(run)
         return process
 
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", recording)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", recording)
     campaign = Campaign(runs(4), (report,), max_spans=2, passkey_trials=None, jobs=2, results=results, name="demo")
     run_campaign(campaign, out, log=lambda _: None)
     assert set(training) == {"rope-s0", "fope-s0"} and early == []
@@ -262,7 +262,7 @@ def test_a_campaign_stops_and_continues_on_another_machine_from_the_json_alone(t
     results = tmp_path / "results"
     first = run_experiment(plan_experiment("baselines", tmp_path / "a", results, **options), log=lambda _: None)
     assert sorted(path.name for path in (results / "runs").iterdir()) == ["fope-s0.json", "rope-s0.json"]
-    monkeypatch.setattr("fope.experiments.jobs.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     again = run_experiment(plan_experiment("baselines", tmp_path / "b", results, **options), log=lambda _: None)
     assert not (tmp_path / "b" / "runs").exists()
@@ -291,6 +291,7 @@ def test_reports_of_stored_runs_use_a_finished_local_run_folder_for_model_sectio
 
 
 def test_evaluation_text_is_not_prepared_when_every_run_comes_from_stored_results(tmp_path, monkeypatch):
+    from fope.experiments.common import prepare_unless_stored
     from fope.report.store import evaluation_entry, run_record, write_json
     from tests.report.fakes import perplexity_result, summary
 
@@ -306,6 +307,6 @@ def test_evaluation_text_is_not_prepared_when_every_run_comes_from_stored_result
         }
         record = run_record(run.name, portable(to_dict(run.config), out), summary(run.config.name, 0), entries)
         write_json(results / "runs" / f"{run.name}.json", record)
-    assert plan.prepare() == "every run comes from stored results: nothing to prepare" and exported == []
+    assert prepare_unless_stored(plan) == "every run comes from stored results: nothing to prepare" and exported == []
     (results / "runs" / "rope-shakespeare-s0.json").unlink()
-    assert plan.prepare() == "done" and len(exported) == 1
+    assert prepare_unless_stored(plan) == "done" and len(exported) == 1

@@ -129,6 +129,7 @@ def add_dataclass_arguments(
             keywords |= {"type": _LISTS[typing.get_args(kind)[0]], "default": None}
         else:
             keywords |= {"type": _SCALARS[kind], "default": field.default, "choices": field.metadata.get("choices")}
+            keywords |= {"metavar": field.metadata.get("metavar")}
         parser.add_argument(flag(field), **keywords)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from fope.cli.args import add_dataclass_arguments, dataclass_values
+from fope.experiments.executor import EXECUTORS
 
 
 def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
@@ -19,29 +20,38 @@ def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
     add_dataclass_arguments(parser, Settings, only=setting_names(module), help=getattr(module, "HELP", None))
     add_dataclass_arguments(parser, module.Options)
     parser.add_argument(
-        "--results",
-        metavar="DIR",
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where runs train: local processes (default), or a Ray cluster (pip install 'fope[ray]'; each run asks "
+        "for --gpus-per-run GPUs and its train.threads CPUs)",
+    )
+    parser.add_argument(
+        "--address",
         default=None,
-        help="results folder: each run's evaluations are stored there as JSON when they finish, and a run whose stored "
-        "results match is neither trained nor evaluated (default OUT/results; docs/results in a checkout to commit "
-        "them for fope report)",
+        help="with --executor ray: the cluster, auto (the one this machine belongs to) or HOST:PORT (default: a Ray "
+        "instance started on this machine for the campaign)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, their status and commands; run nothing")
-    # a failed worker (RuntimeError) names its log file
-    parser.set_defaults(handler=_run_recipe, experiment=name, user_errors=(ValueError, RuntimeError))
+    parser.set_defaults(handler=_run_recipe, experiment=name)
 
 
 def _run_recipe(args: argparse.Namespace) -> int:
     from fope.experiments import format_experiment, plan_experiment, recipe, run_experiment, setting_names
     from fope.experiments.common import Settings
+    from fope.experiments.executor import make_executor
 
     module = recipe(args.experiment)
     given = dataclass_values(args, Settings, setting_names(module)) | dataclass_values(args, module.Options)
-    plan = plan_experiment(args.experiment, args.out, args.results, **given)
+    plan = plan_experiment(args.experiment, args.out, **given)
     if args.dry_run:
         print(format_experiment(plan))
-    else:
-        run_experiment(plan)
+        return 0
+    executor = make_executor(args.executor, args.address, plan.settings.jobs)
+    try:
+        run_experiment(plan, executor=executor)
+    finally:
+        executor.close()
     return 0
 
 

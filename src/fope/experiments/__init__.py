@@ -18,35 +18,35 @@ checkout's ``docs/results``), and a run whose stored results match is not traine
 - ``baselines``: RoPE, FoPE and the other ways to remove low frequencies (p-RoPE, HoPE-style), NoPE, ALiBi.
 - ``retrieval``: passkey retrieval learned in-length (longer training), then asked past the training length.
 
-The campaign runner is ``fope.experiments.campaign`` (worker processes: ``fope.experiments.worker``).
+The campaign runner is ``fope.experiments.campaign`` (worker processes: ``fope.experiments.worker``, started by an
+executor of ``fope.experiments.executor``: local processes or a Ray cluster).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: Recipe name -> module of this package.
-RECIPES = {
-    "ablation": "ablation",
-    "sweep": "sweep",
-    "extension": "extension",
-    "cross-domain": "cross_domain",
-    "baselines": "baselines",
-    "retrieval": "retrieval",
-}
-EXPERIMENTS = tuple(RECIPES)
+from fope.errors import CampaignError
+
+if TYPE_CHECKING:
+    from fope.experiments.common import Plan
+    from fope.experiments.executor import Executor
+
+#: The recipes of ``fope experiment`` (``fope.experiments.recipes.RECIPES`` holds their modules, and the demo's).
+EXPERIMENTS = ("ablation", "sweep", "extension", "cross-domain", "baselines", "retrieval")
 
 
 def recipe(name: str) -> ModuleType:
     """The module of recipe ``name`` (``demo`` too)."""
-    if name != "demo" and name not in RECIPES:
-        raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
-    return importlib.import_module(f"fope.experiments.{RECIPES.get(name, name)}")
+    from fope.experiments.recipes import RECIPES
+
+    if name not in RECIPES:
+        raise CampaignError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+    return RECIPES[name]
 
 
 def setting_names(module: ModuleType) -> list[str]:
@@ -62,7 +62,7 @@ def _plain(value: Any) -> Any:
 
 def plan_experiment(
     experiment: str, out: str | Path = "experiments", results: str | Path | None = None, **given: Any
-) -> Any:
+) -> Plan:
     """The ``Plan`` of recipe ``experiment`` (or ``demo``): ``Settings`` fields (``seeds``, ``steps``, ``quick``,
     ``scale``, ...) and the recipe's ``Options`` fields (``sizes``, ``encodings``, ...); None means the default.
     Its campaign stores evaluations in and reuses the results folder ``results`` (default ``OUT/results``)."""
@@ -77,17 +77,16 @@ def plan_experiment(
     option_keys = [field.name for field in dataclasses.fields(module.Options)]
     unknown = sorted(set(given) - set(settings_keys) - set(option_keys))
     if unknown:
-        raise ValueError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
+        raise CampaignError(f"experiment {experiment!r} has no option {unknown}; its options are {option_keys}")
     _refuse_empty_lists(given, [*dataclasses.fields(Settings), *dataclasses.fields(module.Options)])
     values = {key: _plain(value) for key, value in given.items() if value is not None}
+    if results is not None:
+        values["results"] = str(results)
     # A recipe's DEFAULTS are its full runs' defaults: a --quick smoke run keeps the smoke-run defaults.
     defaults = {} if values.get("quick") else getattr(module, "DEFAULTS", {})
     settings = {**defaults, **{k: v for k, v in values.items() if k in settings_keys}}
     options = module.Options(**{key: value for key, value in values.items() if key in option_keys})
-    plan = module.build(Settings(**settings), options, Path(out))
-    folder = Path(out) / "results" if results is None else Path(results)
-    plan = dataclasses.replace(plan, campaign=dataclasses.replace(plan.campaign, results=folder, name=experiment))
-    return plan if plan.prepare is None else dataclasses.replace(plan, prepare=_unless_stored(plan, plan.prepare))
+    return module.build(Settings(**settings), options, Path(out))
 
 
 def _refuse_empty_lists(given: dict[str, Any], fields: list[dataclasses.Field]) -> None:
@@ -97,34 +96,21 @@ def _refuse_empty_lists(given: dict[str, Any], fields: list[dataclasses.Field]) 
         value = given.get(field.name)
         if field.default is None and isinstance(value, (list, tuple)) and not value:
             flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
-            raise ValueError(
+            raise CampaignError(
                 f"{flag} must list one or more comma-separated values (leave {flag} out for the default); got none"
             )
 
 
-def _unless_stored(plan: Any, prepare: Callable[[], str]) -> Callable[[], str]:
-    """``prepare`` (e.g. exporting evaluation text), skipped when every run of the plan comes from stored results."""
-
-    def prepare_unless_stored() -> str:
-        from fope.experiments.stored import from_store, stored_states
-
-        campaign = plan.campaign
-        if len(from_store(campaign, stored_states(campaign, plan.out))) == len(campaign.runs):
-            return "every run comes from stored results: nothing to prepare"
-        return prepare()
-
-    return prepare_unless_stored
-
-
-def format_experiment(plan: Any) -> str:
+def format_experiment(plan: Plan) -> str:
     """The dry run of a plan: settings, runs with their status, configs and commands, reports, notes."""
     from fope.experiments.common import format_experiment as format_plan
 
     return format_plan(plan)
 
 
-def run_experiment(plan: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, evaluate, report and summarise a plan; returns the reports' results and the summary text."""
+def run_experiment(plan: Plan, log: Callable[[str], None] = print, executor: Executor | None = None) -> dict[str, Any]:
+    """Train, evaluate, report and summarise a plan on ``executor`` (``fope.experiments.executor``; default the
+    plan's ``jobs`` local workers); returns the reports' results and the summary text."""
     from fope.experiments.common import run_plan
 
-    return run_plan(plan, log)
+    return run_plan(plan, log, executor)

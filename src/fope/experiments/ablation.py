@@ -49,7 +49,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         reports.append(Report(f"report-{size}", title, names(sized), contrasts=pairs(labels[size])))
     root = out / NAME
     record = {"sizes": list(sizes), "encodings": list(arms)}
-    campaign = settings.campaign(runs, reports)
+    campaign = settings.campaign(NAME, out, runs, reports)
     summarize_plan = functools.partial(summarize, root=root, sizes=labels)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan)
 

@@ -36,7 +36,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     report = Report("report", title, names(runs), contrasts=pairs(labels))
     root = out / NAME
     record = {"size": size, "encodings": list(arms)}
-    campaign = settings.campaign(runs, [report])
+    campaign = settings.campaign(NAME, out, runs, [report])
     summarize_plan = functools.partial(summarize, root=root, labels=labels)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,79 +26,16 @@ import torch
 import yaml
 
 from fope.config import RunConfig, save_config, to_dict
+from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
-from fope.experiments.jobs import CampaignError, Job, run_jobs, worker_command
+from fope.experiments.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
+from fope.experiments.plan import Campaign, Report, Run
 from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
 from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
 from fope.metrics import drop_records_after
 from fope.model import ModelConfig, TransformerLM
 from fope.report import RunResults, load_results, text_table, write_report
 from fope.report.store import read_run, run_file, stored_run_results
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run: its folder name under ``OUT/runs``, its resolved config, the preset it starts from (for the dry run)
-    and ``after``: runs it starts from (trained first)."""
-
-    name: str
-    config: RunConfig
-    preset: str | None = None
-    after: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Report:
-    """A ``fope compare`` report over some of the runs: a folder, a title; ``data``: perplexity on that text;
-    ``contrasts``: ``(label a, label b, what)`` pairs whose difference (b minus a) is a verdict in ``fope report``."""
-
-    folder: str
-    title: str
-    runs: tuple[str, ...]
-    data: str | None = None
-    attention: bool = False
-    contrasts: tuple[tuple[str, str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Campaign:
-    """Runs to train, how to evaluate them (spans per length, passkey trials or None), the reports to write, how many
-    workers at a time and GPUs (processes) per training run; ``results``: the results folder to store evaluations
-    in and reuse (None: none), ``name``: the recipe file there (``RESULTS/<name>.json``; None: none)."""
-
-    runs: tuple[Run, ...]
-    reports: tuple[Report, ...] = ()
-    max_spans: int = 24
-    passkey_trials: int | None = 100
-    jobs: int = 2
-    gpus: int = 1
-    results: Path | None = None
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        names = [run.name for run in self.runs]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise CampaignError(f"run names must be unique; {repeated} appear more than once")
-        for run in self.runs:
-            unknown = [name for name in run.after if name not in names[: names.index(run.name)]]
-            if unknown:
-                raise CampaignError(f"run {run.name!r} starts from {unknown}, which are not earlier runs")
-        for report in self.reports:
-            unknown = [name for name in report.runs if name not in names]
-            if unknown:
-                raise CampaignError(f"report {report.folder!r} names unknown runs {unknown}")
-        if self.jobs < 1:
-            raise CampaignError(f"jobs must be >= 1; got {self.jobs}")
-
-    def evaluations(self, name: str) -> list[str | None]:
-        """The perplexity evaluations run ``name`` gets: None for its held-out split, else a text path."""
-        return list(dict.fromkeys(report.data for report in self.reports if name in report.runs))
-
-    def reported(self) -> list[str]:
-        """The runs some report compares (the ones evaluated)."""
-        return list(dict.fromkeys(name for report in self.reports for name in report.runs))
-
 
 # ------------------------------------------------------------------ run folders and evaluations
 
@@ -178,6 +114,11 @@ def evaluation_command(campaign: Campaign, name: str, run_dir: Path, *, pending_
     return worker_command("evaluate", str(run_dir), json.dumps(evaluations))
 
 
+def run_threads(run: Run) -> int:
+    """The CPU threads a run asks for: its ``train.threads`` (1 when unset: a GPU run's process)."""
+    return run.config.train.threads or 1
+
+
 # ------------------------------------------------------------------ the campaign
 
 
@@ -205,8 +146,8 @@ def prepare_campaign_data(campaign: Campaign, log: Callable[[str], None] = print
 
 def _training_jobs(
     campaign: Campaign, out: Path, log: Callable[[str], None], skip: Collection[str]
-) -> tuple[list[Job], dict[str, Path], Callable[[], int], int]:
-    """The training jobs (finished runs are reused, unfinished ones resumed or extended), every run's folder, and
+) -> tuple[list[Task], dict[str, Path], Callable[[], int], int]:
+    """The training tasks (finished runs are reused, unfinished ones resumed or extended), every run's folder, and
     the training progress in steps with its total."""
     states = checked_states(campaign, out, skip)
     run_dirs = {run.name: out / "runs" / run.name for run in campaign.runs}
@@ -223,8 +164,10 @@ def _training_jobs(
         # What an interrupted run logged after its last checkpoint is logged again when it resumes: dropped now (as the
         # worker would), so that the bar starts from the checkpoint and never counts backwards.
         drop_records_after(run_dirs[run.name], completed_step(run_dirs[run.name]))
-        command = worker_command("train", str(run_dirs[run.name]), gpus=campaign.gpus)
-        jobs.append(Job(run.name, tuple(command), out / "logs" / f"{run.name}.train.log", run.after))
+        arguments = worker_arguments("train", str(run_dirs[run.name]), gpus=campaign.gpus_per_run)
+        log_file = out / "logs" / f"{run.name}.train.log"
+        gpus = campaign.gpus_per_run
+        jobs.append(Task(run.name, arguments, log_file, run.after, gpus=gpus, threads=run_threads(run)))
     reused = len(campaign.runs) - len(jobs) - len(skip)
     if skip:
         log(f"using the stored results of {len(skip)} run(s) in {campaign.results} (neither trained nor evaluated)")
@@ -239,37 +182,42 @@ def _training_jobs(
 
 
 def train_runs(
-    campaign: Campaign, out: Path, log: Callable[[str], None] = print, skip: Collection[str] = ()
+    campaign: Campaign,
+    out: Path,
+    log: Callable[[str], None] = print,
+    skip: Collection[str] = (),
+    executor: Executor | None = None,
 ) -> dict[str, Path]:
-    """Train every run but those in ``skip`` ``campaign.jobs`` at a time; finished runs are reused, unfinished ones
-    resumed or extended. Returns every run's folder."""
-    jobs, run_dirs, progress, total = _training_jobs(campaign, out, log, skip)
-    run_jobs(jobs, campaign.jobs, progress, total, "training")
+    """Train every run but those in ``skip`` on ``executor`` (default: ``campaign.jobs`` local workers); finished runs
+    are reused, unfinished ones resumed or extended. Returns every run's folder."""
+    tasks, run_dirs, progress, total = _training_jobs(campaign, out, log, skip)
+    run_tasks(tasks, executor or LocalExecutor(campaign.jobs), progress, total, "training")
     return run_dirs
 
 
 def _evaluation_jobs(
     campaign: Campaign, run_dirs: Mapping[str, Path], out: Path, trained: Collection[str] = ()
-) -> dict[str, Job]:
+) -> dict[str, Task]:
     """By run: the job for its evaluations. A run in ``trained`` (trained by this campaign) gets all of them, after
     its training; another run gets those not yet done on its latest checkpoint, and is stored at once when none is
     left."""
-    jobs = {}
+    jobs, runs = {}, {run.name: run for run in campaign.runs}
     for name, run_dir in run_dirs.items():
         fresh = name in trained
-        command = evaluation_command(campaign, name, run_dir, pending_only=not fresh)
-        if command is None:
+        evaluations = pending_evaluations(campaign, name, run_dir, pending_only=not fresh)
+        if evaluations is None:
             store_run(campaign, name, out)
         else:
-            log = out / "logs" / f"{name}.eval.log"
-            label = f"evaluation of {name}"
-            jobs[name] = Job(f"{name} (evaluation)", tuple(command), log, (name,) if fresh else (), label)
+            arguments = worker_arguments("evaluate", str(run_dir), json.dumps(evaluations))
+            log, label, gpus = out / "logs" / f"{name}.eval.log", f"evaluation of {name}", min(1, campaign.gpus_per_run)
+            after = (name,) if fresh else ()
+            jobs[name] = Task(f"{name} (evaluation)", arguments, log, after, label, gpus, run_threads(runs[name]))
     return jobs
 
 
 def _evaluated(
-    campaign: Campaign, jobs: Mapping[str, Job], out: Path
-) -> tuple[Callable[[], int], Callable[[Job], None]]:
+    campaign: Campaign, jobs: Mapping[str, Task], out: Path
+) -> tuple[Callable[[], int], Callable[[Task], None]]:
     """The number of evaluation ``jobs`` done, and the callback that stores a run when its job succeeds."""
     by_job = {job.name: name for name, job in jobs.items()}
     done: set[str] = set()
@@ -277,7 +225,7 @@ def _evaluated(
     def progress() -> int:
         return len(done)
 
-    def finished(job: Job) -> None:
+    def finished(job: Task) -> None:
         if job.name in by_job:
             store_run(campaign, by_job[job.name], out)
             done.add(job.name)
@@ -285,20 +233,27 @@ def _evaluated(
     return progress, finished
 
 
-def evaluate_runs(campaign: Campaign, run_dirs: Mapping[str, Path], out: Path) -> None:
+def evaluate_runs(
+    campaign: Campaign, run_dirs: Mapping[str, Path], out: Path, executor: Executor | None = None
+) -> None:
     """Perplexity (held-out and other text) and passkey for every run in ``run_dirs``, skipping what is already
     done; each run's evaluations go to the results folder as soon as they are all done."""
-    jobs = _evaluation_jobs(campaign, run_dirs, out)
-    progress, finished = _evaluated(campaign, jobs, out)
-    run_jobs(list(jobs.values()), campaign.jobs, progress, len(jobs), "evaluating", unit="run", finished=finished)
+    tasks = _evaluation_jobs(campaign, run_dirs, out)
+    progress, finished = _evaluated(campaign, tasks, out)
+    executor = executor or LocalExecutor(campaign.jobs)
+    run_tasks(list(tasks.values()), executor, progress, len(tasks), "evaluating", unit="run", finished=finished)
 
 
 def train_and_evaluate(
-    campaign: Campaign, out: Path, log: Callable[[str], None] = print, skip: Collection[str] = ()
+    campaign: Campaign,
+    out: Path,
+    log: Callable[[str], None] = print,
+    skip: Collection[str] = (),
+    executor: Executor | None = None,
 ) -> dict[str, Path]:
-    """``train_runs`` and ``evaluate_runs`` (of the reported runs) in one queue: each run is evaluated, and its
-    results stored, as soon as its training ends, so a long campaign leaves results as it goes (to commit before it
-    is stopped) instead of all at the end. Returns every run's folder."""
+    """``train_runs`` and ``evaluate_runs`` (of the reported runs) in one queue on ``executor``: each run is
+    evaluated, and its results stored, as soon as its training ends, so a long campaign leaves results as it goes (to
+    commit before it is stopped) instead of all at the end. Returns every run's folder."""
     training, run_dirs, steps, total = _training_jobs(campaign, out, log, skip)
     reported = {name: run_dirs[name] for name in campaign.reported() if name not in skip}
     trained_here = {job.name for job in training}
@@ -313,8 +268,14 @@ def train_and_evaluate(
     def postfix() -> str:
         return f"evaluated {evaluated()}/{len(evaluations)} runs"
 
-    run_jobs(
-        queue, campaign.jobs, steps, total, "training", finished=finished, postfix=postfix if evaluations else None
+    run_tasks(
+        queue,
+        executor or LocalExecutor(campaign.jobs),
+        steps,
+        total,
+        "training",
+        finished=finished,
+        postfix=postfix if evaluations else None,
     )
     return run_dirs
 
@@ -366,16 +327,21 @@ def write_reports(
 
 
 def run_campaign(
-    campaign: Campaign, out: str | Path, report_root: str | Path | None = None, log: Callable[[str], None] = print
+    campaign: Campaign,
+    out: str | Path,
+    report_root: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Prepare the data, train, evaluate and write the reports (into ``report_root``, default ``out``)."""
+    """Prepare the data, train and evaluate on ``executor`` (default: ``campaign.jobs`` local workers) and write the
+    reports (into ``report_root``, default ``out``)."""
     out = Path(out)
     skip = checked_store(campaign, out)  # before any work
     checked_states(campaign, out, skip)
     out.mkdir(parents=True, exist_ok=True)
     store_recipe(campaign, out)
     prepare_campaign_data(campaign, log, skip)
-    run_dirs = train_and_evaluate(campaign, out, log, skip)
+    run_dirs = train_and_evaluate(campaign, out, log, skip, executor)
     return write_reports(campaign, run_dirs, Path(report_root) if report_root is not None else out, skip)
 
 
@@ -453,7 +419,8 @@ def format_plan(campaign: Campaign, out: str | Path) -> str:
     lines += ["commands:"]
     for run in campaign.runs:
         if states.get(run.name, RunState("done")).status != "done":
-            lines.append("  " + shlex.join(worker_command("train", str(out / "runs" / run.name), gpus=campaign.gpus)))
+            command = worker_command("train", str(out / "runs" / run.name), gpus=campaign.gpus_per_run)
+            lines.append("  " + shlex.join(command))
     for name in (name for name in campaign.reported() if name not in skip):
         command = evaluation_command(campaign, name, out / "runs" / name, pending_only=False)
         if command is not None:

@@ -19,8 +19,10 @@ from typing import Any
 
 from fope.checks import check_seed
 from fope.config import ConfigError, apply_overrides, load_config
+from fope.errors import CampaignError
 from fope.experiments.campaign import Campaign, Report, Run, format_plan, run_campaign
-from fope.experiments.jobs import CampaignError
+from fope.experiments.executor import Executor, LocalExecutor
+from fope.experiments.stored import from_store, stored_states
 from fope.files import write_atomic
 from fope.presets import merge, preset_data, preset_names
 
@@ -42,6 +44,13 @@ TINY_PASSKEY_FRACTION = 0.5
 CHECKPOINT_EVERY = 500
 
 
+def local_gpu_slots(gpus_per_run: int) -> int:
+    """How many runs of ``gpus_per_run`` GPUs this machine trains at once (1 without GPUs, or for CPU runs)."""
+    import torch
+
+    return max(1, torch.cuda.device_count() // gpus_per_run) if gpus_per_run else 1
+
+
 def option(help: str, **metadata: Any) -> Any:
     """A field of an options dataclass: default None (the recipe's default), ``help`` for its ``--flag``."""
     return field(default=None, metadata={"help": help, **metadata})
@@ -55,10 +64,20 @@ class Settings:
     seeds: tuple[int, ...] | None = option("comma-separated seeds (default 0,1,2; quick 0)")
     steps: int | None = option("steps per run (default 600, quick 60; paper: the preset's)")
     quick: bool = field(default=False, metadata={"help": "a smoke run: one seed, 60 steps, few spans and trials"})
-    jobs: int | None = option("parallel workers (default 2 at tiny scale, 1 at paper)")
+    jobs: int | None = option(
+        "parallel local workers (default 2 at tiny scale; paper: as many runs as this machine's GPUs hold)"
+    )
     max_spans: int | None = option("perplexity spans per length (default 24; quick 4; paper 32)")
     passkey_trials: int | None = option("passkey trials per length (default 100; quick 4; 0: none)")
-    gpus: int = field(default=1, metadata={"help": "processes per training run under torchrun (default 1)"})
+    gpus_per_run: int | None = option(
+        "GPUs each run asks for; more than 1: torchrun over that many processes (default 0 at tiny scale: CPU; paper 1)"
+    )
+    results: str | None = option(
+        "results folder: each run's evaluations are stored there as JSON when they finish, and a run whose stored "
+        "results match is neither trained nor evaluated (default OUT/results; docs/results in a checkout to commit "
+        "them for fope report)",
+        metavar="DIR",
+    )
     overrides: tuple[str, ...] = field(
         default=(),
         metadata={
@@ -70,33 +89,37 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {list(SCALES)}; got {self.scale!r}")
+            raise CampaignError(f"scale must be one of {list(SCALES)}; got {self.scale!r}")
         seeds = tuple(self.seeds) if self.seeds else ((0,) if self.quick else (0, 1, 2))
         if len(set(seeds)) != len(seeds) or any(seed < 0 for seed in seeds):
-            raise ValueError(f"seeds must be distinct integers >= 0; got {list(seeds)}")
+            raise CampaignError(f"seeds must be distinct integers >= 0; got {list(seeds)}")
         for seed in seeds:  # each becomes a run's train.seed
             check_seed("--seeds: each seed", seed)
-        for name in ("steps", "jobs", "max_spans", "gpus"):
+        for name in ("steps", "jobs", "max_spans"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1; got {value}")
+                raise CampaignError(f"{name} must be >= 1; got {value}")
+        if self.gpus_per_run is not None and self.gpus_per_run < 0:
+            raise CampaignError(f"gpus_per_run must be >= 0 (0: a CPU run); got {self.gpus_per_run}")
         if self.passkey_trials is not None and self.passkey_trials < 0:
-            raise ValueError(f"passkey_trials must be >= 0 (0: no passkey evaluation); got {self.passkey_trials}")
+            raise CampaignError(f"passkey_trials must be >= 0 (0: no passkey evaluation); got {self.passkey_trials}")
         for item in self.overrides:
             if "=" not in item:
-                raise ValueError(f"--set expects key=value; got {item!r}")
+                raise CampaignError(f"--set expects key=value; got {item!r}")
             if item.split("=", 1)[0].strip() in PROTECTED_KEYS:
-                raise ValueError(
+                raise CampaignError(
                     f"--set {item.split('=', 1)[0].strip()} is set by the recipe for each run (use --seeds, --steps "
                     "and the recipe's options)"
                 )
         tiny, quick = self.scale == "tiny", self.quick
+        gpus = self.gpus_per_run if self.gpus_per_run is not None else (0 if tiny else 1)
         filled = {
+            "gpus_per_run": gpus,
             "seeds": seeds,
             "steps": self.steps or ((60 if quick else 600) if tiny else (60 if quick else None)),
             "max_spans": self.max_spans or (4 if quick else 24 if tiny else 32),
             "passkey_trials": self.passkey_trials if self.passkey_trials is not None else (4 if quick else 100),
-            "jobs": self.jobs or (max(1, min(2, os.cpu_count() or 1)) if tiny else 1),
+            "jobs": self.jobs or (max(1, min(2, os.cpu_count() or 1)) if tiny else local_gpu_slots(gpus)),
             "overrides": tuple(self.overrides),
         }
         for name, value in filled.items():
@@ -110,7 +133,7 @@ class Settings:
         """``size`` checked against the scale's sizes (default: the first)."""
         size = size or self.sizes[0]
         if size not in self.sizes:
-            raise ValueError(f"size {size!r} is not a {self.scale}-scale size; choose from {list(self.sizes)}")
+            raise CampaignError(f"size {size!r} is not a {self.scale}-scale size; choose from {list(self.sizes)}")
         return size
 
     def suffix(self, size: str) -> str:
@@ -129,17 +152,21 @@ class Settings:
         train = {"max_steps": steps, "seed": seed, "threads": 1, "checkpoint_every": every, "eval_every": steps}
         return {"train": train, "data": {"passkey_fraction": TINY_PASSKEY_FRACTION}}
 
-    def campaign(self, runs: list[Run], reports: list[Report], passkey: bool = True) -> Campaign:
-        """The recipe's campaign; no passkey evaluation when ``passkey`` is False or ``passkey_trials`` is 0."""
+    def campaign(self, name: str, out: Path, runs: list[Run], reports: list[Report], passkey: bool = True) -> Campaign:
+        """Recipe ``name``'s campaign into ``out``, its results stored in ``results`` (default ``OUT/results``); no
+        passkey evaluation when ``passkey`` is False or ``passkey_trials`` is 0."""
         trials = self.passkey_trials if passkey and self.passkey_trials > 0 else None
-        return Campaign(tuple(runs), tuple(reports), self.max_spans, trials, self.jobs, self.gpus)
+        results = out / "results" if self.results is None else Path(self.results)
+        return Campaign(
+            tuple(runs), tuple(reports), self.max_spans, trials, self.jobs, self.gpus_per_run, results, name
+        )
 
 
 def tiny_arm(arm: str) -> dict[str, Any]:
     """The tiny preset ``arm``'s mapping, with a clear error for an unknown arm."""
     if f"tiny/{arm}" not in preset_names("tiny"):
         available = [name.removeprefix("tiny/") for name in preset_names("tiny")]
-        raise ValueError(f"no tiny preset {arm!r}; available: {available}")
+        raise CampaignError(f"no tiny preset {arm!r}; available: {available}")
     return preset_data(f"tiny/{arm}")
 
 
@@ -185,7 +212,7 @@ def make_run(
         sized = {f"model.{key}" for key in TINY_SIZES[size].get("model", {})}
         clashes = sorted({item.split("=", 1)[0].strip() for item in settings.overrides} & sized)
         if clashes:
-            raise ValueError(f"--set {clashes} would override what size {size!r} sets")
+            raise CampaignError(f"--set {clashes} would override what size {size!r} sets")
     else:
         position, options = arm_position(settings, size, arm)
         preset = f"paper/{size}"
@@ -238,19 +265,29 @@ def format_experiment(plan: Plan) -> str:
     return "\n".join([*lines, f"  (reports and summary in {plan.root})"])
 
 
-def run_plan(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, evaluate, report and summarise; writes ``summary.md`` and ``experiment.json`` to ``plan.root``.
-    Returns the reports' results and the summary text."""
+def prepare_unless_stored(plan: Plan) -> str:
+    """``plan.prepare()`` (e.g. exporting evaluation text), unless every run of the plan comes from stored results;
+    the line to log."""
+    stored = from_store(plan.campaign, stored_states(plan.campaign, plan.out))
+    if len(stored) == len(plan.campaign.runs) or plan.prepare is None:
+        return "every run comes from stored results: nothing to prepare"
+    return plan.prepare()
+
+
+def run_plan(plan: Plan, log: Callable[[str], None] = print, executor: Executor | None = None) -> dict[str, Any]:
+    """Train and evaluate on ``executor`` (default: ``settings.jobs`` local workers), report and summarise; writes
+    ``summary.md`` and ``experiment.json`` to ``plan.root``. Returns the reports' results and the summary text."""
     started = time.perf_counter()
     settings = plan.settings
     steps = "the preset's" if settings.steps is None else str(settings.steps)
+    executor = executor or LocalExecutor(settings.jobs)
     log(
         f"{plan.command}: {len(plan.campaign.runs)} runs ({settings.scale} scale, seeds {list(settings.seeds)}, "
-        f"{steps} steps), {settings.jobs} at a time; runs in {plan.out / 'runs'}"
+        f"{steps} steps), {executor.description}; runs in {plan.out / 'runs'}"
     )
     if plan.prepare is not None:
-        log(plan.prepare())
-    results = run_campaign(plan.campaign, plan.out, plan.root, log)
+        log(prepare_unless_stored(plan))
+    results = run_campaign(plan.campaign, plan.out, plan.root, log, executor)
     summary = plan.summarize(results)
     minutes = (time.perf_counter() - started) / 60
     plan.root.mkdir(parents=True, exist_ok=True)

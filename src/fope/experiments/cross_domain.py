@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fope.errors import CampaignError
 from fope.evaluate.results import PERPLEXITY, results_name
 from fope.experiments.baselines import SIZE_HELP
 from fope.experiments.campaign import Report
@@ -64,7 +65,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         train_sources = ("shakespeare",)
     if eval_data is None:
         if not default_corpus or "bible" in train_sources:
-            raise ValueError(
+            raise CampaignError(
                 "cross-domain needs --eval-data DIR (text of another domain than the training text) unless it trains "
                 "on the default corpus without its bible source"
             )
@@ -93,7 +94,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     ]
     root = out / NAME
     record = {"size": size, "encodings": list(arms), "train_sources": list(train_sources or []), "eval_data": eval_data}
-    campaign = settings.campaign(runs, reports, passkey=False)
+    campaign = settings.campaign(NAME, out, runs, reports, passkey=False)
     summarize_plan = functools.partial(
         summarize, root=root, folders=("report-in-domain", other), data=eval_data, labels=labels
     )

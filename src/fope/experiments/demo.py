@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fope.errors import CampaignError
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option, retrieval_values
 from fope.experiments.summaries import contrast_lines, learned_lines
@@ -34,7 +35,7 @@ SIGMA = 0.1
 #: The demo's questions: (encoding a, encoding b, what), b against a.
 CONTRASTS = (("rope", "fope", "FoPE vs RoPE"), ("fope", "alibi", "ALiBi vs FoPE"), ("rope", "nope", "NoPE vs RoPE"))
 #: The settings the demo takes (at tiny scale), and its own defaults and help for them.
-SETTINGS = ("seeds", "steps", "quick", "jobs")
+SETTINGS = ("seeds", "steps", "quick", "jobs", "results")
 #: Workers: the three runs at once, one thread each. On 2 cores three workers trained 2.34 steps/s together, where two
 #: trained 2.48 but left a core idle while the third run trained alone (docs/benchmarks.md section 6).
 JOBS = 3
@@ -60,7 +61,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     available = [name.removeprefix("tiny/") for name in preset_names("tiny")]
     missing = [name for name in encodings if name not in available]
     if missing:
-        raise ValueError(f"no tiny preset for {missing}; available: {available}")
+        raise CampaignError(f"no tiny preset for {missing}; available: {available}")
     runs = [
         make_run(settings, "tiny", arm, seed, label=f"{arm}-{NAME}", values=retrieval_values(arm, ROWS, SIGMA))
         for seed in settings.seeds
@@ -72,7 +73,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     )
     report = Report("report", title, names(runs), attention=True, contrasts=contrasts)
     record = {"encodings": list(encodings), "rows": ROWS, "sigma": SIGMA}
-    campaign = settings.campaign(runs, [report])
+    campaign = settings.campaign(NAME, out, runs, [report])
     summarize_plan = functools.partial(summarize, title=title, root=out, contrasts=contrasts)
     return Plan(NAME, out, out, settings, record, campaign, summarize_plan)
 

@@ -76,7 +76,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     report = Report("report", title, names([run for run in runs if run.after]), contrasts=pairs(arms))
     root = out / NAME
     record = {"size": size, "extension_steps": steps, "yarn_factor": factor, "train_length": length}
-    campaign = settings.campaign(runs, [report])
+    campaign = settings.campaign(NAME, out, runs, [report])
     summarize_plan = functools.partial(summarize, root=root, arms=arms, budget=budget)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan, (budget,))
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fope.errors import CampaignError
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option, retrieval_values
 from fope.experiments.summaries import header, learned_lines, summary
@@ -47,21 +48,21 @@ class Options:
 def build(settings: Settings, options: Options, out: Path) -> Plan:
     """One run per (encoding, seed) of the tiny presets, one report."""
     if settings.scale != "tiny":
-        raise ValueError("the retrieval experiment is defined at tiny scale (--scale tiny)")
+        raise CampaignError("the retrieval experiment is defined at tiny scale (--scale tiny)")
     arms = tuple(options.encodings or ARMS)
     rows = ROWS if options.rows is None else options.rows
     if not 0 < rows <= 1:
-        raise ValueError(f"--rows must be in (0, 1], got {rows}")
+        raise CampaignError(f"--rows must be in (0, 1], got {rows}")
     sigma = SIGMA if options.sigma is None else options.sigma
     if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(
+        raise CampaignError(
             f"--sigma must be finite and > 0 (0 removes the Fourier series: use --encodings fope-no-fs), got {sigma}"
         )
     keys = {item.split("=", 1)[0].strip() for item in settings.overrides}
     if "data.passkey_fraction" in keys:
-        raise ValueError("the retrieval recipe sets data.passkey_fraction itself: use --rows")
+        raise CampaignError("the retrieval recipe sets data.passkey_fraction itself: use --rows")
     if keys & {"model.position_options", "model.position_options.sigma"}:
-        raise ValueError("the retrieval recipe sets FoPE's sigma itself: use --sigma")
+        raise CampaignError("the retrieval recipe sets FoPE's sigma itself: use --sigma")
     labels = {arm: f"{arm}-{NAME}" for arm in arms}
     runs = [
         make_run(settings, "tiny", arm, seed, label=labels[arm], values=retrieval_values(arm, rows, sigma))
@@ -75,7 +76,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     report = Report("report", title, names(runs), contrasts=contrasts)
     root = out / NAME
     record = {"encodings": list(arms), "rows": rows, "sigma": sigma}
-    campaign = settings.campaign(runs, [report])
+    campaign = settings.campaign(NAME, out, runs, [report])
     return Plan(NAME, out, root, settings, record, campaign, functools.partial(summarize, root=root))
 
 

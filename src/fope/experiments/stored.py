@@ -16,11 +16,12 @@ import datetime
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from fope.config import ConfigError, RunConfig, from_dict, to_dict
+from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
-from fope.experiments.jobs import CampaignError
+from fope.experiments.plan import Campaign, Run
 from fope.experiments.state import BOOKKEEPING_KEYS, differences
 from fope.provenance import provenance
 from fope.report.store import (
@@ -34,9 +35,6 @@ from fope.report.store import (
     run_record,
     write_json,
 )
-
-if TYPE_CHECKING:
-    from fope.experiments.campaign import Campaign, Run
 
 
 class StoredState(NamedTuple):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fope.config import RunConfig
+from fope.errors import CampaignError
 from fope.experiments.baselines import SIZE_HELP
 from fope.experiments.campaign import Report, Run, non_embedding_parameters, planned_model
 from fope.experiments.common import Plan, Settings, arm_position, make_run, option
@@ -34,7 +35,7 @@ def shapes(config: RunConfig) -> list[tuple[str, dict[str, Any]]]:
     model = planned_model(config)
     heads, head_dim, layers, width = model.num_heads, model.head_size, model.num_layers, model.d_model
     if heads % 4 or head_dim % 2 or width * 3 % 4 or width != heads * head_dim:
-        raise ValueError(
+        raise CampaignError(
             "the shape sweep halves and doubles heads and takes 3/4 of d_model: it needs d_model = heads x head_dim "
             f"with heads divisible by 4; got d_model {width}, {heads} heads of {head_dim}"
         )
@@ -64,7 +65,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     sweeps = tuple(options.sweeps or SWEEPS)
     unknown = [name for name in sweeps if name not in SWEEPS]
     if unknown:
-        raise ValueError(f"unknown sweeps {unknown}; choose from {list(SWEEPS)}")
+        raise CampaignError(f"unknown sweeps {unknown}; choose from {list(SWEEPS)}")
     size = settings.size(options.size)
     shape_arms = tuple(options.encodings or ("fope",))
     base = make_run(settings, size, "fope", settings.seeds[0]).config
@@ -124,7 +125,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     )
     root = out / NAME
     record = {"sweeps": list(sweeps), "size": size, "encodings": list(shape_arms), "values": values}
-    campaign = settings.campaign(list(runs.values()), reports)
+    campaign = settings.campaign(NAME, out, list(runs.values()), reports)
     summarize_plan = functools.partial(summarize, root=root, dimensions=dimensions)
     return Plan(NAME, out, root, settings, record, campaign, summarize_plan, (note,))
 

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +40,17 @@ def evaluate_run(run_dir: Path, evaluations: dict[str, Any]) -> None:
         print(format_passkey(evaluate_run_passkey(run_dir, trials=evaluations["trials"], progress=False)), flush=True)
 
 
+def die_with_parent() -> None:
+    """Have the kernel end this process when the one that started it dies (Linux; elsewhere nothing): a killed
+    campaign, Ray worker or torchrun leaves no training behind that would write into the run folder beside a rerun."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        die_with_parent()
     if len(args) == 2 and args[0] == "train":
         train_run(Path(args[1]))
     elif len(args) == 3 and args[0] == "evaluate":
