@@ -10,15 +10,9 @@ import sys
 
 import pytest
 
-from fope.checkpoint import (
-    CheckpointError,
-    clean_stale_temporaries,
-    file_sha256,
-    read_checkpoint_meta,
-    save_checkpoint,
-    write_atomic,
-)
+from fope.checkpoint import CheckpointError, clean_stale_temporaries, read_checkpoint_meta, save_checkpoint
 from fope.config import load_config
+from fope.files import file_sha256, write_atomic
 from fope.metrics import read_metrics
 from fope.runs import load_run
 from fope.train import train

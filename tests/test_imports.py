@@ -1,4 +1,5 @@
-"""The data flow, checked on the source: no import cycles among fope modules, and evaluation never reaches training."""
+"""The data flow, checked on the source: no import cycles among fope modules (``TYPE_CHECKING`` imports included),
+no import against the data flow (``LAYERS``: docs/architecture.md), and evaluation never reaches training."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def fope_imports() -> dict[str, set[str]]:
-    """Module -> the fope modules it imports (anywhere in the file, lazy imports included; TYPE_CHECKING excluded)."""
+def fope_imports(type_checking: bool = True) -> dict[str, set[str]]:
+    """Module -> the fope modules it imports (anywhere in the file, lazy imports included; ``TYPE_CHECKING`` imports
+    too unless ``type_checking`` is False: an annotation that names a module above is an import against the flow)."""
     modules = {module_name(path): path for path in (SRC / "fope").rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -22,7 +24,7 @@ def fope_imports() -> dict[str, set[str]]:
         type_only = {
             id(node)
             for block in ast.walk(tree)
-            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            if not type_checking and isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
             for stmt in block.body
             for node in ast.walk(stmt)
         }
@@ -74,6 +76,74 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_cycles():
     cycle = find_cycle(fope_imports())
     assert cycle is None, " -> ".join(cycle)
+
+
+#: The data flow, bottom to top (docs/architecture.md): text -> tokens -> batches -> model -> checkpoint -> evaluators
+#: -> results -> report, with the config beside it and campaigns and the CLI on top. A module imports only modules of
+#: its own layer or below (the longest matching prefix names a module's layer; a package's ``__init__`` re-exporting
+#: its submodules is not an edge).
+LAYERS = (
+    (
+        "foundation",
+        (
+            "fope.errors",
+            "fope.extras",
+            "fope.files",
+            "fope.checks",
+            "fope.device",
+            "fope.sharded",
+            "fope.metrics",
+            "fope.provenance",
+        ),
+    ),
+    ("positions", ("fope.kernels", "fope.positions")),
+    (
+        "model",
+        (
+            "fope.generation",
+            "fope.model",
+            "fope.integrations.modeling_fope",
+            "fope.integrations.transformers",
+            "fope.integrations.rope_check",
+        ),
+    ),
+    ("data", ("fope.data",)),
+    ("config", ("fope.config", "fope.presets", "fope.integrations.hf_lm")),
+    ("checkpoint", ("fope.checkpoint",)),
+    ("build", ("fope.build", "fope.runs", "fope.integrations")),
+    ("train and evaluate", ("fope.fsdp", "fope.train", "fope.evaluate", "fope.benchmark")),
+    ("report", ("fope.report", "fope.analysis")),
+    ("experiments", ("fope.experiments",)),
+    ("cli", ("fope.cli", "fope.__main__", "fope")),
+)
+
+
+def layer(module: str) -> int:
+    """The index in ``LAYERS`` of ``module``'s layer."""
+    matches = [
+        (len(prefix), index)
+        for index, (_, prefixes) in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert matches, f"{module} is in no layer of LAYERS: add it (and to docs/architecture.md)"
+    return max(matches)[1]
+
+
+def test_no_import_against_the_data_flow():
+    against = [
+        f"{name} ({LAYERS[layer(name)][0]}) imports {target} ({LAYERS[layer(target)][0]})"
+        for name, targets in sorted(fope_imports().items())
+        for target in sorted(targets)
+        if not name.startswith(target + ".") and layer(target) > layer(name)
+    ]
+    assert not against, "\n".join(against)
+
+
+def test_an_import_against_the_flow_is_found():
+    assert layer("fope.evaluate.passkey") > layer("fope.model") > layer("fope.positions.fourier")
+    assert layer("fope.integrations.hf_lm") < layer("fope.integrations.export")  # longest prefix wins
+    assert layer("fope.experiments.demo") > layer("fope.train")
 
 
 def test_evaluation_and_reports_never_import_training():

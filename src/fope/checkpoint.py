@@ -1,4 +1,4 @@
-"""Checkpoints: save, find, verify and load them (with ``fope.files``' atomic writes and checksums, re-exported here).
+"""Checkpoints: save, find, verify and read them (with ``fope.files``' atomic writes and checksums).
 
 A checkpoint directory ``checkpoints/step_XXXXXXX`` holds ``model.safetensors`` (or, for a transformers model, a
 ``save_pretrained`` folder), ``training_state.pt`` and ``meta.json`` (step, model config, the sha256 of every file).
@@ -40,16 +40,13 @@ __all__ = [
     "CheckpointError",
     "checkpoint_name",
     "clean_stale_temporaries",
-    "file_sha256",
     "find_checkpoint",
     "latest_checkpoint",
     "load_model_weights",
     "load_training_state",
     "point_latest",
-    "publish_directory",
     "read_checkpoint_meta",
     "save_checkpoint",
-    "write_atomic",
 ]
 
 CHECKPOINTS = "checkpoints"

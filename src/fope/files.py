@@ -1,6 +1,6 @@
 """The project's file helpers: one file checksum, one atomic file write, one atomic publication of a folder.
 
-They sit at the bottom (next to ``fope.errors``): any module may use them. ``fope.checkpoint`` re-exports them.
+They sit at the bottom (next to ``fope.errors``): any module may use them (docs/architecture.md).
 """
 
 from __future__ import annotations
