@@ -43,12 +43,15 @@ def nodes_in_logs(logs: Path) -> set[str]:
 def test_the_quick_demo_on_a_ray_cluster_gives_the_local_executors_numbers(cluster, tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(SRC)}
-    command = [sys.executable, "-m", "fope", "demo", "--quick", "--out", str(out), "--executor", "ray"]
-    done = subprocess.run([*command, "--address", cluster], capture_output=True, text=True, env=env, timeout=900)
+    # two of the demo's three arms, one run per node: the golden numbers of those two (a third would train alone)
+    command = [sys.executable, "-m", "fope", "demo", "--quick", "--out", str(out), "--encodings", "rope,fope"]
+    command += ["--executor", "ray", "--address", cluster]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "placed by Ray on 2 node(s)" in done.stdout
     expected, actual = json.loads(BASELINE.read_text()), demo_numbers(out)
-    assert sorted(actual) == sorted(expected)
+    expected = {name: numbers for name, numbers in expected.items() if not name.startswith("alibi")}
+    assert sorted(actual) == sorted(expected) == ["fope-demo-s0", "rope-demo-s0"]
     for name in expected:
         for part in ("train", "perplexity", "passkey"):
             assert_same_numbers(actual[name][part], expected[name][part], f"{name} {part}")
