@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fope.evaluate.results import EvaluationRequest, merge_trials, mismatches, request_of
+from fope.evaluate.results import (
+    EvaluationRequest,
+    PerplexitySettings,
+    merge_trials,
+    mismatches,
+    request_of,
+    settings_of,
+)
 
 
 def perplexity(step: int = 500, seed: int = 0, lengths: tuple[int, ...] = (128, 256)) -> dict:
@@ -20,6 +27,9 @@ def perplexity(step: int = 500, seed: int = 0, lengths: tuple[int, ...] = (128, 
 
 def test_a_result_answers_its_own_request_and_each_setting_that_changes_the_numbers_counts():
     result = perplexity()
+    assert settings_of(result) == PerplexitySettings(
+        data=None, train_length=128, bucket_tokens=128, max_spans=24, seed=0
+    )
     assert mismatches(result, request_of(result)) == []
     assert mismatches(perplexity(seed=1), request_of(result)) == ["spans.seed: 1 there, 0 here"]
     assert mismatches(perplexity(step=250), request_of(result)) == [

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fope.checks import check_folder
 from fope.files import write_atomic
@@ -62,20 +62,69 @@ def results_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / EVAL_DIR / f"{name}.json"
 
 
-#: Settings of a passkey / retrieval evaluation that decide its answers at every length: results merge when all agree.
-_TRIAL_SETTINGS = ("task", "train_length", "trials_per_length", "seed", "max_new_tokens", "depth_bins")
-
 #: Where a result names its checkpoint: the step and the checkpoint folder's name (``run_summary``).
 CHECKPOINT_SETTINGS = ("run.step", "run.checkpoint")
 
-#: By evaluation: the settings of its result that change the numbers at every length (dotted keys: ``spans.seed`` is
-#: ``result["spans"]["seed"]``). Two results of one checkpoint that agree on all of them answer the same question, so
-#: their lengths merge.
-SETTINGS: dict[str, tuple[str, ...]] = {
-    PERPLEXITY: ("data", "train_length", "bucket_tokens", "spans.max_spans", "spans.seed"),
-    PASSKEY: _TRIAL_SETTINGS,
-    RETRIEVAL: _TRIAL_SETTINGS,
+
+@dataclass(frozen=True)
+class PerplexitySettings:
+    """What changes a perplexity result's numbers at every length (``evaluate_perplexity``): the text (None: the run's
+    held-out split), the training length and loss-bucket size, and the span draw."""
+
+    data: str | None
+    train_length: int
+    bucket_tokens: int
+    max_spans: int
+    seed: int
+
+    #: Where each setting sits in a result (dotted: ``spans.seed`` is ``result["spans"]["seed"]``).
+    KEYS: ClassVar[dict[str, str]] = {
+        "data": "data",
+        "train_length": "train_length",
+        "bucket_tokens": "bucket_tokens",
+        "max_spans": "spans.max_spans",
+        "seed": "spans.seed",
+    }
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What decides a passkey or retrieval result's answers at every length (``evaluate_retrieval``): the task, the
+    training length, the trials per length and their seed, the answer budget and the depth bins (``[start, end]``
+    pairs, as JSON holds them)."""
+
+    task: str
+    train_length: int
+    trials_per_length: int
+    seed: int
+    max_new_tokens: int
+    depth_bins: list[list[float]]
+
+    KEYS: ClassVar[dict[str, str]] = {
+        name: name for name in ("task", "train_length", "trials_per_length", "seed", "max_new_tokens", "depth_bins")
+    }
+
+
+#: Each evaluation's settings: two results of one checkpoint that agree on them answer the same question, so their
+#: lengths merge.
+SETTINGS: dict[str, type[PerplexitySettings] | type[TrialSettings]] = {
+    PERPLEXITY: PerplexitySettings,
+    PASSKEY: TrialSettings,
+    RETRIEVAL: TrialSettings,
 }
+
+
+def settings_of(result: Mapping[str, Any]) -> PerplexitySettings | TrialSettings | None:
+    """``result``'s settings (None for a value it lacks), or None for an evaluation without ``SETTINGS``."""
+    kind = SETTINGS.get(result.get("evaluation"))
+    if kind is None:
+        return None
+    return kind(**{name: setting(result, key) for name, key in kind.KEYS.items()})
+
+
+def asked(settings: PerplexitySettings | TrialSettings) -> dict[str, Any]:
+    """``settings`` as a request asks them: dotted key in the result -> value."""
+    return {key: getattr(settings, name) for name, key in settings.KEYS.items()}
 
 
 @dataclass(frozen=True)
@@ -102,9 +151,10 @@ def setting(result: Mapping[str, Any], key: str) -> Any:
 
 
 def request_of(result: Mapping[str, Any]) -> EvaluationRequest:
-    """The request ``result`` answers exactly: its evaluation, checkpoint and ``SETTINGS``."""
-    keys = CHECKPOINT_SETTINGS + SETTINGS.get(result.get("evaluation"), ())
-    return EvaluationRequest(result.get("evaluation"), {key: setting(result, key) for key in keys})
+    """The request ``result`` answers exactly: its evaluation, checkpoint and settings (``settings_of``)."""
+    settings = settings_of(result)
+    checkpoint = {key: setting(result, key) for key in CHECKPOINT_SETTINGS}
+    return EvaluationRequest(result.get("evaluation"), {**checkpoint, **({} if settings is None else asked(settings))})
 
 
 def mismatches(result: Mapping[str, Any], request: EvaluationRequest) -> list[str]:
