@@ -5,6 +5,11 @@ Results merge by length: evaluating some lengths again (``fope eval RUN --length
 checkpoint and settings: for perplexity the same data and span draw (``merge_by_length``), for passkey and retrieval
 the same task, trials, seed and answer length (``merge_trials``); results of another checkpoint or settings are
 replaced.
+
+Whether a stored result answers an evaluation someone asks for is decided in one place, ``mismatches``: a merge here,
+a campaign deciding what is left to compute (``fope.experiments.campaign``) or what its results folder already holds
+(``fope.experiments.stored``), and a report noting a stale result (``fope.report.load``) each describe what they ask
+as an ``EvaluationRequest``.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fope.checks import check_folder
 from fope.files import write_atomic
@@ -56,18 +62,116 @@ def results_path(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / EVAL_DIR / f"{name}.json"
 
 
-def _same_evaluation(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two perplexity results come from the same checkpoint, data, training length and span draw."""
-    if old.get("evaluation") != PERPLEXITY or new.get("evaluation") != PERPLEXITY:
-        return False
-    if not isinstance(old.get("spans"), dict) or not isinstance(old.get("results"), list):
-        return False
-    run_keys = ("step", "checkpoint")
-    if any((old.get("run") or {}).get(key) != (new.get("run") or {}).get(key) for key in run_keys):
-        return False
-    if any(old.get(key) != new.get(key) for key in ("data", "train_length", "bucket_tokens")):
-        return False
-    return all(old["spans"].get(key) == new["spans"].get(key) for key in ("max_spans", "seed"))
+#: Where a result names its checkpoint: the step and the checkpoint folder's name (``run_summary``).
+CHECKPOINT_SETTINGS = ("run.step", "run.checkpoint")
+
+
+@dataclass(frozen=True)
+class PerplexitySettings:
+    """What changes a perplexity result's numbers at every length (``evaluate_perplexity``): the text (None: the run's
+    held-out split), the training length and loss-bucket size, and the span draw."""
+
+    data: str | None
+    train_length: int
+    bucket_tokens: int
+    max_spans: int
+    seed: int
+
+    #: Where each setting sits in a result (dotted: ``spans.seed`` is ``result["spans"]["seed"]``).
+    KEYS: ClassVar[dict[str, str]] = {
+        "data": "data",
+        "train_length": "train_length",
+        "bucket_tokens": "bucket_tokens",
+        "max_spans": "spans.max_spans",
+        "seed": "spans.seed",
+    }
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What decides a passkey or retrieval result's answers at every length (``evaluate_retrieval``): the task, the
+    training length, the trials per length and their seed, the answer budget and the depth bins (``[start, end]``
+    pairs, as JSON holds them)."""
+
+    task: str
+    train_length: int
+    trials_per_length: int
+    seed: int
+    max_new_tokens: int
+    depth_bins: list[list[float]]
+
+    KEYS: ClassVar[dict[str, str]] = {
+        name: name for name in ("task", "train_length", "trials_per_length", "seed", "max_new_tokens", "depth_bins")
+    }
+
+
+#: Each evaluation's settings: two results of one checkpoint that agree on them answer the same question, so their
+#: lengths merge.
+SETTINGS: dict[str, type[PerplexitySettings] | type[TrialSettings]] = {
+    PERPLEXITY: PerplexitySettings,
+    PASSKEY: TrialSettings,
+    RETRIEVAL: TrialSettings,
+}
+
+
+def settings_of(result: Mapping[str, Any]) -> PerplexitySettings | TrialSettings | None:
+    """``result``'s settings (None for a value it lacks), or None for an evaluation without ``SETTINGS``."""
+    kind = SETTINGS.get(result.get("evaluation"))
+    if kind is None:
+        return None
+    return kind(**{name: setting(result, key) for name, key in kind.KEYS.items()})
+
+
+def asked(settings: PerplexitySettings | TrialSettings) -> dict[str, Any]:
+    """``settings`` as a request asks them: dotted key in the result -> value."""
+    return {key: getattr(settings, name) for name, key in settings.KEYS.items()}
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What a caller asks of a stored result (``mismatches``); what it leaves out is not asked.
+
+    ``evaluation``: the evaluator (``perplexity``, ``passkey``, ``retrieval``), None when the caller knows it from where
+    it read the result. ``settings``: dotted key -> the value the result must hold there (a missing key holds None);
+    the checkpoint is asked as ``run.step`` (and ``run.checkpoint``) where it applies. ``lengths``: lengths the result
+    must hold, but for those shorter than its ``min_prompt_tokens`` (an evaluator never asks a prompt that cannot fit).
+    """
+
+    evaluation: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    lengths: Collection[int] = ()
+
+
+def setting(result: Mapping[str, Any], key: str) -> Any:
+    """``result``'s value at dotted ``key`` (``spans.seed``), None where there is none."""
+    value: Any = result
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def request_of(result: Mapping[str, Any]) -> EvaluationRequest:
+    """The request ``result`` answers exactly: its evaluation, checkpoint and settings (``settings_of``)."""
+    settings = settings_of(result)
+    checkpoint = {key: setting(result, key) for key in CHECKPOINT_SETTINGS}
+    return EvaluationRequest(result.get("evaluation"), {**checkpoint, **({} if settings is None else asked(settings))})
+
+
+def mismatches(result: Mapping[str, Any], request: EvaluationRequest) -> list[str]:
+    """Where ``result`` does not answer ``request``, one ``key: X there, Y here`` (or ``lengths: [...] missing``) per
+    difference; empty when it does. The one rule for "is this the same evaluation?"."""
+    found = []
+    if request.evaluation is not None and result.get("evaluation") != request.evaluation:
+        found.append(f"evaluation: {result.get('evaluation')!r} there, {request.evaluation!r} here")
+    for key, value in request.settings.items():
+        if setting(result, key) != value:
+            found.append(f"{key}: {setting(result, key)!r} there, {value!r} here")
+    if request.lengths:
+        shortest = result.get("min_prompt_tokens") or 0
+        missing = sorted(set(n for n in request.lengths if n >= shortest) - set(result.get("lengths") or ()))
+        if missing:
+            found.append(f"lengths: {missing} missing")
+    return found
 
 
 def merge_by_length(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +182,9 @@ def merge_by_length(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str
     both), and ``merged`` records, for the lengths kept from earlier evaluations, the spans they were read from
     (spans are ``max(lengths) + 1`` tokens, so an evaluation of other lengths may read other windows).
     """
-    if old is None or not _same_evaluation(old, new):
+    if old is None or new.get("evaluation") != PERPLEXITY or mismatches(old, request_of(new)):
+        return new
+    if not isinstance(old.get("spans"), dict) or not isinstance(old.get("results"), list):
         return new
     evaluated = {record["length"] for record in new["results"]}
     kept = [record for record in old["results"] if record["length"] not in evaluated]
@@ -110,22 +216,6 @@ def merge_by_length(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str
     }
 
 
-#: Settings of a passkey / retrieval evaluation that decide its answers at every length: results merge when all agree.
-_TRIAL_SETTINGS = ("task", "train_length", "trials_per_length", "seed", "max_new_tokens", "depth_bins")
-
-
-def _same_trials(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two passkey (or retrieval) results ask the same questions of the same checkpoint."""
-    if old.get("evaluation") != new.get("evaluation") or new.get("evaluation") not in (PASSKEY, RETRIEVAL):
-        return False
-    if not all(isinstance(old.get(key), list) for key in ("by_length", "trials", "grid_lengths", "grid_accuracy")):
-        return False
-    run_keys = ("step", "checkpoint")
-    if any((old.get("run") or {}).get(key) != (new.get("run") or {}).get(key) for key in run_keys):
-        return False
-    return all(old.get(key) == new.get(key) for key in _TRIAL_SETTINGS)
-
-
 def merge_trials(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """``new``'s passkey or retrieval results, plus ``old``'s at the lengths ``new`` did not evaluate.
 
@@ -134,7 +224,9 @@ def merge_trials(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, A
     one evaluation of all the lengths gives: per-length rows, depth x length grid columns and trials of each length
     come from the evaluation that last ran it.
     """
-    if old is None or not _same_trials(old, new):
+    if old is None or new.get("evaluation") not in (PASSKEY, RETRIEVAL) or mismatches(old, request_of(new)):
+        return new
+    if not all(isinstance(old.get(key), list) for key in ("by_length", "trials", "grid_lengths", "grid_accuracy")):
         return new
     evaluated = {row["length"] for row in new["by_length"]}
     if not {row["length"] for row in old["by_length"]} - evaluated:

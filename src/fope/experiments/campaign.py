@@ -27,7 +27,7 @@ import yaml
 
 from fope.config import RunConfig, save_config, to_dict
 from fope.errors import CampaignError
-from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name
+from fope.evaluate.results import PASSKEY, PERPLEXITY, EvaluationRequest, mismatches, read_results, results_name
 from fope.experiments.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
 from fope.experiments.plan import Campaign, Report, Run
 from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
@@ -59,31 +59,23 @@ def checked_states(campaign: Campaign, out: Path, skip: Collection[str] = ()) ->
     return states
 
 
-def _current(results: dict[str, Any] | None, step: int, key: tuple[str, ...], value: Any) -> bool:
-    """Results computed on checkpoint ``step`` with ``results[key...] == value``."""
-    if results is None or results["run"]["step"] != step:
-        return False
-    for part in key:
-        results = results.get(part) if isinstance(results, dict) else None
-    return results == value
-
-
-def _standard(results: dict[str, Any], evaluation: str) -> bool:
-    """Results that hold what the campaign's worker computes: perplexity at (at least: the file merges lengths) 1x..16x
-    the run's training length; passkey at (at least: it merges too) those lengths that hold the prompt, with seed 0
-    and the default answer budget. So a ``fope eval --lengths 128`` or ``fope passkey --lengths 256 --seed 1`` of the
-    run in between, which replaces the file, is not taken for the campaign's evaluation."""
+def _computed(results: dict[str, Any] | None, step: int, evaluation: str, settings: dict[str, Any]) -> bool:
+    """Whether ``results`` hold what the campaign's worker computes on checkpoint ``step`` (``mismatches``): the
+    campaign's ``settings`` and the worker's defaults, at the training length of the result's run, at (at least: the
+    files merge lengths) 1x..16x that length, passkey at those that hold the prompt. So a ``fope eval --lengths 128``
+    or ``fope passkey --lengths 256 --seed 1`` of the run in between, which replaces the file, is not taken for the
+    campaign's evaluation. Unlike a merge, it does not ask the checkpoint's folder name, the span seed or (held by
+    the file's name) the text."""
     from fope.evaluate.chunks import LENGTH_MULTIPLES
     from fope.evaluate.passkey import MAX_NEW_TOKENS
 
-    train_length = results["run"]["train_length"]
-    if results["train_length"] != train_length:
+    if results is None:
         return False
-    lengths = [train_length * multiple for multiple in LENGTH_MULTIPLES]
-    if evaluation == PASSKEY:
-        defaults = (results["seed"], results["max_new_tokens"]) == (0, MAX_NEW_TOKENS)
-        return defaults and {n for n in lengths if n >= results["min_prompt_tokens"]} <= set(results["lengths"])
-    return set(lengths) <= set(results["lengths"])
+    train_length = (results.get("run") or {}).get("train_length")
+    lengths = [] if train_length is None else [train_length * multiple for multiple in LENGTH_MULTIPLES]
+    defaults = {"seed": 0, "max_new_tokens": MAX_NEW_TOKENS} if evaluation == PASSKEY else {}
+    settings = {"run.step": step, **settings, "train_length": train_length, **defaults}
+    return not mismatches(results, EvaluationRequest(evaluation, settings, lengths))
 
 
 def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
@@ -92,14 +84,12 @@ def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending
     texts = []
     for data in campaign.evaluations(name):
         results = read_results(run_dir, results_name(PERPLEXITY, data)) if pending_only else None
-        current = _current(results, step, ("spans", "max_spans"), campaign.max_spans)
-        if not (current and _standard(results, PERPLEXITY)):
+        if not _computed(results, step, PERPLEXITY, {"spans.max_spans": campaign.max_spans}):
             texts.append(None if data is None else str(data))
     trials = None
     if campaign.passkey_trials is not None and campaign.evaluations(name):
         results = read_results(run_dir, PASSKEY) if pending_only else None
-        current = _current(results, step, ("trials_per_length",), campaign.passkey_trials)
-        if not (current and _standard(results, PASSKEY)):
+        if not _computed(results, step, PASSKEY, {"trials_per_length": campaign.passkey_trials}):
             trials = campaign.passkey_trials
     if not texts and trials is None:
         return None

@@ -20,7 +20,15 @@ from typing import Any, NamedTuple
 
 from fope.config import ConfigError, RunConfig, from_dict, to_dict
 from fope.errors import CampaignError
-from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
+from fope.evaluate.results import (
+    PASSKEY,
+    PERPLEXITY,
+    EvaluationRequest,
+    mismatches,
+    read_results,
+    results_name,
+    results_path,
+)
 from fope.experiments.plan import Campaign, Run
 from fope.experiments.state import BOOKKEEPING_KEYS, differences
 from fope.provenance import provenance
@@ -73,10 +81,8 @@ def stored_state(campaign: Campaign, run: Run, out: Path) -> StoredState:
     wanted = wanted_evaluations(campaign, run.name, out)
     for key, settings in wanted.items():
         there = (record["evaluations"].get(key) or {}).get("settings")
-        if there is not None:
-            found += [
-                f"{key} {k}: {there.get(k)!r} there, {v!r} here" for k, v in settings.items() if there.get(k) != v
-            ]
+        if there is not None:  # the settings the campaign stored it with (the step is the config's: checked above)
+            found += [f"{key} {difference}" for difference in mismatches(there, EvaluationRequest(settings=settings))]
     if found:
         return StoredState("conflict", "; ".join(found))
     missing = [key for key in wanted if key not in record["evaluations"]]

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from fope.config import MAX_NAME_LENGTH
-from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, results_name, results_path
+from fope.evaluate.results import (
+    PASSKEY,
+    PERPLEXITY,
+    EvaluationRequest,
+    mismatches,
+    read_results,
+    results_name,
+    results_path,
+)
 from fope.report.checks import ReportError, check_run_results
 
 __all__ = [
@@ -165,6 +173,12 @@ def _read_results(run_dir: Path, name: str) -> dict[str, Any] | None:
     return results
 
 
+def _current(results: dict[str, Any], latest: int) -> bool:
+    """Whether ``results`` were computed on the run's latest checkpoint (``mismatches``). A report asks nothing else:
+    it shows the settings a result holds, and a stale one is used with a note."""
+    return not mismatches(results, EvaluationRequest(settings={"run.step": latest}))
+
+
 def pending_evaluations(run_dir: str | Path, data: str | Path | None = None) -> list[str]:
     """The evaluations (``perplexity``, ``passkey``) whose results are missing or stale for the latest checkpoint."""
     path = check_run_dir(run_dir)
@@ -172,7 +186,7 @@ def pending_evaluations(run_dir: str | Path, data: str | Path | None = None) -> 
     pending = []
     for evaluation, name in ((PERPLEXITY, results_name(PERPLEXITY, data)), (PASSKEY, PASSKEY)):
         results = _read_results(path, name)
-        if results is None or results["run"]["step"] != latest:
+        if results is None or not _current(results, latest):
             pending.append(evaluation)
     return pending
 
@@ -192,7 +206,7 @@ def load_results(run_dir: str | Path, *, data: str | Path | None = None) -> RunR
         results = _read_results(path, name)
         if results is None:
             missing.append(evaluation)
-        elif results["run"]["step"] != latest:
+        elif not _current(results, latest):
             notes.append(f"eval/{name}.json was computed at step {results['run']['step']}; the latest is {latest}")
         return results
 
