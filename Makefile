@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fope-installed
+CORE_STAMP := $(VENV)/.fope-core-installed
 CONSTRAINTS ?= constraints.txt
 # CPU machines get the CPU build explicitly (a bare `torch` would pull a multi-GB CUDA build);
 # machines with an NVIDIA driver get the newest torch the package's range allows. Override with TORCH_SPEC=...
@@ -18,9 +19,14 @@ OLDEST ?= transformers==5.0.0
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
+# The demo needs only the core install (`pip install fope`); the suite adds the dev extra (every optional engine).
+$(CORE_STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(STAMP): $(CORE_STAMP)
 	$(PY) -m pip install -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
@@ -32,10 +38,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m ruff format --check src tests benchmarks scripts
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(PY) -m fope demo
 
-demo-quick: $(STAMP)
+demo-quick: $(CORE_STAMP)
 	$(PY) -m fope demo --quick
 
 bench: $(STAMP)
