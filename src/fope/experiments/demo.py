@@ -26,8 +26,8 @@ from fope.report import key_table
 
 NAME = "demo"
 ENCODINGS = ("rope", "fope", "alibi")
-#: Steps per run: enough for every arm to learn retrieval in-length on 3 seeds (docs/retrieval.md); ``make demo`` took
-#: 16.1 minutes on a 2-core machine (docs/benchmarks.md section 6), over its 15-minute budget there.
+#: Steps per run: enough for every arm to learn retrieval in-length on 3 seeds (docs/retrieval.md); ``make demo`` takes
+#: 14.0 minutes on a 2-core machine, 16.1 on one with a 40% slower step (docs/benchmarks.md section 6).
 STEPS = 700
 #: Share of training rows that end with a passkey example, and FoPE's sigma: the retrieval recipe's (docs/retrieval.md).
 ROWS = 0.75
