@@ -10,7 +10,15 @@ import pytest
 
 from fope.config import load_config, parse_yaml, save_config
 from fope.errors import CampaignError
-from fope.experiments.campaign import Campaign, Report, Run, _training_jobs, assignment, preset_changes, train_and_evaluate
+from fope.experiments.campaign import (
+    Campaign,
+    Report,
+    Run,
+    _training_jobs,
+    assignment,
+    preset_changes,
+    train_and_evaluate,
+)
 from fope.experiments.executor import LocalExecutor, RunFailed, Task, run_tasks
 from fope.experiments.state import run_state
 from fope.presets import load_preset

@@ -3,6 +3,7 @@ type in ``fope.evaluate.schema`` (nested types included) and values of the decla
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import types
 import typing
@@ -12,7 +13,7 @@ import pytest
 from fope.evaluate.passkey import evaluate_run_passkey
 from fope.evaluate.perplexity import evaluate_run_perplexity
 from fope.evaluate.results import PASSKEY, PERPLEXITY, read_results, retrieval_name
-from fope.evaluate.retrieval import evaluate_run_retrieval
+from fope.evaluate.retrieval import RetrievalTrial, evaluate_run_retrieval
 from fope.evaluate.schema import RESULT_TYPES, PerplexityResult, RetrievalResult
 
 
@@ -82,6 +83,8 @@ def test_every_result_has_exactly_the_keys_and_kinds_of_its_type(evaluated, name
         kind = RESULT_TYPES[result["evaluation"]]
         assert kind is (PerplexityResult if name == PERPLEXITY else RetrievalResult)
         assert conformity(result, kind, where) == []
+        fields = {field.name for field in dataclasses.fields(RetrievalTrial)}
+        assert all(set(trial) == fields for trial in result.get("trials", []))  # each trial: a RetrievalTrial
         assert "run" in result  # written by evaluate_run: the run it describes
 
 

@@ -23,7 +23,6 @@ __all__ = [
     "PerplexityResult",
     "PositionBucket",
     "RetrievalResult",
-    "RetrievalTrialRecord",
     "RunSummary",
     "Spans",
 ]
@@ -121,19 +120,6 @@ class LengthRow(TypedDict):
     seconds: float
 
 
-class RetrievalTrialRecord(TypedDict):
-    """One trial (``fope.evaluate.retrieval.RetrievalTrial``): one int key and answer, or lists for several values."""
-
-    target_tokens: int
-    num_tokens: int
-    key: int | list[int]
-    depth: float
-    continuation: str
-    answer: int | list[int] | None
-    correct: bool
-    filler_chars: int
-
-
 class _RetrievalWritten(TypedDict, total=False):
     run: RunSummary  # added by evaluate_run
 
@@ -157,7 +143,7 @@ class RetrievalResult(_RetrievalWritten):
     grid_lengths: list[int]
     grid_accuracy: list[list[float | None]]
     grid_trials: list[list[int]]
-    trials: list[RetrievalTrialRecord]
+    trials: list[dict[str, Any]]  # each a fope.evaluate.retrieval.RetrievalTrial as dataclasses.asdict gives it
 
 
 #: The result type of each evaluation (a result's ``evaluation`` key).
