@@ -10,7 +10,15 @@ import pytest
 
 from fope.config import load_config, parse_yaml, save_config
 from fope.errors import CampaignError
-from fope.experiments.campaign import Campaign, Report, Run, _training_jobs, assignment, preset_changes, train_runs
+from fope.experiments.campaign import (
+    Campaign,
+    Report,
+    Run,
+    _training_jobs,
+    assignment,
+    preset_changes,
+    train_and_evaluate,
+)
 from fope.experiments.executor import LocalExecutor, RunFailed, Task, run_tasks
 from fope.experiments.state import run_state
 from fope.presets import load_preset
@@ -77,7 +85,7 @@ def test_a_folder_with_other_settings_stops_the_campaign_before_anything_runs(tm
 
     monkeypatch.setattr("fope.experiments.campaign.run_tasks", no_jobs)
     with pytest.raises(CampaignError, match=r"rope-s0: optim.lr: 0.1 there, 0.003 here"):
-        train_runs(Campaign((run,)), out, log=lambda _: None)
+        train_and_evaluate(Campaign((run,)), out, log=lambda _: None)
 
 
 def test_progress_starts_from_the_checkpoints_not_from_what_an_interrupted_run_logged_after_them(tmp_path, tiny_corpus):

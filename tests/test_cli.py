@@ -125,6 +125,17 @@ def test_analyze_multiples_are_digits_with_an_optional_point(tiny_runs, capsys, 
     assert line.endswith(f"(no exponent, sign, inf or nan); got {multiples!r}")
 
 
+def test_analyze_refuses_a_huge_multiple_at_once_as_eval_does(tiny_runs, capsys, monkeypatch):
+    def no_load(*args, **kwargs):
+        raise AssertionError("the run must not be loaded for a multiple that is refused")
+
+    monkeypatch.setattr("fope.runs.load_run", no_load)
+    assert main(["analyze", str(tiny_runs["fope"]), "--multiples", "1,100000000"]) == 2
+    line = one_error_line(capsys, "analyze")
+    assert "--multiples 1e+08 is more than 256: contexts are multiples of the training length, at most 256 x" in line
+    assert line.endswith("(the default goes to 16 x)")
+
+
 def test_analyze_multiples_as_documented():
     assert parse_multiples("1,2,4") == [1, 2, 4] and all(type(value) is int for value in parse_multiples("1,2,4"))
     assert parse_multiples(" 0.5, 1., .25 ,16") == [0.5, 1.0, 0.25, 16]

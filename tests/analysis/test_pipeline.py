@@ -128,3 +128,12 @@ def test_compare_behaviour_draws_and_returns_numbers(tmp_path) -> None:
     json.dumps(summary)
     with pytest.raises(ValueError, match="neither an analyze"):
         compare_behaviour({"x": {"entropy": []}})
+
+
+def test_a_context_multiple_beyond_the_evaluation_limit_is_refused_before_any_work(tmp_path):
+    model = tiny_model("fope", num_layers=1, share_position=True)
+    with pytest.raises(ValueError, match=r"context_multiples must be at most 256 \(times train_length"):
+        analyze(
+            model, random_tokens(600), train_length=TRAIN_LENGTH, out_dir=tmp_path / "out", context_multiples=(1, 257)
+        )
+    assert not (tmp_path / "out").exists()

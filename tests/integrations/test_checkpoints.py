@@ -139,6 +139,18 @@ def test_olmo_checkpoint_files_and_a_yaml_config(tmp_path):
         assert all(torch.equal(a.sin_coef, b.sin_coef) for a, b in zip(loaded, expected, strict=True))
 
 
+def test_a_yaml_config_is_read_as_fope_reads_its_own(tmp_path):
+    from tests.test_config import billion_laughs
+
+    state = olmo_state()
+    (tmp_path / "bomb.yaml").write_text(billion_laughs())  # 9**9 values once expanded: refused, not minutes of work
+    with pytest.raises(ValueError, match=r"bomb\.yaml: .*aliases expand to more than 100000 values"):
+        load_olmo_fope(tmp_path / "bomb.yaml", state)
+    (tmp_path / "twice.yaml").write_text("model:\n  d_model: 64\nmodel:\n  d_model: 128\n")
+    with pytest.raises(ValueError, match=r"twice\.yaml: .*model"):
+        load_olmo_fope(tmp_path / "twice.yaml", state)
+
+
 # The authors' YaRN runs (configs/c4/length-1024/ce-extra/x+yarn/*-yarn_after.yaml): train at 1024 from 512.
 OLMO_YARN = {"len_extra": True, "len_extra_orig_length": 512, "len_extra_type": "YARN", "len_extra_yarn_scale": 16}
 

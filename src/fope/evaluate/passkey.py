@@ -29,6 +29,7 @@ from fope.evaluate.retrieval import (
     summarize_trials,
     trial_rng,
 )
+from fope.evaluate.schema import RetrievalResult
 
 __all__ = [
     "DEFAULT_TRIALS",
@@ -103,7 +104,7 @@ def evaluate_passkey(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> RetrievalResult:
     """Passkey accuracy at each length (``trials`` seeded prompts each), the depth x length grid and every trial.
 
     Trial ``t`` draws its key and depth from ``(seed, t)``, so every length asks the same questions. ``lengths``
@@ -141,7 +142,7 @@ def evaluate_run_passkey(
     step: int | None = None,
     progress: bool = True,
     write: bool = True,
-) -> dict[str, Any]:
+) -> RetrievalResult:
     """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``."""
     return evaluate_run_model(
         run_dir,

@@ -36,6 +36,7 @@ from fope.evaluate.chunks import (
     windows,
 )
 from fope.evaluate.results import PERPLEXITY, evaluate_run, results_name
+from fope.evaluate.schema import PerplexityResult
 from fope.runs import Run
 
 DEFAULT_MAX_SPANS = 32
@@ -202,7 +203,7 @@ def evaluate_perplexity(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> PerplexityResult:
     """Loss, perplexity and bits per byte at each length on the same spans, plus loss by position bucket.
 
     ``data`` is a token store (the run's held-out split) or documents to tokenize with ``tokenizer``. ``lengths``
@@ -272,7 +273,7 @@ def evaluate_run_perplexity(
     step: int | None = None,
     progress: bool = True,
     write: bool = True,
-) -> dict[str, Any]:
+) -> PerplexityResult:
     """``fope eval``: a run's perplexity against length on its held-out split (or on ``data``), saved in ``eval/``.
 
     The results go to ``RUN_DIR/eval/perplexity.json``, or ``perplexity-<data name>.json`` for other text.

@@ -32,6 +32,7 @@ from fope.device import model_device, resolve_device
 from fope.evaluate.chunks import LENGTH_MULTIPLES, check_lengths
 from fope.evaluate.perplexity import DEFAULT_BATCH_TOKENS
 from fope.evaluate.results import RETRIEVAL, evaluate_run_model, retrieval_name
+from fope.evaluate.schema import RetrievalResult
 
 DEFAULT_TRIALS = 100
 #: Default lengths stop at this multiple of the training length.
@@ -215,7 +216,7 @@ def evaluate_retrieval(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> RetrievalResult:
     """Accuracy of ``task`` at each length (``trials`` seeded prompts each), the depth x length grid and every trial.
 
     Trial ``t`` draws its prompt from ``(seed, t)``, so every length asks the same questions. ``lengths`` default to
@@ -291,7 +292,7 @@ def evaluate_run_retrieval(
     step: int | None = None,
     progress: bool = True,
     write: bool = True,
-) -> dict[str, Any]:
+) -> RetrievalResult:
     """``fope retrieval``: a run's accuracy on ``task`` against length, saved as
     ``RUN_DIR/eval/retrieval-<task>.json``."""
     task = as_task(task)  # an unknown name fails before the run is loaded

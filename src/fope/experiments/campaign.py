@@ -171,20 +171,6 @@ def _training_jobs(
     return jobs, run_dirs, progress, sum(steps.values())
 
 
-def train_runs(
-    campaign: Campaign,
-    out: Path,
-    log: Callable[[str], None] = print,
-    skip: Collection[str] = (),
-    executor: Executor | None = None,
-) -> dict[str, Path]:
-    """Train every run but those in ``skip`` on ``executor`` (default: ``campaign.jobs`` local workers); finished runs
-    are reused, unfinished ones resumed or extended. Returns every run's folder."""
-    tasks, run_dirs, progress, total = _training_jobs(campaign, out, log, skip)
-    run_tasks(tasks, executor or LocalExecutor(campaign.jobs), progress, total, "training")
-    return run_dirs
-
-
 def _evaluation_jobs(
     campaign: Campaign, run_dirs: Mapping[str, Path], out: Path, trained: Collection[str] = ()
 ) -> dict[str, Task]:
@@ -241,7 +227,8 @@ def train_and_evaluate(
     skip: Collection[str] = (),
     executor: Executor | None = None,
 ) -> dict[str, Path]:
-    """``train_runs`` and ``evaluate_runs`` (of the reported runs) in one queue on ``executor``: each run is
+    """Train every run but those in ``skip`` (finished runs are reused, unfinished ones resumed or extended) and
+    evaluate the reported ones, in one queue on ``executor`` (default: ``campaign.jobs`` local workers): each run is
     evaluated, and its results stored, as soon as its training ends, so a long campaign leaves results as it goes (to
     commit before it is stopped) instead of all at the end. Returns every run's folder."""
     training, run_dirs, steps, total = _training_jobs(campaign, out, log, skip)

@@ -106,11 +106,12 @@ class Settings:
         for item in self.overrides:
             if "=" not in item:
                 raise CampaignError(f"--set expects key=value; got {item!r}")
-            if item.split("=", 1)[0].strip() in PROTECTED_KEYS:
-                raise CampaignError(
-                    f"--set {item.split('=', 1)[0].strip()} is set by the recipe for each run (use --seeds, --steps "
-                    "and the recipe's options)"
-                )
+        protected = sorted(self.override_keys & PROTECTED_KEYS)
+        if protected:
+            raise CampaignError(
+                f"--set {protected[0]} is set by the recipe for each run (use --seeds, --steps and the recipe's "
+                "options)"
+            )
         tiny, quick = self.scale == "tiny", self.quick
         gpus = self.gpus_per_run if self.gpus_per_run is not None else (0 if tiny else 1)
         filled = {
@@ -124,6 +125,11 @@ class Settings:
         }
         for name, value in filled.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def override_keys(self) -> set[str]:
+        """The keys ``--set`` changes (``data.source`` of ``data.source=books/``)."""
+        return {item.split("=", 1)[0].strip() for item in self.overrides}
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -210,7 +216,7 @@ def make_run(
     if settings.scale == "tiny":
         preset, data = f"tiny/{arm}", merge(tiny_arm(arm), TINY_SIZES[size])
         sized = {f"model.{key}" for key in TINY_SIZES[size].get("model", {})}
-        clashes = sorted({item.split("=", 1)[0].strip() for item in settings.overrides} & sized)
+        clashes = sorted(settings.override_keys & sized)
         if clashes:
             raise CampaignError(f"--set {clashes} would override what size {size!r} sets")
     else:

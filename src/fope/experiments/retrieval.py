@@ -58,7 +58,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         raise CampaignError(
             f"--sigma must be finite and > 0 (0 removes the Fourier series: use --encodings fope-no-fs), got {sigma}"
         )
-    keys = {item.split("=", 1)[0].strip() for item in settings.overrides}
+    keys = settings.override_keys
     if "data.passkey_fraction" in keys:
         raise CampaignError("the retrieval recipe sets data.passkey_fraction itself: use --rows")
     if keys & {"model.position_options", "model.position_options.sigma"}:

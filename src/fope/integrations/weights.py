@@ -74,7 +74,8 @@ def _read_file(file: Path, keep: Callable[[str], bool]) -> dict[str, Tensor]:
 
 
 def read_config(config: Mapping[str, Any] | str | PathLike[str]) -> dict[str, Any]:
-    """A config as a dict: a mapping, or a ``.json`` / ``.yaml`` file."""
+    """A config as a dict: a mapping, or a ``.json`` / ``.yaml`` file. YAML is read as fope's own configs are
+    (``fope.config.parse_yaml``): safely, and an alias bomb or a key written twice is an error, not minutes of work."""
     if isinstance(config, Mapping):
         return dict(config)
     path = Path(config)
@@ -83,7 +84,12 @@ def read_config(config: Mapping[str, Any] | str | PathLike[str]) -> dict[str, An
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        return yaml.safe_load(path.read_text())
+        from fope.config import parse_yaml
+
+        try:
+            return parse_yaml(path.read_text())
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: {' '.join(str(error).split())}") from None
     raise ValueError(f"config must be a mapping or a .json/.yaml file; got {str(config)!r}")
 
 
