@@ -41,6 +41,7 @@ SIGMA = 0.1
 @dataclass(frozen=True)
 class Options:
     encodings: tuple[str, ...] | None = option(f"tiny presets (default {','.join(ARMS)}; also nope, cope, ...)")
+    size: str | None = option("model size: tiny (default) or small")
     rows: float | None = option(f"share of training rows that end with a passkey example (default {ROWS})")
     sigma: float | None = option(f"sigma of the arms with a Fourier series (default {SIGMA})")
 
@@ -63,25 +64,29 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         raise CampaignError("the retrieval recipe sets data.passkey_fraction itself: use --rows")
     if keys & {"model.position_options", "model.position_options.sigma"}:
         raise CampaignError("the retrieval recipe sets FoPE's sigma itself: use --sigma")
-    labels = {arm: f"{arm}-{NAME}" for arm in arms}
+    size = settings.size(options.size)
+    labels = {arm: f"{settings.label(size, arm)}-{NAME}" for arm in arms}  # rope-retrieval, rope-small-retrieval
     runs = [
-        make_run(settings, "tiny", arm, seed, label=labels[arm], values=retrieval_values(arm, rows, sigma))
+        make_run(settings, size, arm, seed, label=labels[arm], values=retrieval_values(arm, rows, sigma))
         for seed in settings.seeds
         for arm in arms
     ]
-    title = "Passkey retrieval learned in-length, asked past the training length"
+    title = "Passkey retrieval learned in-length, asked past the training length" + (
+        f", size {size}" if settings.suffix(size) else ""
+    )
     contrasts = tuple(
         (labels["fope"], labels[arm], f"{arm} vs fope") for arm in arms if arm != "fope" and "fope" in labels
     )
-    report = Report("report", title, names(runs), contrasts=contrasts)
+    folder = "report" + settings.suffix(size)  # one report per size: report, report-small
+    report = Report(folder, title, names(runs), contrasts=contrasts)
     root = out / NAME
-    record = {"encodings": list(arms), "rows": rows, "sigma": sigma}
+    record = {"encodings": list(arms), "size": size, "rows": rows, "sigma": sigma}
     campaign = settings.campaign(NAME, out, runs, [report])
-    return Plan(NAME, out, root, settings, record, campaign, functools.partial(summarize, root=root))
+    return Plan(NAME, out, root, settings, record, campaign, functools.partial(summarize, root=root, folder=folder))
 
 
-def summarize(results: Mapping[str, Any], *, root: Path) -> str:
+def summarize(results: Mapping[str, Any], *, root: Path, folder: str = "report") -> str:
     """The report's key table, then whether retrieval was learned in-length by each encoding."""
-    body = header(NAME, results["report"], root / "report")
-    body += ["In-length passkey accuracy (mean over seeds):", "", *learned_lines(results["report"])]
+    body = header(NAME, results[folder], root / folder)
+    body += ["In-length passkey accuracy (mean over seeds):", "", *learned_lines(results[folder])]
     return summary("Passkey retrieval", body)
