@@ -132,8 +132,12 @@ def test_analyze_refuses_a_huge_multiple_at_once_as_eval_does(tiny_runs, capsys,
     monkeypatch.setattr("fope.runs.load_run", no_load)
     assert main(["analyze", str(tiny_runs["fope"]), "--multiples", "1,100000000"]) == 2
     line = one_error_line(capsys, "analyze")
-    assert "--multiples 1e+08 is more than 256: contexts are multiples of the training length, at most 256 x" in line
+    assert "--multiples 100000000 is more than 256: contexts are multiples of the training length, at most 256" in line
     assert line.endswith("(the default goes to 16 x)")
+    assert main(["analyze", str(tiny_runs["fope"]), "--multiples", "256.5"]) == 2
+    assert "--multiples 256.5 is more than 256" in one_error_line(capsys, "analyze")
+    assert main(["analyze", str(tiny_runs["fope"]), "--multiples", "9" * 5000]) == 2  # past int()'s digit limit
+    assert "--multiples 99999999999999999999... (5000 digits) is more than 256" in one_error_line(capsys, "analyze")
 
 
 def test_analyze_multiples_as_documented():

@@ -261,15 +261,15 @@ def test_retrieval_at_size_small_has_its_own_runs_and_report(tmp_path):
     small = plan_experiment("retrieval", tmp_path, seeds=[0], size="small")
     assert [report.folder for report in tiny.campaign.reports] == ["report"]  # the committed results keep their names
     assert list(resolved(tiny)) == ["rope-retrieval-s0", "fope-retrieval-s0", "alibi-retrieval-s0"]
-    assert list(resolved(small)) == ["rope-small-retrieval-s0", "fope-small-retrieval-s0", "alibi-small-retrieval-s0"]
+    assert list(resolved(small)) == ["rope-retrieval-small-s0", "fope-retrieval-small-s0", "alibi-retrieval-small-s0"]
     assert [report.folder for report in small.campaign.reports] == ["report-small"]
     assert small.campaign.reports[0].title.endswith(", size small") and small.options["size"] == "small"
     for name, config in resolved(small).items():
-        twin = resolved(tiny)[name.replace("-small", "")]
+        twin = resolved(tiny)[name.replace("-small", "")]  # the size comes last, as in every recipe
         assert (config.model["d_model"], config.model["num_heads"]) == (256, 8)
         assert flat(config) | {"model.d_model": 128, "model.num_heads": 4, "name": twin.name} == flat(twin)
     contrasts = small.campaign.reports[0].contrasts
-    assert contrasts[0][:2] == ("fope-small-retrieval", "rope-small-retrieval")
+    assert contrasts[0][:2] == ("fope-retrieval-small", "rope-retrieval-small")
     with pytest.raises(ValueError, match=r"size 'huge' is not a tiny-scale size; choose from \['tiny', 'small'\]"):
         plan_experiment("retrieval", tmp_path, size="huge")
 

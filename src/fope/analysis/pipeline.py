@@ -105,12 +105,12 @@ def analyze(
         raise ValueError("context_multiples must name at least one multiple of train_length, e.g. (1, 2, 4)")
     if isinstance(probe_amplitude, bool) or not isinstance(probe_amplitude, (int, float)) or probe_amplitude <= 0:
         raise ValueError(f"probe_amplitude must be a positive number; got {probe_amplitude!r}")
+    lengths = [context_length(multiple, train_length) for multiple in context_multiples]  # each checked
     if max(context_multiples) > MAX_LENGTH_RATIO:
         raise ValueError(
             f"context_multiples must be at most {MAX_LENGTH_RATIO} (times train_length, as evaluation lengths); got "
             f"{max(context_multiples)!r}"
         )
-    lengths = [context_length(multiple, train_length) for multiple in context_multiples]
     spectrum_length = max(2, context_length(spectrum_multiple, train_length))
     out_dir = check_folder("out_dir", out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

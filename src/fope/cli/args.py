@@ -69,6 +69,15 @@ def multiples(text: str) -> list[int | float]:
             "--multiples must be comma-separated numbers > 0 written with digits and an optional decimal point, e.g. "
             f"1,2,4 or 0.5,1.5 (no exponent, sign, inf or nan); got {text!r}"
         )
+    from fope.evaluate.chunks import LENGTH_MULTIPLES, MAX_LENGTH_RATIO
+
+    too_large = [part for part in parts if float(part) > MAX_LENGTH_RATIO]  # float: no digit limit, no overflow
+    if too_large:  # as eval refuses such lengths: hours of work or out of memory
+        shown = too_large[0] if len(too_large[0]) <= 24 else f"{too_large[0][:20]}... ({len(too_large[0])} digits)"
+        raise FopeError(
+            f"--multiples {shown} is more than {MAX_LENGTH_RATIO}: contexts are multiples of the training length, at "
+            f"most {MAX_LENGTH_RATIO} x it (the default goes to {max(LENGTH_MULTIPLES)} x)"
+        )
     values = [float(part) if "." in part else int(part) for part in parts]
     if any(value <= 0 for value in values):
         raise FopeError(f"--multiples must be numbers > 0; got {text!r}")

@@ -292,15 +292,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from fope.analysis import analyze
     from fope.checks import check_folder
     from fope.errors import FopeError
-    from fope.evaluate.chunks import LENGTH_MULTIPLES, MAX_LENGTH_RATIO
     from fope.runs import load_run
 
     contexts = multiples(args.multiples)
-    if max(contexts) > MAX_LENGTH_RATIO:  # as eval refuses such lengths: hours of work or out of memory
-        raise FopeError(
-            f"--multiples {max(contexts):g} is more than {MAX_LENGTH_RATIO}: contexts are multiples of the training "
-            f"length, at most {MAX_LENGTH_RATIO} x it (the default goes to {max(LENGTH_MULTIPLES)} x)"
-        )
     # checked before the model loads; analyze() checks them too, in its own argument names
     if args.train_length is not None and args.train_length < 2:
         raise FopeError(f"--train-length must be an int >= 2 (the model's training length); got {args.train_length}")

@@ -7,7 +7,9 @@
 Each evaluator's settings (what makes two results the same evaluation) are ``fope.evaluate.results.SETTINGS``, and
 the one rule that compares them is ``fope.evaluate.results.mismatches``. A result written by ``evaluate_run`` also
 names its run (``run``: ``RunSummary``). tests/evaluate/test_schema.py checks real results against these types, key
-for key, so a key added to an evaluator without its type here fails there.
+for key wherever a type names the keys (``position_options`` and the ``merged`` entries stay open mappings), so a key
+added to an evaluator without its type here fails there. The types are for readers and type checkers; the values stay
+plain dicts, as the JSON files hold them.
 """
 
 from __future__ import annotations

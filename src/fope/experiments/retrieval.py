@@ -1,11 +1,11 @@
 """``fope experiment retrieval``: passkey retrieval learned in-length, then asked past the training length.
 
-Every tiny run learns retrieval from the training rows that end with a passkey example (half of them in the demo;
-docs/retrieval.md says why these settings), but at the demo's 600 steps not every encoding and seed has learned it.
-This recipe trains the same presets for ``STEPS`` steps with ``ROWS`` of the rows ending in an example and FoPE's
-sigma at ``SIGMA`` (runs ``<encoding>-retrieval-s<seed>``), and asks whether retrieval is learned in-length by each
+Every tiny run learns retrieval from the training rows that end with a passkey example; how fast depends on the share
+of such rows, FoPE's sigma and the steps (docs/retrieval.md). This recipe trains the tiny presets for ``STEPS`` steps
+with ``ROWS`` of the rows ending in an example and FoPE's sigma at ``SIGMA`` (runs ``<encoding>-retrieval-s<seed>``;
+at ``--size small`` ``<encoding>-retrieval-small-s<seed>``), and asks whether retrieval is learned in-length by each
 encoding (the mean over seeds at the training length against ``LEARNED``) and how it holds from 1x to 16x, with 100
-trials per length.
+trials per length. The demo is this recipe at 700 steps.
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ SIGMA = 0.1
 @dataclass(frozen=True)
 class Options:
     encodings: tuple[str, ...] | None = option(f"tiny presets (default {','.join(ARMS)}; also nope, cope, ...)")
-    size: str | None = option("model size: tiny (default) or small")
+    size: str | None = option("model size: tiny (default) or small (d_model 256, 8 heads)")
     rows: float | None = option(f"share of training rows that end with a passkey example (default {ROWS})")
     sigma: float | None = option(f"sigma of the arms with a Fourier series (default {SIGMA})")
 
 
 def build(settings: Settings, options: Options, out: Path) -> Plan:
-    """One run per (encoding, seed) of the tiny presets, one report."""
+    """One run per (encoding, seed) of the tiny presets at ``options.size``, one report (``report``, or
+    ``report-small``)."""
     if settings.scale != "tiny":
         raise CampaignError("the retrieval experiment is defined at tiny scale (--scale tiny)")
     arms = tuple(options.encodings or ARMS)
@@ -65,7 +66,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
     if keys & {"model.position_options", "model.position_options.sigma"}:
         raise CampaignError("the retrieval recipe sets FoPE's sigma itself: use --sigma")
     size = settings.size(options.size)
-    labels = {arm: f"{settings.label(size, arm)}-{NAME}" for arm in arms}  # rope-retrieval, rope-small-retrieval
+    labels = {arm: f"{arm}-{NAME}{settings.suffix(size)}" for arm in arms}  # rope-retrieval, rope-retrieval-small
     runs = [
         make_run(settings, size, arm, seed, label=labels[arm], values=retrieval_values(arm, rows, sigma))
         for seed in settings.seeds
