@@ -33,8 +33,8 @@ from tests.data.fakes import text_corpus
 from tests.ray_cluster import ray_cluster
 
 from fope.config import load_config
+from fope.executor import LocalExecutor, RayExecutor, Task, run_tasks
 from fope.experiments.campaign import Campaign, Run, run_campaign
-from fope.experiments.executor import LocalExecutor, RayExecutor, Task, run_tasks
 
 
 def timed(make):

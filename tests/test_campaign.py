@@ -10,6 +10,7 @@ import pytest
 
 from fope.config import load_config, parse_yaml, save_config
 from fope.errors import CampaignError
+from fope.executor import LocalExecutor, RunFailed, Task, run_tasks
 from fope.experiments.campaign import (
     Campaign,
     Report,
@@ -19,7 +20,6 @@ from fope.experiments.campaign import (
     preset_changes,
     train_and_evaluate,
 )
-from fope.experiments.executor import LocalExecutor, RunFailed, Task, run_tasks
 from fope.experiments.state import run_state
 from fope.presets import load_preset
 from fope.report import contrast, format_contrast, text_table

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fope.config import to_dict
+from fope.executor import worker_command
 from fope.experiments import plan_experiment
 from fope.experiments.campaign import evaluation_command
 from fope.experiments.demo import STEPS
-from fope.experiments.executor import worker_command
 from fope.presets import load_preset
 
 
@@ -35,7 +35,7 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
     fope = campaign.runs[1].config
     assert fope.model["position_options"] == {"sigma": 0.1} and fope.data.passkey_fraction == 0.75
     run_dir = Path("demo-output/runs/rope-demo-s0")
-    worker = [sys.executable, "-m", "fope.experiments.worker"]
+    worker = [sys.executable, "-m", "fope.worker"]
     assert worker_command("train", str(run_dir)) == [*worker, "train", str(run_dir)]
     command = evaluation_command(campaign, "rope-demo-s0", run_dir)
     assert command[:-1] == [*worker, "evaluate", str(run_dir)]

@@ -282,12 +282,12 @@ def test_paper_scale_dry_run_lists_the_paper_presets(capsys):
     assert "rope-60m-s0: paper/60m + model.position=rope, model.position_options={theta: 10000.0}" in printed
     assert "fope-180m-s0: paper/180m\n" in printed  # FoPE at 180M is the preset itself (sigma 0.4)
     assert "fope-no-cf-180m-s0: paper/180m + model.position=fope-no-cf, name=fope-no-cf-180m" in printed
-    assert "-m fope.experiments.worker train experiments/runs/rope-60m-s0" in printed
+    assert "-m fope.worker train experiments/runs/rope-60m-s0" in printed
     assert "9,999,745,024" in printed and "33,563,136" in printed  # 10B tokens, 60M non-embedding parameters
     argv = ["experiment", "extension", "--scale", "paper", "--gpus-per-run", "4", "--seeds", "0", "--dry-run"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "torch.distributed.run --standalone --nproc_per_node 4 -m fope.experiments.worker train" in printed
+    assert "torch.distributed.run --standalone --nproc_per_node 4 -m fope.worker train" in printed
     assert "factor: 16.0, original_max_position: 512" in printed and "1,048,576,000" in printed
 
 
@@ -372,7 +372,7 @@ def test_recipe_end_to_end_then_reused(tmp_path, tiny_corpus, monkeypatch):
     def no_subprocess(*args, **kwargs):
         raise AssertionError("finished runs and evaluations must be reused")
 
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_subprocess)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", no_subprocess)
     again = run_experiment(plan_experiment("baselines", tmp_path, **options), log=printed.append)
     assert again["summary"] == outcome["summary"]
     assert any("using the stored results of 4 run(s)" in line for line in printed)

@@ -113,6 +113,7 @@ LAYERS = (
     ("build", ("fope.build", "fope.runs", "fope.integrations")),
     ("train and evaluate", ("fope.fsdp", "fope.train", "fope.evaluate", "fope.benchmark")),
     ("report", ("fope.report", "fope.analysis")),
+    ("engines", ("fope.executor", "fope.worker")),
     ("experiments", ("fope.experiments",)),
     ("cli", ("fope.cli", "fope.__main__", "fope")),
 )
@@ -144,6 +145,7 @@ def test_an_import_against_the_flow_is_found():
     assert layer("fope.evaluate.passkey") > layer("fope.model") > layer("fope.positions.fourier")
     assert layer("fope.integrations.hf_lm") < layer("fope.integrations.export")  # longest prefix wins
     assert layer("fope.experiments.demo") > layer("fope.train")
+    assert layer("fope.experiments.campaign") > layer("fope.executor") > layer("fope.report")
 
 
 def test_evaluation_and_reports_never_import_training():

@@ -39,6 +39,8 @@ __all__ = [
     "build_sampler",
     "initialize_from",
     "load_checkpoint_model",
+    "non_embedding_parameters",
+    "planned_model",
     "prepare_run_data",
     "resume_run_data",
 ]
@@ -46,6 +48,20 @@ __all__ = [
 #: Parameter names of position-encoding coefficients (exempt from weight decay): TransformerLM's position modules,
 #: and the FoPE modules ``convert`` puts in a transformers model (``...self_attn.fope.`` or ``...rotary_emb.fope.``).
 POSITION_PARAMETER_MARKERS = ("position_modules.", ".fope.")
+
+
+def planned_model(config: RunConfig) -> ModelConfig:
+    """The run's ``ModelConfig`` before any data exists: the vocabulary is ``data.vocab_size`` unless set."""
+    return config.model_config(vocab_size=config.model.get("vocab_size") or config.data.vocab_size)
+
+
+def non_embedding_parameters(config: RunConfig) -> int | None:
+    """Parameters of the run's model without the vocabulary matrices (built on the meta device: no memory)."""
+    if config.transformers is not None:
+        return None
+    with torch.device("meta"):
+        model = TransformerLM(planned_model(config))
+    return model.num_parameters(exclude_embeddings=True)
 
 
 def build_optimizer(model: TransformerLM | HFCausalLM, config: RunConfig) -> torch.optim.AdamW:

@@ -15,6 +15,7 @@ folders instead (``model/``, ``optimizer/``: ``fope.sharded``; written by ``fope
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ __all__ = [
     "CHECKPOINTS",
     "LATEST",
     "CheckpointError",
+    "checkpoint_identity",
     "checkpoint_name",
     "clean_stale_temporaries",
     "find_checkpoint",
@@ -239,6 +241,18 @@ def read_checkpoint_meta(directory: str | Path, verify: bool = True) -> dict[str
 
 
 # ------------------------------------------------------------------ loading
+
+
+def checkpoint_identity(run_dir: str | Path, step: int) -> dict[str, Any]:
+    """The checkpoint an evaluation read: its step and the sha256 of its model files' checksums (the training state
+    and a sharded checkpoint's optimizer shards aside: they do not change what is evaluated)."""
+    files = read_checkpoint_meta(find_checkpoint(run_dir, step), verify=False).get("files", {})
+    weights = {
+        name: digest
+        for name, digest in files.items()
+        if name != "training_state.pt" and not name.startswith(SHARDED_OPTIMIZER + "/")
+    }
+    return {"step": step, "sha256": hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()}
 
 
 def load_model_weights(model: TransformerLM, directory: str | Path) -> None:

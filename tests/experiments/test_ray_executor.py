@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from fope.config import load_config
+from fope.executor import RayExecutor, RunFailed
 from fope.experiments.campaign import Campaign, Run, run_campaign
-from fope.experiments.executor import RayExecutor, RunFailed
 from fope.experiments.state import completed_step
 from tests.conftest import tiny_run_config
 from tests.ray_cluster import SRC, ray_cluster
@@ -68,7 +68,7 @@ def _kill_training_at(run_dir: Path, step: int, killed: list[int]) -> None:
             arguments = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"fope.experiments.worker" in arguments and str(run_dir).encode() in arguments:
+        if b"fope.worker" in arguments and str(run_dir).encode() in arguments:
             os.kill(int(proc.name), signal.SIGKILL)
             killed.append(int(proc.name))
 

@@ -19,12 +19,11 @@ from fope.experiments.campaign import (
     Campaign,
     Report,
     Run,
-    evaluate_runs,
     format_plan,
     pending_evaluations,
     run_campaign,
 )
-from fope.experiments.stored import checked_store
+from fope.experiments.stored import checked_store, store_run
 from fope.report.store import portable, read_json, read_run
 from tests.conftest import tiny_run_config
 from tests.report.fakes import stored_run
@@ -49,7 +48,7 @@ def store_rope(results, out, corpus, *changes: str) -> dict:
 def test_a_stored_run_is_neither_trained_nor_evaluated(tmp_path, tiny_corpus, monkeypatch):
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus)
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     printed = []
     outcome = run_campaign(campaign_of(tiny_corpus, results), out, log=printed.append)
@@ -70,7 +69,7 @@ def test_a_run_stored_before_a_config_key_existed_matches_when_the_key_keeps_its
     record = json.loads((results / "runs" / "rope-s0.json").read_text())
     del record["config"]["train"]["init_positions"]  # stored by a fope without the option
     (results / "runs" / "rope-s0.json").write_text(json.dumps(record))
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     outcome = run_campaign(campaign_of(tiny_corpus, results), out, log=lambda _: None)
     assert outcome["report"]["groups"]["rope"]["n"] == 1
@@ -83,7 +82,7 @@ def test_a_run_stored_with_other_checkpoint_steps_matches(tmp_path, tiny_corpus,
     only at the end are reused by one that checkpoints every 500 steps; the run length still has to match."""
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus, "train.checkpoint_every=8")
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     campaign = campaign_of(tiny_corpus, results, "train.checkpoint_every=2")
     assert run_campaign(campaign, out, log=lambda _: None)["report"]["groups"]["rope"]["n"] == 1
@@ -94,7 +93,7 @@ def test_a_run_stored_with_other_checkpoint_steps_matches(tmp_path, tiny_corpus,
 def test_stored_results_with_other_settings_stop_the_campaign_before_anything_runs(tmp_path, tiny_corpus, monkeypatch):
     out, results = tmp_path / "out", tmp_path / "results"
     store_rope(results, out, tiny_corpus, "optim.lr=0.1")
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", no_work)
     with pytest.raises(CampaignError, match=r"rope-s0\.json: optim\.lr: 0\.1 there, 0\.003 here"):
         run_campaign(campaign_of(tiny_corpus, results), out, log=lambda _: None)
     assert not out.exists()
@@ -150,7 +149,8 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     evaluate_run_perplexity(run_dir, max_spans=2, device="cpu", progress=False)  # as the campaign's worker does
     evaluate_run_passkey(run_dir, trials=3, device="cpu", progress=False)
     campaign = campaign_of(tiny_corpus, results, max_spans=2, passkey_trials=3)
-    evaluate_runs(campaign, {"rope-s0": run_dir}, out)  # nothing pending: stored at once
+    assert pending_evaluations(campaign, "rope-s0", run_dir) is None  # nothing pending: the campaign stores it
+    store_run(campaign, "rope-s0", out)
     path = results / "runs" / "rope-s0.json"
     assert path.stat().st_size < 50_000
     record = read_run(results, "rope-s0")
@@ -167,7 +167,7 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     changed = json.loads(eval_file.read_text())
     changed["results"][0]["loss"] = 99.0
     eval_file.write_text(json.dumps(changed))
-    evaluate_runs(campaign, {"rope-s0": run_dir}, out)
+    store_run(campaign, "rope-s0", out)
     assert path.read_bytes() == before
     # An evaluation of one length with the campaign's settings merges into the file: nothing is pending...
     evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
@@ -196,14 +196,14 @@ def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path,
     started, real = [], subprocess.Popen
 
     def recording(command, *args, **kwargs):
-        if "fope.experiments.worker" in command:  # not git, which provenance asks through the same module
-            action = command[command.index("fope.experiments.worker") + 1]
+        if "fope.worker" in command:  # not git, which provenance asks through the same module
+            action = command[command.index("fope.worker") + 1]
             run = command[-2] if action == "evaluate" else command[-1]
             stored = sorted(path.name for path in (results / "runs").glob("*.json"))
             started.append((action, run.rsplit("/", 1)[-1], stored))
         return real(command, *args, **kwargs)
 
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", recording)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", recording)
     outcome = run_campaign(campaign, out, log=lambda _: None)
     assert started == [
         ("train", "rope-s0", []),
@@ -232,8 +232,8 @@ def test_an_extended_run_is_evaluated_after_its_new_training_ends(tmp_path, tiny
 
     def recording(command, *args, **kwargs):
         process = real(command, *args, **kwargs)
-        if "fope.experiments.worker" in command:
-            action = command[command.index("fope.experiments.worker") + 1]
+        if "fope.worker" in command:
+            action = command[command.index("fope.worker") + 1]
             run = (command[-2] if action == "evaluate" else command[-1]).rsplit("/", 1)[-1]
             if action == "train":
                 training[run] = process
@@ -241,7 +241,7 @@ def test_an_extended_run_is_evaluated_after_its_new_training_ends(tmp_path, tiny
                 early.append(run)
         return process
 
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", recording)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", recording)
     campaign = Campaign(runs(4), (report,), max_spans=2, passkey_trials=None, jobs=2, results=results, name="demo")
     run_campaign(campaign, out, log=lambda _: None)
     assert set(training) == {"rope-s0", "fope-s0"} and early == []
@@ -262,7 +262,7 @@ def test_a_campaign_stops_and_continues_on_another_machine_from_the_json_alone(t
     results = tmp_path / "results"
     first = run_experiment(plan_experiment("baselines", tmp_path / "a", results, **options), log=lambda _: None)
     assert sorted(path.name for path in (results / "runs").iterdir()) == ["fope-s0.json", "rope-s0.json"]
-    monkeypatch.setattr("fope.experiments.executor.subprocess.Popen", no_work)
+    monkeypatch.setattr("fope.executor.subprocess.Popen", no_work)
     monkeypatch.setattr("fope.build.prepare_run_data", no_work)
     again = run_experiment(plan_experiment("baselines", tmp_path / "b", results, **options), log=lambda _: None)
     assert not (tmp_path / "b" / "runs").exists()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from fope.cli.args import add_dataclass_arguments, dataclass_values
-from fope.experiments.executor import EXECUTORS
+from fope.executor import EXECUTORS
 
 
 def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
@@ -37,9 +37,9 @@ def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def _run_recipe(args: argparse.Namespace) -> int:
+    from fope.executor import make_executor
     from fope.experiments import format_experiment, plan_experiment, recipe, run_experiment, setting_names
     from fope.experiments.common import Settings
-    from fope.experiments.executor import make_executor
 
     module = recipe(args.experiment)
     given = dataclass_values(args, Settings, setting_names(module)) | dataclass_values(args, module.Options)

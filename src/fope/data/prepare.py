@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from tqdm.auto import tqdm
 
@@ -22,6 +22,9 @@ from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, Toke
 from fope.data.tokenizer import Tokenizer, check_vocab_size, train_bpe
 from fope.errors import UNWRITABLE_ERRNOS, FopeError
 from fope.files import file_sha256, publish_directory
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +132,30 @@ def _load_documents(spec: dict[str, Any], text_field: str, cache_dir: Path) -> t
     return corpus.jsonl_documents(spec["path"], text_field), [{"kind": "jsonl", "path": spec["path"]}]
 
 
-def _options(
-    source: str,
-    vocab_size: int,
-    val_fraction: float,
-    seed: int,
-    text_field: str,
-    tokenizer: str | Path | None,
-    sources: Sequence[str] | None,
+class PreparationOptions(TypedDict, total=False):
+    """``prepare_data``'s options besides the source and the folder (``preparation_options`` holds the defaults)."""
+
+    vocab_size: int
+    val_fraction: float
+    seed: int
+    text_field: str
+    tokenizer: str | Path | None
+    sources: Sequence[str] | None
+
+
+def preparation_options(
+    source: str | Path = "default",
+    *,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    text_field: str = "text",
+    tokenizer: str | Path | None = None,
+    sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the output depends on, checked; its hash names the cache folder."""
+    """The ``options`` that ``prepare_data`` with these arguments records in its manifest: everything the output
+    depends on, checked; its hash names the cache folder."""
+    source = str(source)
     corpus.check_val_fraction(val_fraction)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0; got {seed!r}")
@@ -165,20 +182,6 @@ def _options(
     return options
 
 
-def preparation_options(
-    source: str = "default",
-    *,
-    vocab_size: int = DEFAULT_VOCAB_SIZE,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    seed: int = 0,
-    text_field: str = "text",
-    tokenizer: str | Path | None = None,
-    sources: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """The ``options`` that ``prepare_data`` with these arguments records in its manifest (checked)."""
-    return _options(str(source), vocab_size, val_fraction, seed, text_field, tokenizer, sources)
-
-
 def open_prepared(root: str | Path) -> PreparedData:
     """The prepared data in ``root`` as it is, checked against its manifest (OSError, ValueError or KeyError if not)."""
     root = Path(root)
@@ -191,15 +194,7 @@ def options_key(options: dict[str, Any]) -> str:
 
 
 def prepare_data(
-    source: str = "default",
-    out_dir: str | Path | None = None,
-    *,
-    vocab_size: int = DEFAULT_VOCAB_SIZE,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    seed: int = 0,
-    text_field: str = "text",
-    tokenizer: str | Path | None = None,
-    sources: Sequence[str] | None = None,
+    source: str | Path = "default", out_dir: str | Path | None = None, **options: Unpack[PreparationOptions]
 ) -> PreparedData:
     """Split ``source`` by whole documents, tokenize it, and write ``tokenizer.json``, ``train/``, ``val/``, manifest.
 
@@ -208,18 +203,10 @@ def prepare_data(
     (``Document.source``: ``shakespeare``, ``milton``, ``bible`` in the default corpus; a folder's sub-folders): the
     others enter neither split nor the tokenizer. ``tokenizer``: a tokenizer to use (see ``Tokenizer.load``); by
     default a byte-level BPE of ``vocab_size`` is trained on the training split (``vocab_size`` is unused when a
-    tokenizer is given). Output goes to ``out_dir``, by default
+    tokenizer is given); the defaults are ``preparation_options``'s. Output goes to ``out_dir``, by default
     ``default_cache_dir()/data/<options_key>``; a folder already prepared with the same options is reused.
     """
-    options = preparation_options(
-        source,
-        vocab_size=vocab_size,
-        val_fraction=val_fraction,
-        seed=seed,
-        text_field=text_field,
-        tokenizer=tokenizer,
-        sources=sources,
-    )
+    options = preparation_options(source, **options)  # the options' defaults and checks
     cache_dir = default_cache_dir()
     root = Path(out_dir).expanduser() if out_dir is not None else cache_dir / "data" / options_key(options)
     if root.exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from fope.evaluate.results import PASSKEY, evaluate_run_model
 from fope.evaluate.retrieval import (
     DEFAULT_TRIALS,
     MAX_LENGTH_MULTIPLE,
+    RetrievalOptions,
     RetrievalTrial,
     default_lengths,
     evaluate_retrieval,
@@ -30,6 +31,9 @@ from fope.evaluate.retrieval import (
     trial_rng,
 )
 from fope.evaluate.schema import RetrievalResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = [
     "DEFAULT_TRIALS",
@@ -132,33 +136,14 @@ def evaluate_passkey(
 def evaluate_run_passkey(
     run_dir: str | Path,
     *,
-    lengths: Sequence[int] | None = None,
-    trials: int = DEFAULT_TRIALS,
-    seed: int = 0,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    depth_bins: int = 5,
-    batch_size: int | None = None,
     device: str = "auto",
     step: int | None = None,
-    progress: bool = True,
     write: bool = True,
+    **options: Unpack[RetrievalOptions],
 ) -> RetrievalResult:
-    """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``."""
-    return evaluate_run_model(
-        run_dir,
-        PASSKEY,
-        evaluate_passkey,
-        step=step,
-        device=device,
-        write=write,
-        lengths=lengths,
-        trials=trials,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        depth_bins=depth_bins,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``
+    (``options``: ``evaluate_passkey``'s)."""
+    return evaluate_run_model(run_dir, PASSKEY, evaluate_passkey, step=step, device=device, write=write, **options)
 
 
 def format_passkey(results: dict[str, Any]) -> str:

@@ -14,11 +14,12 @@ result is the one-at-a-time result; only float reduction order may differ betwee
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from fope.evaluate.chunks import LENGTH_MULTIPLES, check_lengths
 from fope.evaluate.perplexity import DEFAULT_BATCH_TOKENS
 from fope.evaluate.results import RETRIEVAL, evaluate_run_model, retrieval_name
 from fope.evaluate.schema import RetrievalResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 DEFAULT_TRIALS = 100
 #: Default lengths stop at this multiple of the training length.
@@ -278,40 +282,33 @@ def evaluate_retrieval(
     }
 
 
+class RetrievalOptions(TypedDict, total=False):
+    """What ``evaluate_run_retrieval`` and ``evaluate_run_passkey`` hand on to the evaluator (``evaluate_retrieval`` /
+    ``evaluate_passkey``, which hold the defaults and the checks)."""
+
+    lengths: Sequence[int] | None
+    trials: int
+    seed: int
+    max_new_tokens: int | None
+    depth_bins: int
+    batch_size: int | None
+    progress: bool
+
+
 def evaluate_run_retrieval(
     run_dir: str | Path,
     task: str | RetrievalTask,
     *,
-    lengths: Sequence[int] | None = None,
-    trials: int = DEFAULT_TRIALS,
-    seed: int = 0,
-    max_new_tokens: int | None = None,
-    depth_bins: int = 5,
-    batch_size: int | None = None,
     device: str = "auto",
     step: int | None = None,
-    progress: bool = True,
     write: bool = True,
+    **options: Unpack[RetrievalOptions],
 ) -> RetrievalResult:
     """``fope retrieval``: a run's accuracy on ``task`` against length, saved as
-    ``RUN_DIR/eval/retrieval-<task>.json``."""
+    ``RUN_DIR/eval/retrieval-<task>.json`` (``options``: ``evaluate_retrieval``'s)."""
     task = as_task(task)  # an unknown name fails before the run is loaded
-    return evaluate_run_model(
-        run_dir,
-        retrieval_name(task.name),
-        evaluate_retrieval,
-        step=step,
-        device=device,
-        write=write,
-        task=task,
-        lengths=lengths,
-        trials=trials,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        depth_bins=depth_bins,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    name, evaluate = retrieval_name(task.name), functools.partial(evaluate_retrieval, task=task)
+    return evaluate_run_model(run_dir, name, evaluate, step=step, device=device, write=write, **options)
 
 
 def format_retrieval(results: dict[str, Any]) -> str:

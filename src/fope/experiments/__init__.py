@@ -11,15 +11,9 @@ evaluation is also stored as a small JSON file in a results folder (``OUT/result
 checkout's ``docs/results``), and a run whose stored results match is not trained or evaluated again
 (``fope.experiments.stored``); ``fope report`` rebuilds ``docs/results.md`` from that folder alone.
 
-- ``ablation``: RoPE, FoPE, FoPE without the Fourier series, FoPE without the floor clipping (two forms), per size.
-- ``sweep``: FoPE's sigma, output dimension and number of kept frequencies; head_dim vs heads vs layers at one budget.
-- ``extension``: continued pre-training from L to 2L, {RoPE, FoPE} start x {YaRN, FoPE} extension, equal tokens.
-- ``cross-domain``: train on some sources of the corpus, evaluate on other text.
-- ``baselines``: RoPE, FoPE and the other ways to remove low frequencies (p-RoPE, HoPE-style), NoPE, ALiBi.
-- ``retrieval``: passkey retrieval learned in-length (longer training), then asked past the training length.
-
-The campaign runner is ``fope.experiments.campaign`` (worker processes: ``fope.experiments.worker``, started by an
-executor of ``fope.experiments.executor``: local processes or a Ray cluster).
+The recipes (``EXPERIMENTS``; each module's docstring says what it compares) are found in
+``fope.experiments.recipes``. A plan runs through ``fope.experiments.campaign`` on an executor (``fope.executor``:
+local processes or a Ray cluster), whose tasks are ``fope.worker`` processes.
 """
 
 from __future__ import annotations
@@ -33,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from fope.errors import CampaignError
 
 if TYPE_CHECKING:
+    from fope.executor import Executor
     from fope.experiments.common import Plan
-    from fope.experiments.executor import Executor
 
 #: The recipes of ``fope experiment`` (``fope.experiments.recipes.RECIPES`` holds their modules, and the demo's).
 EXPERIMENTS = ("ablation", "sweep", "extension", "cross-domain", "baselines", "retrieval")
@@ -109,7 +103,7 @@ def format_experiment(plan: Plan) -> str:
 
 
 def run_experiment(plan: Plan, log: Callable[[str], None] = print, executor: Executor | None = None) -> dict[str, Any]:
-    """Train, evaluate, report and summarise a plan on ``executor`` (``fope.experiments.executor``; default the
+    """Train, evaluate, report and summarise a plan on ``executor`` (``fope.executor``; default the
     plan's ``jobs`` local workers); returns the reports' results and the summary text."""
     from fope.experiments.common import run_plan
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option
-from fope.experiments.summaries import contrast_lines, groups_of, header, lengths, summary
 from fope.report import contrast
+from fope.report.summaries import contrast_lines, groups_of, header, lengths, summary
 
 NAME = "ablation"
 ARMS = ("rope", "fope", "fope-no-fs", "fope-no-cf", "fope-no-cf-square")

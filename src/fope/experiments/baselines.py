@@ -10,7 +10,7 @@ from typing import Any
 
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option
-from fope.experiments.summaries import contrast_lines, groups_of, header, summary
+from fope.report.summaries import contrast_lines, groups_of, header, summary
 
 NAME = "baselines"
 ARMS = ("rope", "fope", "p-rope", "hope", "cope", "alibi", "nope")

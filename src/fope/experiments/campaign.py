@@ -9,7 +9,7 @@ settings is an error: never silently retrained or mixed into a comparison. Evalu
 latest checkpoint with the same settings are reused too. With a results folder (``Campaign.results``; the rules in
 ``fope.experiments.stored``) each run's evaluations are stored there as they finish, and a run whose stored results
 match is neither trained nor evaluated: its reports use the stored numbers. The campaign writes each run's config to
-``OUT/runs/<name>/config.yaml``; worker processes (``fope.experiments.worker``) train from it and evaluate, ``jobs`` at
+``OUT/runs/<name>/config.yaml``; worker processes (``fope.worker``) train from it and evaluate, ``jobs`` at
 a time with one torch thread each: on a 2-core machine two single-thread workers get more tokens per second than one
 process with two threads (docs/benchmarks.md).
 """
@@ -22,18 +22,17 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from fope.config import RunConfig, save_config, to_dict
+from fope.build import non_embedding_parameters
+from fope.config import save_config, to_dict
 from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, EvaluationRequest, mismatches, read_results, results_name
-from fope.experiments.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
+from fope.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
 from fope.experiments.plan import Campaign, Report, Run
 from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
 from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
 from fope.metrics import drop_records_after
-from fope.model import ModelConfig, TransformerLM
 from fope.report import RunResults, load_results, text_table, write_report
 from fope.report.store import read_run, run_file, stored_run_results
 
@@ -191,35 +190,6 @@ def _evaluation_jobs(
     return jobs
 
 
-def _evaluated(
-    campaign: Campaign, jobs: Mapping[str, Task], out: Path
-) -> tuple[Callable[[], int], Callable[[Task], None]]:
-    """The number of evaluation ``jobs`` done, and the callback that stores a run when its job succeeds."""
-    by_job = {job.name: name for name, job in jobs.items()}
-    done: set[str] = set()
-
-    def progress() -> int:
-        return len(done)
-
-    def finished(job: Task) -> None:
-        if job.name in by_job:
-            store_run(campaign, by_job[job.name], out)
-            done.add(job.name)
-
-    return progress, finished
-
-
-def evaluate_runs(
-    campaign: Campaign, run_dirs: Mapping[str, Path], out: Path, executor: Executor | None = None
-) -> None:
-    """Perplexity (held-out and other text) and passkey for every run in ``run_dirs``, skipping what is already
-    done; each run's evaluations go to the results folder as soon as they are all done."""
-    tasks = _evaluation_jobs(campaign, run_dirs, out)
-    progress, finished = _evaluated(campaign, tasks, out)
-    executor = executor or LocalExecutor(campaign.jobs)
-    run_tasks(list(tasks.values()), executor, progress, len(tasks), "evaluating", unit="run", finished=finished)
-
-
 def train_and_evaluate(
     campaign: Campaign,
     out: Path,
@@ -235,7 +205,13 @@ def train_and_evaluate(
     reported = {name: run_dirs[name] for name in campaign.reported() if name not in skip}
     trained_here = {job.name for job in training}
     evaluations = _evaluation_jobs(campaign, reported, out, trained=trained_here)
-    evaluated, finished = _evaluated(campaign, evaluations, out)
+    by_job, evaluated = {job.name: name for name, job in evaluations.items()}, set()
+
+    def finished(job: Task) -> None:  # a run's results are stored as soon as its evaluation succeeds
+        if job.name in by_job:
+            store_run(campaign, by_job[job.name], out)
+            evaluated.add(job.name)
+
     # Runs trained earlier are evaluated first; each training job is followed by its run's evaluation, which is
     # ready (and so starts before later training jobs) the moment that training ends.
     queue = [job for name, job in evaluations.items() if name not in trained_here]
@@ -243,7 +219,7 @@ def train_and_evaluate(
         queue += [job, *([evaluations[job.name]] if job.name in evaluations else [])]
 
     def postfix() -> str:
-        return f"evaluated {evaluated()}/{len(evaluations)} runs"
+        return f"evaluated {len(evaluated)}/{len(evaluations)} runs"
 
     run_tasks(
         queue,
@@ -323,20 +299,6 @@ def run_campaign(
 
 
 # ------------------------------------------------------------------ the dry run
-
-
-def planned_model(config: RunConfig) -> ModelConfig:
-    """The run's ``ModelConfig`` before any data exists: the vocabulary is ``data.vocab_size`` unless set."""
-    return config.model_config(vocab_size=config.model.get("vocab_size") or config.data.vocab_size)
-
-
-def non_embedding_parameters(config: RunConfig) -> int | None:
-    """Parameters of the run's model without the vocabulary matrices (built on the meta device: no memory)."""
-    if config.transformers is not None:
-        return None
-    with torch.device("meta"):
-        model = TransformerLM(planned_model(config))
-    return model.num_parameters(exclude_embeddings=True)
 
 
 def assignment(key: str, value: Any) -> str:

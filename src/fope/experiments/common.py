@@ -20,8 +20,8 @@ from typing import Any
 from fope.checks import check_seed
 from fope.config import ConfigError, apply_overrides, load_config
 from fope.errors import CampaignError
+from fope.executor import Executor, LocalExecutor
 from fope.experiments.campaign import Campaign, Report, Run, format_plan, run_campaign
-from fope.experiments.executor import Executor, LocalExecutor
 from fope.experiments.stored import from_store, stored_states
 from fope.files import write_atomic
 from fope.presets import merge, preset_data, preset_names

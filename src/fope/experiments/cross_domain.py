@@ -15,8 +15,8 @@ from fope.evaluate.results import PERPLEXITY, results_name
 from fope.experiments.baselines import SIZE_HELP
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option
-from fope.experiments.summaries import contrast_lines, groups_of, lengths, ranking, summary
 from fope.report import by_length, spread_text, text_table
+from fope.report.summaries import contrast_lines, groups_of, lengths, ranking, summary
 
 NAME = "cross-domain"
 ARMS = ("rope", "fope", "alibi")

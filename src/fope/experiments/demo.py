@@ -20,9 +20,9 @@ from typing import Any
 from fope.errors import CampaignError
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option, retrieval_values
-from fope.experiments.summaries import contrast_lines, learned_lines
 from fope.presets import preset_names
 from fope.report import key_table
+from fope.report.summaries import contrast_lines, learned_lines
 
 NAME = "demo"
 ENCODINGS = ("rope", "fope", "alibi")

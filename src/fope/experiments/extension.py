@@ -12,7 +12,7 @@ from typing import Any
 from fope.experiments.baselines import SIZE_HELP
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, arm_position, make_run, names, option
-from fope.experiments.summaries import contrast_lines, groups_of, header, summary
+from fope.report.summaries import contrast_lines, groups_of, header, summary
 
 NAME = "extension"
 STARTS = ("rope", "fope")

@@ -20,7 +20,7 @@ from typing import Any
 from fope.errors import CampaignError
 from fope.experiments.campaign import Report
 from fope.experiments.common import Plan, Settings, make_run, names, option, retrieval_values
-from fope.experiments.summaries import header, learned_lines, summary
+from fope.report.summaries import header, learned_lines, summary
 
 NAME = "retrieval"
 ARMS = ("rope", "fope", "alibi")

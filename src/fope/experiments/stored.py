@@ -13,22 +13,13 @@ and added, and what a file already holds is never replaced.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from fope.checkpoint import checkpoint_identity
 from fope.config import ConfigError, RunConfig, from_dict, to_dict
 from fope.errors import CampaignError
-from fope.evaluate.results import (
-    PASSKEY,
-    PERPLEXITY,
-    EvaluationRequest,
-    mismatches,
-    read_results,
-    results_name,
-    results_path,
-)
+from fope.evaluate import results as eval_files
 from fope.experiments.plan import Campaign, Run
 from fope.experiments.state import BOOKKEEPING_KEYS, differences
 from fope.provenance import provenance
@@ -57,9 +48,9 @@ def wanted_evaluations(campaign: Campaign, name: str, out: Path) -> dict[str, di
     wanted = {}
     for data in campaign.evaluations(name):
         text = None if data is None else portable(str(Path(data).resolve()), out)
-        wanted[results_name(PERPLEXITY, data)] = {"data": text, "max_spans": campaign.max_spans}
+        wanted[eval_files.results_name(eval_files.PERPLEXITY, data)] = {"data": text, "max_spans": campaign.max_spans}
     if campaign.passkey_trials is not None and campaign.evaluations(name):
-        wanted[PASSKEY] = {"trials": campaign.passkey_trials}
+        wanted[eval_files.PASSKEY] = {"trials": campaign.passkey_trials}
     return wanted
 
 
@@ -82,7 +73,8 @@ def stored_state(campaign: Campaign, run: Run, out: Path) -> StoredState:
     for key, settings in wanted.items():
         there = (record["evaluations"].get(key) or {}).get("settings")
         if there is not None:  # the settings the campaign stored it with (the step is the config's: checked above)
-            found += [f"{key} {difference}" for difference in mismatches(there, EvaluationRequest(settings=settings))]
+            request = eval_files.EvaluationRequest(settings=settings)
+            found += [f"{key} {difference}" for difference in eval_files.mismatches(there, request)]
     if found:
         return StoredState("conflict", "; ".join(found))
     missing = [key for key in wanted if key not in record["evaluations"]]
@@ -132,7 +124,7 @@ def store_recipe(campaign: Campaign, out: Path) -> None:
         {
             "folder": report.folder,
             "title": report.title,
-            "evaluation": results_name(PERPLEXITY, report.data),
+            "evaluation": eval_files.results_name(eval_files.PERPLEXITY, report.data),
             "data": None if report.data is None else portable(str(Path(report.data).resolve()), out),
             "runs": list(report.runs),
             "contrasts": [list(pair) for pair in report.contrasts],
@@ -141,15 +133,6 @@ def store_recipe(campaign: Campaign, out: Path) -> None:
     ]
     path = recipe_file(campaign.results, campaign.name)
     write_json(path, merged_recipe(read_json(path, "recipe"), campaign.name, reports))
-
-
-def checkpoint_identity(run_dir: Path, step: int) -> dict[str, Any]:
-    """The checkpoint an evaluation read: its step and the sha256 of its files' checksums (training state aside)."""
-    from fope.checkpoint import find_checkpoint, read_checkpoint_meta
-
-    files = read_checkpoint_meta(find_checkpoint(run_dir, step), verify=False).get("files", {})
-    weights = {name: digest for name, digest in files.items() if name != "training_state.pt"}
-    return {"step": step, "sha256": hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()}
 
 
 def _date(path: Path) -> str:
@@ -171,11 +154,11 @@ def store_run(campaign: Campaign, name: str, out: Path) -> Path | None:
     for key, settings in wanted.items():
         if key in evaluations:  # stored with these settings (checked before the campaign started): kept as it is
             continue
-        result = read_results(run_dir, key)
+        result = eval_files.read_results(run_dir, key)
         if result is None:
             raise CampaignError(f"{run_dir} has no eval/{key}.json after its evaluation (see {out / 'logs'})")
         checkpoint = checkpoint_identity(run_dir, result["run"]["step"])
-        date = _date(results_path(run_dir, key))
+        date = _date(eval_files.results_path(run_dir, key))
         evaluations[key] = evaluation_entry(
             result, settings, out, checkpoint=checkpoint, evaluated=date, code=provenance()
         )

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fope.build import non_embedding_parameters, planned_model
 from fope.config import RunConfig
 from fope.errors import CampaignError
 from fope.experiments.baselines import SIZE_HELP
-from fope.experiments.campaign import Report, Run, non_embedding_parameters, planned_model
+from fope.experiments.campaign import Report, Run
 from fope.experiments.common import Plan, Settings, arm_position, make_run, option
-from fope.experiments.summaries import groups_of, lengths, summary
 from fope.report import by_length, contrast, format_contrast, passkey_spreads, spread_text, text_table
+from fope.report.summaries import groups_of, lengths, summary
 
 NAME = "sweep"
 SWEEPS = ("sigma", "output_dim", "num_inv_freq", "shape")

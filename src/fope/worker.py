@@ -1,7 +1,7 @@
 """A campaign's worker process: train one run from the resolved config in its folder, or evaluate it.
 
-    python -m fope.experiments.worker train RUN_DIR
-    python -m fope.experiments.worker evaluate RUN_DIR '{"perplexity": [null, "text/"], "max_spans": 24, "trials": 20}'
+    python -m fope.worker train RUN_DIR
+    python -m fope.worker evaluate RUN_DIR '{"perplexity": [null, "text/"], "max_spans": 24, "trials": 20}'
 
 ``train`` loads ``RUN_DIR/config.yaml`` (written by the campaign: the run's whole resolved config) and calls
 ``fope.train.train`` on it, continuing from the latest checkpoint when there is one (from scratch otherwise). Under

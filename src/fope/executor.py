@@ -1,6 +1,6 @@
 """Where a campaign's tasks run: one interface, two engines.
 
-A ``Task`` is a worker to start (``python -m fope.experiments.worker train RUN_DIR``, or ``torch.distributed.run``
+A ``Task`` is a worker to start (``python -m fope.worker train RUN_DIR``, or ``torch.distributed.run``
 over ``gpus`` processes), its log file, the tasks that must end first, and the resources it asks for (GPUs, CPU
 threads). ``run_tasks`` starts them in dependency order on an executor, with one progress bar over the campaign:
 
@@ -39,7 +39,7 @@ from fope.errors import CampaignError, FopeError
 #: The executors ``--executor`` names.
 EXECUTORS = ("local", "ray")
 #: How a worker is started: Python's arguments (the Python of the machine that runs it comes first).
-WORKER = ("-m", "fope.experiments.worker")
+WORKER = ("-m", "fope.worker")
 
 
 class RunFailed(FopeError):
