@@ -65,7 +65,7 @@ def rank_main(
     group = init_distributed(device.type, sharded=parallel == "fsdp")
     torch.set_num_threads(1 if device.type == "cpu" else torch.get_num_threads())
     torch.manual_seed(0)
-    vocab = config.model.get("vocab_size") or config.data.vocab_size
+    vocab = config.model.vocab_size or config.data.vocab_size
     model = TransformerLM(config.model_config(vocab)).to(device)
     bf16 = device.type == "cuda"
     if parallel == "fsdp":

@@ -9,6 +9,7 @@ encoding in turn), so machine-load drift hits all encodings alike and the ratio 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def main() -> None:
     seq_len, batch = config.train.seq_len, config.train.batch_size
     runs = {}
     for name, options in ENCODINGS.items():
-        values = {**config.model, "position": name, "position_options": options}
+        values = {**dataclasses.asdict(config.model), "position": name, "position_options": options}
         model_config = load_config(base={"model": values, "train": {"seq_len": seq_len}}).model_config(args.vocab_size)
         torch.manual_seed(0)
         model = TransformerLM(model_config)

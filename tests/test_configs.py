@@ -64,7 +64,7 @@ def test_merge_replaces_options_whole_and_presets_take_overrides():
     merged = merge({"model": {"d_model": 8, "position_options": {"sigma": 0.3}}}, {"model": {"position_options": {}}})
     assert merged == {"model": {"d_model": 8, "position_options": {}}}
     config = load_preset("tiny/fope", ["train.max_steps=5", "model.position_options={sigma: 0.1}"])
-    assert config.train.max_steps == 5 and config.model["position_options"] == {"sigma": 0.1}
+    assert config.train.max_steps == 5 and config.model.position_options == {"sigma": 0.1}
     assert to_dict(load_preset("tiny/fope"))["model"]["position_options"] == {"sigma": 0.3}
     with pytest.raises(ConfigError, match=r"no preset 'tiny/sine'; available: \['tiny/alibi'"):
         preset_data("tiny/sine")

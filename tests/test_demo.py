@@ -33,7 +33,7 @@ def test_demo_campaign_keeps_the_demo_layout_and_commands():
     ]
     assert run.preset == "tiny/rope" and to_dict(run.config) == to_dict(load_preset("tiny/rope", overrides))
     fope = campaign.runs[1].config
-    assert fope.model["position_options"] == {"sigma": 0.1} and fope.data.passkey_fraction == 0.75
+    assert fope.model.position_options == {"sigma": 0.1} and fope.data.passkey_fraction == 0.75
     run_dir = Path("demo-output/runs/rope-demo-s0")
     worker = [sys.executable, "-m", "fope.worker"]
     assert worker_command("train", str(run_dir)) == [*worker, "train", str(run_dir)]

@@ -66,7 +66,7 @@ def test_ablation_plan_arms_differ_only_in_the_position_encoding(tmp_path):
         assert differing(config, configs[f"rope-s{seed}"]) <= POSITION_KEYS
         assert differing(config, configs[f"{arm}-s0"]) <= {"train.seed"}
     square = configs["fope-no-cf-square-s0"].model
-    assert square["position"] == "fope-no-cf" and square["position_options"]["output_dim"] == "square"
+    assert square.position == "fope-no-cf" and square.position_options["output_dim"] == "square"
     (report,) = plan.campaign.reports
     assert report.folder == "report-tiny" and set(report.runs) == set(configs)
     assert plan.campaign.passkey_trials == 100 and plan.campaign.max_spans == 24
@@ -76,7 +76,7 @@ def test_ablation_sizes_keep_head_dim_and_label_by_size(tmp_path):
     plan = plan_experiment("ablation", tmp_path, sizes=["tiny", "small"], seeds=[0])
     configs = resolved(plan)
     small = configs["fope-small-s0"]
-    assert small.name == "fope-small" and small.model["d_model"] == 256 and small.model["num_heads"] == 8
+    assert small.name == "fope-small" and small.model.d_model == 256 and small.model.num_heads == 8
     assert differing(small, configs["fope-s0"]) == {"name", "model.d_model", "model.num_heads"}
     assert [report.folder for report in plan.campaign.reports] == ["report-tiny", "report-small"]
     with pytest.raises(ValueError, match=r"--set \['model.d_model'\] would override what size 'small' sets"):
@@ -111,9 +111,9 @@ def test_sweep_plan_values_reference_and_shapes_at_one_budget(tmp_path):
     reference = configs["fope-s0"]
     reports = {report.folder: report.runs for report in plan.campaign.reports}
     assert all("fope-s0" in runs for runs in reports.values())  # the FoPE preset is every sweep's reference point
-    assert configs["fope-sigma0.5-s0"].model["position_options"] == {"sigma": 0.5}
-    assert configs["fope-dout16-s0"].model["position_options"] == {"sigma": 0.3, "output_dim": 16}
-    assert configs["fope-freqs11-s0"].model["position_options"] == {"sigma": 0.3, "num_inv_freq": 11}
+    assert configs["fope-sigma0.5-s0"].model.position_options == {"sigma": 0.5}
+    assert configs["fope-dout16-s0"].model.position_options == {"sigma": 0.3, "output_dim": 16}
+    assert configs["fope-freqs11-s0"].model.position_options == {"sigma": 0.3, "num_inv_freq": 11}
     for name in reports["report-sigma"] + reports["report-output_dim"] + reports["report-num_inv_freq"]:
         assert differing(configs[name], reference) <= {"name", "model.position_options"}
     shapes = {name: configs[name] for name in reports["report-shape"]}
@@ -145,10 +145,10 @@ def test_extension_arms_have_equal_token_budgets_and_start_from_the_base_runs(tm
         budgets.add(config.train.max_steps * config.train.batch_size * config.train.seq_len)
         assert config.train.init_positions == ("expand" if "-expand" in name else "fresh")
         if "-to-yarn" in name:
-            assert config.model["position"] == "yarn"
-            assert config.model["position_options"] == {"factor": 2.0, "original_max_position": L}
+            assert config.model.position == "yarn"
+            assert config.model.position_options == {"factor": 2.0, "original_max_position": L}
         else:
-            assert config.model["position"] == "fope" and config.model["position_options"] == {"sigma": 0.3}
+            assert config.model.position == "fope" and config.model.position_options == {"sigma": 0.3}
     assert budgets == {150 * BATCH * 2 * L}
     (report,) = plan.campaign.reports
     assert set(report.runs) == set(extended)
@@ -177,7 +177,7 @@ def test_cross_domain_trains_on_shakespeare_and_evaluates_on_exported_bible(tmp_
 def test_baselines_plan(tmp_path):
     configs = resolved(plan_experiment("baselines", tmp_path, seeds=[3]))
     assert list(configs) == [f"{arm}-s3" for arm in BASELINE_ARMS]
-    assert configs["p-rope-s3"].model["position_options"] == {"drop_fraction": 0.25}
+    assert configs["p-rope-s3"].model.position_options == {"drop_fraction": 0.25}
     contrasts = plan_experiment("baselines", tmp_path, seeds=[3]).campaign.reports[0].contrasts
     assert [(a, b) for a, b, _ in contrasts] == [
         ("fope", arm) for arm in ("rope", "p-rope", "hope", "cope", "alibi")
@@ -220,7 +220,7 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
             | sigma
         )
         if sigma:
-            options, demo_options = config.model["position_options"], demo_config.model["position_options"]
+            options, demo_options = config.model.position_options, demo_config.model.position_options
             assert options == {**demo_options, "sigma": retrieval.SIGMA} != demo_options
         assert config.train.checkpoint_every == 500  # a stopped campaign loses at most 500 steps of a run
     assert {config.train.max_steps for config in configs.values()} == {retrieval.STEPS} and retrieval.STEPS > 600
@@ -236,8 +236,8 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
     assert plan.options["sigma"] == retrieval.SIGMA
     arms = ("fope", "fope-no-cf-square", "rope")
     chosen = resolved(plan_experiment("retrieval", tmp_path, sigma=0.2, encodings=arms))
-    assert [c.model["position_options"].get("sigma") for c in chosen.values()][:3] == [0.2, 0.2, None]
-    assert chosen["fope-no-cf-square-retrieval-s0"].model["position_options"]["output_dim"] == "square"
+    assert [c.model.position_options.get("sigma") for c in chosen.values()][:3] == [0.2, 0.2, None]
+    assert chosen["fope-no-cf-square-retrieval-s0"].model.position_options["output_dim"] == "square"
     for bad in (0.0, -0.1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="--sigma must be finite and > 0"):
             plan_experiment("retrieval", tmp_path, sigma=bad)
@@ -246,7 +246,7 @@ def test_retrieval_plan_trains_the_demo_presets_longer_and_keeps_quick_defaults(
     cope = plan_experiment(
         "retrieval", tmp_path, encodings=("cope",), overrides=["model.position_options.num_clipped=4"]
     )
-    assert {c.model["position_options"]["num_clipped"] for c in resolved(cope).values()} == {4}
+    assert {c.model.position_options["num_clipped"] for c in resolved(cope).values()} == {4}
     assert plan.campaign.passkey_trials == 100
     quick = plan_experiment("retrieval", tmp_path, quick=True)
     assert {config.train.max_steps for config in resolved(quick).values()} == {60}
@@ -266,7 +266,7 @@ def test_retrieval_at_size_small_has_its_own_runs_and_report(tmp_path):
     assert small.campaign.reports[0].title.endswith(", size small") and small.options["size"] == "small"
     for name, config in resolved(small).items():
         twin = resolved(tiny)[name.replace("-small", "")]  # the size comes last, as in every recipe
-        assert (config.model["d_model"], config.model["num_heads"]) == (256, 8)
+        assert (config.model.d_model, config.model.num_heads) == (256, 8)
         assert flat(config) | {"model.d_model": 128, "model.num_heads": 4, "name": twin.name} == flat(twin)
     contrasts = small.campaign.reports[0].contrasts
     assert contrasts[0][:2] == ("fope-retrieval-small", "rope-retrieval-small")

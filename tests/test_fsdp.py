@@ -44,7 +44,16 @@ WRITTEN = ("drawn", "live", "alone")
 def small_fope(learnable: bool = False, shared: bool = False) -> ModelConfig:
     """The model ``fsdp_ranks.py`` and the killed save build (FoPE, 2 layers)."""
     options = {"learnable": learnable}
-    return ModelConfig(64, 32, 2, 2, position="fope", train_length=32, position_options=options, share_position=shared)
+    return ModelConfig(
+        vocab_size=64,
+        d_model=32,
+        num_layers=2,
+        num_heads=2,
+        position="fope",
+        train_length=32,
+        position_options=options,
+        share_position=shared,
+    )
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, **tolerance: float) -> None:
@@ -186,7 +195,9 @@ def test_fsdp_needs_torchrun_and_fope_model(tiny_corpus, tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"train.parallel applies to fope's own model"):
         from_dict(RunConfig, {"transformers": {"path": "llama"}, "train": {"parallel": "fsdp"}})
     with pytest.raises(ConfigError, match=r"train.parallel must be one of \['ddp', 'fsdp'\]; got 'zero3'"):
-        from_dict(RunConfig, {"model": {"d_model": 32}, "train": {"parallel": "zero3"}})
+        from_dict(
+            RunConfig, {"model": {"d_model": 32, "num_layers": 1, "num_heads": 2}, "train": {"parallel": "zero3"}}
+        )
 
 
 # ------------------------------------------------------------------ a save killed at its staging step

@@ -75,7 +75,7 @@ def test_valid_options_load_and_leave_the_global_rng_alone(tiny_corpus):
     assert torch.equal(state, torch.get_rng_state())
     assert config.model_config(300).position_options == {"sigma": 0.5}
     yarn = load(tiny_corpus, "model.position=yarn", "model.position_options={factor: 2, original_max_position: 32}")
-    assert yarn.model["position"] == "yarn"
+    assert yarn.model.position == "yarn"
 
 
 def test_devices(tiny_corpus):

@@ -52,7 +52,7 @@ POSITION_PARAMETER_MARKERS = ("position_modules.", ".fope.")
 
 def planned_model(config: RunConfig) -> ModelConfig:
     """The run's ``ModelConfig`` before any data exists: the vocabulary is ``data.vocab_size`` unless set."""
-    return config.model_config(vocab_size=config.model.get("vocab_size") or config.data.vocab_size)
+    return config.model_config(vocab_size=config.model.vocab_size or config.data.vocab_size)
 
 
 def non_embedding_parameters(config: RunConfig) -> int | None:

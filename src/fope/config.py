@@ -29,7 +29,7 @@ from fope.data.retrieval import check_retrieval_tasks
 from fope.errors import ConfigError
 from fope.extras import require
 from fope.files import write_atomic
-from fope.model import ModelConfig, build_position
+from fope.model import ModelConfig, ModelSection, build_position
 from fope.positions.registry import position_options
 
 T = TypeVar("T")
@@ -191,6 +191,8 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         options = [option for option in typing.get_args(kind) if option is not type(None)]
         if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, Mapping):
+            if not value:  # an empty optional section (``model: {}`` in configs written before it was typed) is unset
+                return None
             return _convert(value, options[0], key)  # an optional section: its own error names the nested key
         for option in typing.get_args(kind):
             with contextlib.suppress(ConfigError):
@@ -465,16 +467,20 @@ class TransformersConfig:
 MAX_NAME_LENGTH = 100
 
 
+def exclusive_sections(path: Any) -> str:
+    return f"model and transformers are exclusive: transformers trains the model in {path!r}, so leave model out"
+
+
 @dataclass
 class RunConfig:
-    """A whole training run. ``model`` holds ``ModelConfig`` fields; ``vocab_size`` defaults to the tokenizer's and
-    ``train_length`` to ``train.seq_len``; ``position_seed`` defaults to ``train.seed``.
+    """A whole training run. ``model`` is a ``ModelSection`` (``ModelConfig``'s fields): ``vocab_size`` defaults to the
+    tokenizer's and ``train_length`` to ``train.seq_len``; ``position_seed`` defaults to ``train.seed``.
 
-    ``transformers`` instead trains a local transformers model (then ``model`` stays empty); the data is tokenized
+    ``transformers`` instead trains a local transformers model (then ``model`` is left out); the data is tokenized
     with that model's tokenizer unless ``data.tokenizer`` names another.
     """
 
-    model: dict[str, Any] = field(default_factory=dict)
+    model: ModelSection | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -488,14 +494,11 @@ class RunConfig:
                 f"names); got {len(self.name)} characters: {self.name[:40]!r}..."
             )
         if self.transformers is None:
-            if not self.model:
+            if self.model is None:
                 raise ValueError("set either model (a fope TransformerLM) or transformers (a local transformers model)")
             return
-        if self.model:
-            raise ValueError(
-                f"model and transformers are exclusive: transformers trains the model in {self.transformers.path!r}, "
-                f"so model must be empty; got model keys {sorted(self.model)}"
-            )
+        if self.model is not None:
+            raise ValueError(exclusive_sections(self.transformers.path))
         for key, value, instead in (
             ("parallel", self.train.parallel == "fsdp", "train.parallel=ddp"),
             ("activation_checkpointing", self.train.activation_checkpointing, "transformers.gradient_checkpointing"),
@@ -519,7 +522,11 @@ class RunConfig:
         Errors name the ``model.`` key: a field of the wrong type, an option the position encoding does not take, a
         value it refuses (``model.position_options.sigma: sigma must be >= 0.0; got -1.0``).
         """
-        values = dict(self.model)
+        if self.model is None:
+            raise ConfigError(
+                f"this run trains the transformers model in {self.transformers.path!r}: it has no model section"
+            )
+        values = dataclasses.asdict(self.model)
         if values.get("vocab_size") is None:
             if vocab_size is None:
                 raise ConfigError("model.vocab_size is not set and no tokenizer is known to take it from")
@@ -558,6 +565,9 @@ def load_config(
     """A ``RunConfig`` from a YAML file (or ``base`` data) with ``key=value`` overrides, fully validated."""
     data = load_yaml(path) if path is not None else dict(base or {})
     data = apply_overrides(data, list(overrides))
+    transformers = data.get("transformers")
+    if data.get("model") and isinstance(transformers, Mapping):  # before the model section's own errors
+        raise ConfigError(exclusive_sections(transformers.get("path")))
     config = from_dict(RunConfig, data)
     if config.transformers is not None:
         from fope.integrations.hf_lm import check_model_directory
@@ -567,7 +577,7 @@ def load_config(
         except ValueError as error:
             raise ConfigError(str(error)) from error
     else:
-        config.model_config(vocab_size=config.model.get("vocab_size") or 2**16)  # validate the model section now
+        config.model_config(vocab_size=config.model.vocab_size or 2**16)  # validate the model section now
     return config
 
 

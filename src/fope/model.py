@@ -28,23 +28,17 @@ from fope.positions import (
     resolve_positions,
 )
 
-__all__ = ["KVCache", "LMOutput", "LayerInputs", "ModelConfig", "TransformerLM", "sample_next_token"]
+__all__ = ["KVCache", "LMOutput", "LayerInputs", "ModelConfig", "ModelSection", "TransformerLM", "sample_next_token"]
 
 
-@dataclass
-class ModelConfig:
-    """Hyper-parameters of ``TransformerLM``; plain data, validated on construction, saved with ``to_dict``.
+@dataclass(kw_only=True)
+class ModelSection:
+    """The model as a run config writes it (its ``model`` section): ``ModelConfig``'s fields, where the three that a
+    run fills in may be left unset (None): ``vocab_size`` (the tokenizer's), ``train_length`` (``train.seq_len``) and
+    ``position_seed`` (``train.seed``). Types are checked when the config loads; ``ModelConfig``, the section resolved
+    (``RunConfig.model_config``), checks the values."""
 
-    ``mlp_ratio`` sets the SwiGLU hidden size ``mlp_ratio * d_model``. The authors' OLMo configs say ``mlp_ratio 8``
-    for the same model: OLMo's fused SwiGLU projection is ``8 * d_model`` wide and its output is halved into value and
-    gate, so their 8 is our 4. ``share_position`` uses one position-encoding module for every layer (for FoPE: one
-    coefficient set, as in the Intern stack) instead of one per layer (the authors' per-layer coefficients).
-    ``position_seed`` seeds the position encoding's random coefficients, layer ``i`` gets ``position_seed + i``;
-    None draws them from the global RNG. ``max_bias_bytes`` bounds the float32 attention bias of bias schemes (ALiBi)
-    built at once: queries are processed in chunks that stay under it.
-    """
-
-    vocab_size: int
+    vocab_size: int | None = None
     d_model: int
     num_layers: int
     num_heads: int
@@ -56,11 +50,28 @@ class ModelConfig:
     qk_norm: bool = False
     position: str = "rope"
     position_options: dict[str, Any] = field(default_factory=dict)
-    train_length: int = 512
+    train_length: int | None = None
     share_position: bool = False
     position_seed: int | None = None
     init_std: float = 0.02
     max_bias_bytes: int = 64 * 2**20
+
+
+@dataclass(kw_only=True)
+class ModelConfig(ModelSection):
+    """Hyper-parameters of ``TransformerLM``; plain data, validated on construction, saved with ``to_dict``.
+
+    ``mlp_ratio`` sets the SwiGLU hidden size ``mlp_ratio * d_model``. The authors' OLMo configs say ``mlp_ratio 8``
+    for the same model: OLMo's fused SwiGLU projection is ``8 * d_model`` wide and its output is halved into value and
+    gate, so their 8 is our 4. ``share_position`` uses one position-encoding module for every layer (for FoPE: one
+    coefficient set, as in the Intern stack) instead of one per layer (the authors' per-layer coefficients).
+    ``position_seed`` seeds the position encoding's random coefficients, layer ``i`` gets ``position_seed + i``;
+    None draws them from the global RNG. ``max_bias_bytes`` bounds the float32 attention bias of bias schemes (ALiBi)
+    built at once: queries are processed in chunks that stay under it.
+    """
+
+    vocab_size: int = field()  # required: field() drops the section's None default
+    train_length: int = 512
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "train_length", "max_bias_bytes"):
