@@ -153,3 +153,27 @@ def test_cli_device_cuda_without_cuda_is_one_line(tiny_runs, capsys):
     assert main(["eval", str(tiny_runs["rope"]), "--device", "cuda", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "asks for CUDA, which is not available here" in err and err.count("\n") == 1
+
+
+def test_the_model_section_is_typed_and_configs_written_before_still_load(tiny_corpus, tmp_path):
+    from fope.config import save_config, to_dict
+    from fope.model import ModelConfig, ModelSection
+
+    config = load(tiny_corpus)
+    assert type(config.model) is ModelSection and config.model.vocab_size is None and config.model.train_length is None
+    resolved = config.model_config(vocab_size=300)
+    assert type(resolved) is ModelConfig and resolved.vocab_size == 300
+    assert resolved.train_length == config.train.seq_len and resolved.position_seed == config.train.seed
+    with pytest.raises(ConfigError, match=r"unknown config key model\.d_modle"):
+        load(tiny_corpus, "model.d_modle=64")
+    # A config saved before the section was typed holds only the keys that were set: it loads to the same config.
+    sparse = {**tiny_run_config(tiny_corpus, "fope"), "model": {"d_model": 32, "num_layers": 2, "num_heads": 2}}
+    sparse["model"]["position"] = "fope"
+    full = load_config(base=sparse)
+    assert to_dict(load_config(base=to_dict(full))) == to_dict(full) and full.model.mlp_ratio == 4.0
+    save_config(full, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == full
+    with pytest.raises(ConfigError, match="set either model"):  # model: {} (a transformers run's, before) is unset
+        load_config(base={**sparse, "model": {}})
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'vocab_size'"):
+        ModelConfig(d_model=32, num_layers=2, num_heads=2)
