@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Protocol
 from tqdm.auto import tqdm
 
 from fope.errors import CampaignError, FopeError
+from fope.worker import PARENT_PID
 
 #: The executors ``--executor`` names.
 EXECUTORS = ("local", "ray")
@@ -48,10 +49,11 @@ class RunFailed(FopeError):
 
 def worker_arguments(action: str, *arguments: str, gpus: int = 1) -> tuple[str, ...]:
     """Python's arguments for the worker; ``train`` over ``gpus`` > 1 processes runs under ``torch.distributed.run``
-    (``--standalone``: its own rendezvous on a free port, so several run side by side on one node)."""
+    (``--standalone``: its own rendezvous on a free port, so several run side by side on one node), started through
+    the worker's ``exec`` so that the torchrun agent dies with the process that started it, as its ranks do."""
     if action == "train" and gpus > 1:
         launcher = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus))
-        return (*launcher, *WORKER, action, *arguments)
+        return (*WORKER, "exec", *launcher, *WORKER, action, *arguments)
     return (*WORKER, action, *arguments)
 
 
@@ -84,7 +86,7 @@ class Ended(NamedTuple):
 def start_process(task: Task, where: str, devices: Sequence[int] = ()) -> subprocess.Popen:
     """Start ``task`` with this machine's Python (one OpenMP thread per asked thread; ``devices``: the GPUs it sees
     when given), its output appended to its log after a line saying where and when it started."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(task.threads), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(task.threads), "PYTHONUNBUFFERED": "1", PARENT_PID: str(os.getpid())}
     if devices:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
     task.log.parent.mkdir(parents=True, exist_ok=True)
