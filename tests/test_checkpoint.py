@@ -176,3 +176,24 @@ def test_a_truncated_training_state_is_one_line(tiny_corpus, run_dir):
     with pytest.raises(CheckpointError, match=r"cannot read .*training_state.pt") as error:
         train(config, run_dir, resume=True, progress=False)
     assert "\n" not in str(error.value)
+
+
+def test_checkpoint_identity_is_the_model_files_only(tmp_path):
+    """What an evaluation read: the weights' checksums, not the training state nor a sharded checkpoint's optimizer
+    shards (a step re-saved after a resume keeps its weights and its identity)."""
+    from fope.checkpoint import checkpoint_identity, checkpoint_name
+
+    folder = tmp_path / "checkpoints" / checkpoint_name(20)
+    folder.mkdir(parents=True)
+
+    def identity(files: dict[str, str]) -> dict:
+        meta = {"step": 20, "model_config": {"d_model": 8}, "files": files}
+        (folder / "meta.json").write_text(json.dumps(meta))
+        return checkpoint_identity(tmp_path, 20)
+
+    sharded = {"model/__0_0.distcp": "a" * 64, "optimizer/__0_0.distcp": "b" * 64, "training_state.pt": "c" * 64}
+    first = identity(sharded)
+    assert first["step"] == 20 and len(first["sha256"]) == 64
+    assert identity({**sharded, "optimizer/__0_0.distcp": "d" * 64, "training_state.pt": "e" * 64}) == first
+    assert identity({**sharded, "model/__0_0.distcp": "f" * 64}) != first
+    assert identity({"model.safetensors": "a" * 64, "training_state.pt": "c" * 64}) != first

@@ -191,8 +191,6 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         options = [option for option in typing.get_args(kind) if option is not type(None)]
         if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, Mapping):
-            if not value:  # an empty optional section (``model: {}`` in configs written before it was typed) is unset
-                return None
             return _convert(value, options[0], key)  # an optional section: its own error names the nested key
         for option in typing.get_args(kind):
             with contextlib.suppress(ConfigError):
@@ -263,6 +261,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]}; accepted keys here: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
+        if fields[name].metadata.get("empty_is_unset") and value == {}:  # ``model: {}``, written before it was typed
+            value = None
         kwargs[name] = _convert(value, hints[name], f"{prefix}{name}")
     missing = [
         name
@@ -325,7 +325,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             raise ConfigError(f"--set {dotted}: cannot parse value {raw!r}: {error}") from error
         node = result
         for key in keys[:-1]:
-            child = node.setdefault(key, {})
+            if node.get(key) is None:  # a section left out, or null (a transformers run's saved model section)
+                node[key] = {}
+            child = node[key]
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {dotted}: {key} is not a section")
             node = child
@@ -480,7 +482,7 @@ class RunConfig:
     with that model's tokenizer unless ``data.tokenizer`` names another.
     """
 
-    model: ModelSection | None = None
+    model: ModelSection | None = field(default=None, metadata={"empty_is_unset": True})
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -566,8 +568,8 @@ def load_config(
     data = load_yaml(path) if path is not None else dict(base or {})
     data = apply_overrides(data, list(overrides))
     transformers = data.get("transformers")
-    if data.get("model") and isinstance(transformers, Mapping):  # before the model section's own errors
-        raise ConfigError(exclusive_sections(transformers.get("path")))
+    if data.get("model") and isinstance(transformers, Mapping) and transformers.get("path"):  # before the section's
+        raise ConfigError(exclusive_sections(transformers["path"]))  # own errors (a missing model.num_layers)
     config = from_dict(RunConfig, data)
     if config.transformers is not None:
         from fope.integrations.hf_lm import check_model_directory

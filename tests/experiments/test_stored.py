@@ -24,7 +24,7 @@ from fope.experiments.campaign import (
     run_campaign,
 )
 from fope.experiments.stored import checked_store, store_run
-from fope.report.store import portable, read_json, read_run
+from fope.report.store import portable, read_json, read_run, write_json
 from tests.conftest import tiny_run_config
 from tests.report.fakes import stored_run
 from tests.test_experiments import tiny_overrides
@@ -169,6 +169,14 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     eval_file.write_text(json.dumps(changed))
     store_run(campaign, "rope-s0", out)
     assert path.read_bytes() == before
+    # A record stored before the model section was typed (only the keys that were set) keeps that form when an
+    # evaluation is added to it: the same config, so the same config hash in docs/results.md.
+    sparse = portable(tiny_run_config(tiny_corpus), out)
+    assert "vocab_size" not in sparse["model"] and to_dict(load_config(base=sparse)) == record["config"]
+    write_json(path, {**record, "config": sparse, "evaluations": {"perplexity": perplexity}})
+    store_run(campaign, "rope-s0", out)
+    again = read_run(results, "rope-s0")
+    assert again["config"] == sparse and again["evaluations"]["passkey"]["settings"] == {"trials": 3}
     # An evaluation of one length with the campaign's settings merges into the file: nothing is pending...
     evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
     assert pending_evaluations(campaign, "rope-s0", run_dir) is None

@@ -163,5 +163,7 @@ def store_run(campaign: Campaign, name: str, out: Path) -> Path | None:
             result, settings, out, checkpoint=checkpoint, evaluated=date, code=provenance()
         )
         summary = summary or result["run"]
-    record = run_record(name, portable(to_dict(run.config), out), summary, evaluations)
-    return write_json(run_file(campaign.results, name), record)
+    config = portable(to_dict(run.config), out)
+    if record is not None and not differences(with_defaults(record["config"]), config):
+        config = record["config"]  # the same config as stored (in the form of its day): its hash stays
+    return write_json(run_file(campaign.results, name), run_record(name, config, summary, evaluations))
