@@ -51,7 +51,7 @@ def _run(tmp_path: Path, corpus: Path, name: str = "rope-s0") -> Run:
 def _fake_run(run_dir: Path, config, step: int) -> None:
     save_config(config, run_dir / "config.yaml")
     if step:
-        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / f"step_{step:07d}").mkdir(parents=True)
         (run_dir / "checkpoints" / "latest").write_text(f"step_{step:07d}")
 
 

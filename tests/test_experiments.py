@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from fope.cli import main
-from fope.config import RunConfig, to_dict
+from fope.config import RunConfig, flatten, to_dict
 from fope.experiments import plan_experiment, run_experiment
 from fope.experiments.ablation import ARMS as ABLATION_ARMS
 from fope.experiments.baselines import ARMS as BASELINE_ARMS
 from fope.experiments.campaign import non_embedding_parameters
-from fope.experiments.state import flatten
 from fope.positions import FoPE
 from fope.presets import load_preset
 from fope.runs import load_run

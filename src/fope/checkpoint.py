@@ -44,6 +44,7 @@ __all__ = [
     "clean_stale_temporaries",
     "find_checkpoint",
     "latest_checkpoint",
+    "latest_step",
     "load_model_weights",
     "load_training_state",
     "point_latest",
@@ -192,6 +193,12 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
             "write the name of the newest one into it"
         )
     return directory
+
+
+def latest_step(run_dir: str | Path) -> int:
+    """The step of the run's newest complete checkpoint (0 without one)."""
+    directory = latest_checkpoint(run_dir)
+    return 0 if directory is None else int(directory.name.removeprefix("step_"))
 
 
 def find_checkpoint(run_dir: str | Path, step: int | None = None) -> Path:

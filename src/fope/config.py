@@ -561,6 +561,27 @@ def check_position(model: ModelConfig) -> None:
             raise ConfigError(f"{key}: {error}") from error
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of nested config sections (``train.seed``); ``*options`` mappings stay whole values."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value and not key.endswith("options"):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def differences(there: Mapping[str, Any], here: Mapping[str, Any], ignore: frozenset[str] = frozenset()) -> list[str]:
+    """``key: A there, B here`` for every dotted key whose value differs between two config mappings."""
+    there, here = flatten(there), flatten(here)
+    return [
+        f"{key}: {there.get(key)!r} there, {here.get(key)!r} here"
+        for key in sorted(set(there) | set(here))
+        if key not in ignore and there.get(key) != here.get(key)
+    ]
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None
 ) -> RunConfig:

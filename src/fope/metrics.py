@@ -11,7 +11,7 @@ from typing import Any
 from fope.errors import with_filename
 from fope.files import write_atomic
 
-__all__ = ["METRICS_FILE", "MetricsLog", "drop_records_after", "iterate_losses", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "drop_records_after", "iterate_losses", "last_step", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -28,6 +28,12 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
             if isinstance(record, dict) and isinstance(record.get("step"), int):
                 records.append(record)
     return records
+
+
+def last_step(run_dir: str | Path) -> int:
+    """The step of the last complete record of a run's ``metrics.jsonl`` (0 without one): how far it has trained."""
+    records = read_metrics(run_dir)
+    return records[-1]["step"] if records else 0
 
 
 def iterate_losses(run_dir: str | Path) -> Iterator[tuple[int, float]]:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from fope.checkpoint import latest_step as completed_step
 from fope.config import load_config
 from fope.executor import RayExecutor, RunFailed
 from fope.experiments.campaign import Campaign, Run, run_campaign
-from fope.experiments.state import completed_step
 from tests.conftest import tiny_run_config
 from tests.ray_cluster import SRC, ray_cluster
 from tests.test_demo_numbers import BASELINE, assert_same_numbers, demo_numbers

@@ -25,14 +25,15 @@ from typing import Any
 import yaml
 
 from fope.build import non_embedding_parameters
-from fope.config import save_config, to_dict
+from fope.checkpoint import latest_step
+from fope.config import flatten, save_config, to_dict
 from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, EvaluationRequest, mismatches, read_results, results_name
 from fope.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
 from fope.experiments.plan import Campaign, Report, Run
-from fope.experiments.state import RunState, completed_step, flatten, logged_step, run_state
+from fope.experiments.state import RunState, run_state
 from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
-from fope.metrics import drop_records_after
+from fope.metrics import drop_records_after, last_step
 from fope.report import RunResults, load_results, text_table, write_report
 from fope.report.store import read_run, run_file, stored_run_results
 
@@ -79,7 +80,7 @@ def _computed(results: dict[str, Any] | None, step: int, evaluation: str, settin
 
 def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
     """What the worker's ``evaluate`` still has to do for a run (everything with ``pending_only=False``), or None."""
-    step = completed_step(run_dir)
+    step = latest_step(run_dir)
     texts = []
     for data in campaign.evaluations(name):
         results = read_results(run_dir, results_name(PERPLEXITY, data)) if pending_only else None
@@ -152,7 +153,7 @@ def _training_jobs(
         save_config(run.config, run_dirs[run.name] / "config.yaml")  # what the worker trains
         # What an interrupted run logged after its last checkpoint is logged again when it resumes: dropped now (as the
         # worker would), so that the bar starts from the checkpoint and never counts backwards.
-        drop_records_after(run_dirs[run.name], completed_step(run_dirs[run.name]))
+        drop_records_after(run_dirs[run.name], latest_step(run_dirs[run.name]))
         arguments = worker_arguments("train", str(run_dirs[run.name]), gpus=campaign.gpus_per_run)
         log_file = out / "logs" / f"{run.name}.train.log"
         gpus = campaign.gpus_per_run
@@ -165,7 +166,7 @@ def _training_jobs(
     steps = {run.name: run.config.train.max_steps for run in campaign.runs if run.name not in skip}
 
     def progress() -> int:
-        return sum(min(max(logged_step(run_dirs[n]), completed_step(run_dirs[n])), s) for n, s in steps.items())
+        return sum(min(max(last_step(run_dirs[n]), latest_step(run_dirs[n])), s) for n, s in steps.items())
 
     return jobs, run_dirs, progress, sum(steps.values())
 

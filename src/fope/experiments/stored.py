@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from fope.checkpoint import checkpoint_identity
-from fope.config import ConfigError, RunConfig, from_dict, to_dict
+from fope.config import ConfigError, RunConfig, differences, from_dict, to_dict
 from fope.errors import CampaignError
 from fope.evaluate import results as eval_files
 from fope.experiments.plan import Campaign, Run
-from fope.experiments.state import BOOKKEEPING_KEYS, differences
+from fope.experiments.state import BOOKKEEPING_KEYS
 from fope.provenance import provenance
 from fope.report.store import (
     evaluation_entry,
