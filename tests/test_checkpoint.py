@@ -197,3 +197,18 @@ def test_checkpoint_identity_is_the_model_files_only(tmp_path):
     assert identity({**sharded, "optimizer/__0_0.distcp": "d" * 64, "training_state.pt": "e" * 64}) == first
     assert identity({**sharded, "model/__0_0.distcp": "f" * 64}) != first
     assert identity({"model.safetensors": "a" * 64, "training_state.pt": "c" * 64}) != first
+
+
+def test_how_far_a_run_has_trained_survives_a_cut_line_and_a_dangling_pointer(tmp_path):
+    from fope.checkpoint import latest_step
+    from fope.metrics import last_step
+
+    assert last_step(tmp_path) == 0 and latest_step(tmp_path) == 0
+    (tmp_path / "metrics.jsonl").write_text('{"step": 10, "loss": 3.0}\n{"step": 20, "loss": 2.5}\n{"step": 3')
+    assert last_step(tmp_path) == 20  # the line a crash cut short is not a step
+    (tmp_path / "checkpoints" / "step_0000020").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest").write_text("step_0000020")
+    assert latest_step(tmp_path) == 20
+    (tmp_path / "checkpoints" / "latest").write_text("step_0000040")  # names a folder that is not there
+    with pytest.raises(CheckpointError, match="names 'step_0000040', which is not a checkpoint folder here"):
+        latest_step(tmp_path)
