@@ -34,7 +34,7 @@ from tests.ray_cluster import ray_cluster
 
 from fope.config import load_config
 from fope.executor import LocalExecutor, RayExecutor, Task, run_tasks
-from fope.experiments.campaign import Campaign, Run, run_campaign
+from fope.experiments.campaign import Campaign, PlannedRun, run_campaign
 
 
 def timed(make):
@@ -96,8 +96,8 @@ def placement(nodes: int, runs: int, steps: int) -> None:
         root = Path(folder)
         corpus = text_corpus(root / "corpus", {"plays": 12, "verse": 8})
         planned = tuple(
-            Run(f"run{index:02d}", load_config(base=tiny_run_config(corpus, "rope", max_steps=steps, seed=index)))
-            for index in range(runs)
+            PlannedRun(f"run{i:02d}", load_config(base=tiny_run_config(corpus, "rope", max_steps=steps, seed=i)))
+            for i in range(runs)
         )
         executor = RayExecutor(address)
         try:

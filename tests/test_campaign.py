@@ -13,8 +13,8 @@ from fope.errors import CampaignError
 from fope.executor import LocalExecutor, RunFailed, Task, run_tasks
 from fope.experiments.campaign import (
     Campaign,
+    PlannedRun,
     Report,
-    Run,
     _training_jobs,
     assignment,
     preset_changes,
@@ -44,8 +44,8 @@ def _base(tmp_path: Path, corpus: Path) -> Path:
     return path
 
 
-def _run(tmp_path: Path, corpus: Path, name: str = "rope-s0") -> Run:
-    return Run(name, load_config(_base(tmp_path, corpus)))
+def _run(tmp_path: Path, corpus: Path, name: str = "rope-s0") -> PlannedRun:
+    return PlannedRun(name, load_config(_base(tmp_path, corpus)))
 
 
 def _fake_run(run_dir: Path, config, step: int) -> None:
@@ -95,7 +95,7 @@ def test_progress_starts_from_the_checkpoints_not_from_what_an_interrupted_run_l
         run_dir = out / "runs" / name
         _fake_run(run_dir, config, step)
         (run_dir / "metrics.jsonl").write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in (2, 4, 6)))
-    campaign = Campaign((Run("rope-s0", config), Run("rope-s1", config)))
+    campaign = Campaign((PlannedRun("rope-s0", config), PlannedRun("rope-s1", config)))
     jobs, run_dirs, progress, total = _training_jobs(campaign, out, lambda _: None, ())
     assert [job.name for job in jobs] == ["rope-s0", "rope-s1"] and total == 16
     assert progress() == 4  # rope-s0 restarts from step 0, rope-s1 from its checkpoint: the bar never goes back
@@ -107,19 +107,19 @@ def test_progress_starts_from_the_checkpoints_not_from_what_an_interrupted_run_l
 def test_campaign_checks_names_dependencies_and_reports():
     config = load_preset("tiny/rope")
     with pytest.raises(CampaignError, match="unique"):
-        Campaign((Run("a", config), Run("a", config)))
+        Campaign((PlannedRun("a", config), PlannedRun("a", config)))
     with pytest.raises(CampaignError, match="starts from \\['b'\\], which are not earlier runs"):
-        Campaign((Run("a", config, after=("b",)), Run("b", config)))
+        Campaign((PlannedRun("a", config, after=("b",)), PlannedRun("b", config)))
     with pytest.raises(CampaignError, match="unknown runs \\['c'\\]"):
-        Campaign((Run("a", config),), (Report("report", "t", ("c",)),))
+        Campaign((PlannedRun("a", config),), (Report("report", "t", ("c",)),))
 
 
 def test_the_dry_run_names_what_a_run_changes_in_its_preset():
     config = load_preset("tiny/fope", ["train.seed=2", "model.position_options={sigma: 0.5}"])
-    assert preset_changes(Run("fope-s2", config, "tiny/fope")) == (
+    assert preset_changes(PlannedRun("fope-s2", config, "tiny/fope")) == (
         "tiny/fope + model.position_options={sigma: 0.5}, train.seed=2"
     )
-    assert preset_changes(Run("fope-s0", load_preset("tiny/fope"), "tiny/fope")) == "tiny/fope"
+    assert preset_changes(PlannedRun("fope-s0", load_preset("tiny/fope"), "tiny/fope")) == "tiny/fope"
 
 
 def _python(name: str, code: str, log: Path, **keywords) -> Task:

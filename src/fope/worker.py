@@ -33,7 +33,7 @@ def train_run(run_dir: Path) -> dict[str, Any]:
     return train(load_config(run_dir / "config.yaml"), run_dir, resume=True, progress=False)
 
 
-def evaluate_run(run_dir: Path, evaluations: dict[str, Any]) -> None:
+def run_evaluations(run_dir: Path, evaluations: dict[str, Any]) -> None:
     """The evaluations ``evaluations`` names (see the module's docstring), results written to ``RUN_DIR/eval``."""
     from fope.evaluate.passkey import evaluate_run_passkey, format_passkey
     from fope.evaluate.perplexity import evaluate_run_perplexity, format_perplexity
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) == 2 and args[0] == "train":
         train_run(Path(args[1]))
     elif len(args) == 3 and args[0] == "evaluate":
-        evaluate_run(Path(args[1]), json.loads(args[2]))
+        run_evaluations(Path(args[1]), json.loads(args[2]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

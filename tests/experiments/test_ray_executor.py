@@ -20,7 +20,7 @@ import pytest
 from fope.checkpoint import latest_step as completed_step
 from fope.config import load_config
 from fope.executor import RayExecutor, RunFailed
-from fope.experiments.campaign import Campaign, Run, run_campaign
+from fope.experiments.campaign import Campaign, PlannedRun, run_campaign
 from tests.conftest import tiny_run_config
 from tests.ray_cluster import SRC, ray_cluster
 from tests.test_demo_numbers import BASELINE, assert_same_numbers, demo_numbers
@@ -78,7 +78,7 @@ def test_a_killed_run_is_reported_and_the_same_campaign_resumes_it_from_its_chec
         position: tiny_run_config(tiny_corpus, position, max_steps=240, checkpoint_every=20)
         for position in ("rope", "alibi")
     }
-    runs = tuple(Run(f"{position}-s0", load_config(base=config)) for position, config in configs.items())
+    runs = tuple(PlannedRun(f"{position}-s0", load_config(base=config)) for position, config in configs.items())
     campaign, out = Campaign(runs), tmp_path / "out"
     victim = out / "runs" / "rope-s0"
     killed: list[int] = []

@@ -17,11 +17,11 @@ from fope.evaluate.perplexity import evaluate_run_perplexity
 from fope.experiments import format_experiment, plan_experiment, run_experiment
 from fope.experiments.campaign import (
     Campaign,
+    PlannedRun,
     Report,
-    Run,
     format_plan,
-    pending_evaluations,
     run_campaign,
+    worker_evaluations,
 )
 from fope.experiments.stored import checked_store, store_run
 from fope.report.store import portable, read_json, read_run, write_json
@@ -35,7 +35,7 @@ def no_work(*args, **kwargs):
 
 
 def campaign_of(corpus, results, *changes: str, **settings) -> Campaign:
-    run = Run("rope-s0", load_config(base=tiny_run_config(corpus), overrides=list(changes)))
+    run = PlannedRun("rope-s0", load_config(base=tiny_run_config(corpus), overrides=list(changes)))
     return Campaign((run,), (Report("report", "stored", ("rope-s0",)),), results=results, name="demo", **settings)
 
 
@@ -149,7 +149,7 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     evaluate_run_perplexity(run_dir, max_spans=2, device="cpu", progress=False)  # as the campaign's worker does
     evaluate_run_passkey(run_dir, trials=3, device="cpu", progress=False)
     campaign = campaign_of(tiny_corpus, results, max_spans=2, passkey_trials=3)
-    assert pending_evaluations(campaign, "rope-s0", run_dir) is None  # nothing pending: the campaign stores it
+    assert worker_evaluations(campaign, "rope-s0", run_dir) is None  # nothing pending: the campaign stores it
     store_run(campaign, "rope-s0", out)
     path = results / "runs" / "rope-s0.json"
     assert path.stat().st_size < 50_000
@@ -179,15 +179,15 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     assert again["config"] == sparse and again["evaluations"]["passkey"]["settings"] == {"trials": 3}
     # An evaluation of one length with the campaign's settings merges into the file: nothing is pending...
     evaluate_run_passkey(run_dir, lengths=[256], trials=3, device="cpu", progress=False)
-    assert pending_evaluations(campaign, "rope-s0", run_dir) is None
+    assert worker_evaluations(campaign, "rope-s0", run_dir) is None
     # ...one with other settings (fope passkey --lengths 256 --seed 1) replaces it: not the campaign's, pending again.
     evaluate_run_passkey(run_dir, lengths=[256], trials=3, seed=1, device="cpu", progress=False)
-    assert pending_evaluations(campaign, "rope-s0", run_dir) == {"perplexity": [], "max_spans": 2, "trials": 3}
+    assert worker_evaluations(campaign, "rope-s0", run_dir) == {"perplexity": [], "max_spans": 2, "trials": 3}
     evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)  # merged by length
-    assert pending_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == []
+    assert worker_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == []
     (run_dir / "eval" / "perplexity.json").unlink()
     evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)  # 1x, 2x only
-    assert pending_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == [None]
+    assert worker_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == [None]
 
 
 def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path, tiny_corpus, monkeypatch):
@@ -196,7 +196,7 @@ def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path,
 
     out, results = tmp_path / "out", tmp_path / "results"
     runs = tuple(
-        Run(f"{position}-s0", load_config(base=tiny_run_config(tiny_corpus, position, max_steps=4)))
+        PlannedRun(f"{position}-s0", load_config(base=tiny_run_config(tiny_corpus, position, max_steps=4)))
         for position in ("rope", "fope")
     )
     report = Report("report", "as they come", tuple(run.name for run in runs))
@@ -230,9 +230,9 @@ def test_an_extended_run_is_evaluated_after_its_new_training_ends(tmp_path, tiny
 
     out, results = tmp_path / "out", tmp_path / "results"
 
-    def runs(steps: int) -> tuple[Run, ...]:
+    def runs(steps: int) -> tuple[PlannedRun, ...]:
         configs = [tiny_run_config(tiny_corpus, p, max_steps=steps, checkpoint_every=2) for p in ("rope", "fope")]
-        return tuple(Run(f"{c['name']}-s0", load_config(base=c)) for c in configs)
+        return tuple(PlannedRun(f"{c['name']}-s0", load_config(base=c)) for c in configs)
 
     report = Report("report", "extended", ("rope-s0", "fope-s0"))
     run_campaign(Campaign(runs(2), (report,), max_spans=2, passkey_trials=None), out, log=lambda _: None)

@@ -1,7 +1,8 @@
 """Campaigns: training runs that differ in a few settings, trained by parallel workers, evaluated and compared.
 
-A campaign is a list of ``Run`` (a run folder name and the run's whole resolved ``RunConfig``), the evaluations every
-run gets, and the reports (``fope compare``) to write. ``fope demo`` and every ``fope experiment`` are campaigns.
+A campaign is a list of ``PlannedRun`` (a run folder name and the run's whole resolved ``RunConfig``), the
+evaluations every run gets, and the reports (``fope compare``) to write. ``fope demo`` and every ``fope experiment``
+are campaigns.
 
 Runs live in ``OUT/runs/<name>``. A run already trained there with the same settings is reused, an unfinished one is
 resumed, one trained for fewer steps is extended (resumed with the longer schedule), and one trained with other
@@ -30,7 +31,7 @@ from fope.config import flatten, save_config, to_dict
 from fope.errors import CampaignError
 from fope.evaluate.results import PASSKEY, PERPLEXITY, EvaluationRequest, mismatches, read_results, results_name
 from fope.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
-from fope.experiments.plan import Campaign, Report, Run
+from fope.experiments.plan import Campaign, PlannedRun, Report
 from fope.experiments.state import RunState, run_state
 from fope.experiments.stored import checked_store, from_store, store_recipe, store_run, stored_states
 from fope.metrics import drop_records_after, last_step
@@ -78,7 +79,7 @@ def _computed(results: dict[str, Any] | None, step: int, evaluation: str, settin
     return not mismatches(results, EvaluationRequest(evaluation, settings, lengths))
 
 
-def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
+def worker_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> dict | None:
     """What the worker's ``evaluate`` still has to do for a run (everything with ``pending_only=False``), or None."""
     step = latest_step(run_dir)
     texts = []
@@ -98,13 +99,13 @@ def pending_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending
 
 def evaluation_command(campaign: Campaign, name: str, run_dir: Path, *, pending_only: bool = True) -> list[str] | None:
     """The worker command that runs a run's pending evaluations (all of them with ``pending_only=False``)."""
-    evaluations = pending_evaluations(campaign, name, run_dir, pending_only=pending_only)
+    evaluations = worker_evaluations(campaign, name, run_dir, pending_only=pending_only)
     if evaluations is None:
         return None
     return worker_command("evaluate", str(run_dir), json.dumps(evaluations))
 
 
-def run_threads(run: Run) -> int:
+def run_threads(run: PlannedRun) -> int:
     """The CPU threads a run asks for: its ``train.threads`` (1 when unset: a GPU run's process)."""
     return run.config.train.threads or 1
 
@@ -180,7 +181,7 @@ def _evaluation_jobs(
     jobs, runs = {}, {run.name: run for run in campaign.runs}
     for name, run_dir in run_dirs.items():
         fresh = name in trained
-        evaluations = pending_evaluations(campaign, name, run_dir, pending_only=not fresh)
+        evaluations = worker_evaluations(campaign, name, run_dir, pending_only=not fresh)
         if evaluations is None:
             store_run(campaign, name, out)
         else:
@@ -308,7 +309,7 @@ def assignment(key: str, value: Any) -> str:
     return f"{key}={text.removesuffix('...').strip()}"  # a bare scalar ends with YAML's end-of-document marker
 
 
-def preset_changes(run: Run) -> str:
+def preset_changes(run: PlannedRun) -> str:
     """``PRESET + key=value, ...``: how the run's config differs from the preset it starts from."""
     if run.preset is None:
         return "(no preset)"

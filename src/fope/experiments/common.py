@@ -21,7 +21,7 @@ from fope.checks import check_seed
 from fope.config import ConfigError, apply_overrides, load_config
 from fope.errors import CampaignError
 from fope.executor import Executor, LocalExecutor
-from fope.experiments.campaign import Campaign, Report, Run, format_plan, run_campaign
+from fope.experiments.campaign import Campaign, PlannedRun, Report, format_plan, run_campaign
 from fope.experiments.stored import from_store, stored_states
 from fope.files import write_atomic
 from fope.presets import merge, preset_data, preset_names
@@ -158,7 +158,9 @@ class Settings:
         train = {"max_steps": steps, "seed": seed, "threads": 1, "checkpoint_every": every, "eval_every": steps}
         return {"train": train, "data": {"passkey_fraction": TINY_PASSKEY_FRACTION}}
 
-    def campaign(self, name: str, out: Path, runs: list[Run], reports: list[Report], passkey: bool = True) -> Campaign:
+    def campaign(
+        self, name: str, out: Path, runs: list[PlannedRun], reports: list[Report], passkey: bool = True
+    ) -> Campaign:
         """Recipe ``name``'s campaign into ``out``, its results stored in ``results`` (default ``OUT/results``); no
         passkey evaluation when ``passkey`` is False or ``passkey_trials`` is 0."""
         trials = self.passkey_trials if passkey and self.passkey_trials > 0 else None
@@ -209,7 +211,7 @@ def make_run(
     label: str | None = None,
     values: Mapping[str, Any] | None = None,
     after: tuple[str, ...] = (),
-) -> Run:
+) -> PlannedRun:
     """A run of preset ``arm``'s position encoding at ``size``, named ``<label>-s<seed>`` (the module's docstring
     gives the order its config is merged in; ``values``: nested sections, what the recipe varies)."""
     label = label or settings.label(size, arm)
@@ -229,10 +231,10 @@ def make_run(
         config = load_config(base=merge(apply_overrides(data, settings.overrides), values or {}))
     except ConfigError as error:
         raise CampaignError(f"run {name!r}: {error}") from error
-    return Run(name, config, preset, after)
+    return PlannedRun(name, config, preset, after)
 
 
-def names(runs: list[Run]) -> tuple[str, ...]:
+def names(runs: list[PlannedRun]) -> tuple[str, ...]:
     return tuple(run.name for run in runs)
 
 

@@ -12,7 +12,7 @@ from fope.errors import CampaignError
 
 
 @dataclass(frozen=True)
-class Run:
+class PlannedRun:
     """One run: its folder name under ``OUT/runs``, its resolved config, the preset it starts from (for the dry run)
     and ``after``: runs it starts from (trained first)."""
 
@@ -42,7 +42,7 @@ class Campaign:
     run); ``results``: the results folder to store evaluations in and reuse (None: none), ``name``: the recipe file
     there (``RESULTS/<name>.json``; None: none)."""
 
-    runs: tuple[Run, ...]
+    runs: tuple[PlannedRun, ...]
     reports: tuple[Report, ...] = ()
     max_spans: int = 24
     passkey_trials: int | None = 100

@@ -20,7 +20,7 @@ from fope.checkpoint import checkpoint_identity
 from fope.config import ConfigError, RunConfig, differences, from_dict, to_dict
 from fope.errors import CampaignError
 from fope.evaluate import results as eval_files
-from fope.experiments.plan import Campaign, Run
+from fope.experiments.plan import Campaign, PlannedRun
 from fope.experiments.state import BOOKKEEPING_KEYS
 from fope.provenance import provenance
 from fope.report.store import (
@@ -63,7 +63,7 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
         return config
 
 
-def stored_state(campaign: Campaign, run: Run, out: Path) -> StoredState:
+def stored_state(campaign: Campaign, run: PlannedRun, out: Path) -> StoredState:
     """What the campaign's results folder holds for ``run``."""
     record = None if campaign.results is None else read_run(campaign.results, run.name)
     if record is None:

@@ -13,7 +13,7 @@ from fope.build import non_embedding_parameters, planned_model
 from fope.config import RunConfig
 from fope.errors import CampaignError
 from fope.experiments.baselines import SIZE_HELP
-from fope.experiments.campaign import Report, Run
+from fope.experiments.campaign import PlannedRun, Report
 from fope.experiments.common import Plan, Settings, arm_position, make_run, option
 from fope.report import by_length, contrast, format_contrast, passkey_spreads, spread_text, text_table
 from fope.report.summaries import groups_of, lengths, summary
@@ -82,7 +82,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         "num_inv_freq": sorted({max(1, kept // 2), kept, (kept + pairs) // 2, pairs}),
     }
     defaults = {"sigma": fope.sigma, "output_dim": fope.output_dim, "num_inv_freq": kept}
-    runs: dict[str, Run] = {}
+    runs: dict[str, PlannedRun] = {}
     reports, dimensions, reference = [], {}, settings.label(size, "fope")
 
     def add(label: str, arm: str, changes: Mapping[str, Any]) -> None:

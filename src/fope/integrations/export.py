@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from fope.errors import FopeError
 from fope.integrations.hf_lm import quiet_progress
 from fope.integrations.modeling_fope import CONFIG_KEY, FEATURE_KEYS, FourierFeatures, attention_layers, classes_for
-from fope.integrations.transformers import check_out_dir, write_out_dir
+from fope.integrations.transformers import check_model_out_dir, write_out_dir
 from fope.model import TransformerLM
 from fope.positions import FoPE, RoPE
 
@@ -73,7 +73,7 @@ def export_run(
     """
     from fope.runs import load_run
 
-    target = check_out_dir(out_dir, overwrite, inputs={"RUN_DIR": run_dir})
+    target = check_model_out_dir(out_dir, overwrite, inputs={"RUN_DIR": run_dir})
     run = load_run(run_dir, step=step)
     if not isinstance(run.model, TransformerLM):
         raise FopeError(
@@ -109,7 +109,7 @@ def export_model(
     """
     if not isinstance(model, TransformerLM):
         raise TypeError(f"model must be a fope TransformerLM; got {type(model).__name__}")
-    target = check_out_dir(out_dir, overwrite)
+    target = check_model_out_dir(out_dir, overwrite)
     hf_model = to_transformers(model, tokenizer, provenance=provenance, max_position_embeddings=max_position_embeddings)
     hf_tokenizer = transformers_tokenizer(tokenizer, model_max_length=hf_model.config.max_position_embeddings)
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_KEY",
     "FROM_MODEL",
-    "check_out_dir",
+    "check_model_out_dir",
     "convert",
     "convert_directory",
     "convert_options",
@@ -160,7 +160,7 @@ def convert_directory(
 
     ``options`` are ``convert``'s. Top-level files of ``src_dir`` that are not weights (tokenizer, README, ...) are
     copied unchanged. A non-empty ``out_dir`` is refused unless ``overwrite``, one that is, holds or lies inside
-    ``src_dir`` always (``check_out_dir``); a folder already converted is refused. ``out_dir`` is replaced in one
+    ``src_dir`` always (``check_model_out_dir``); a folder already converted is refused. ``out_dir`` is replaced in one
     rename once the converted model is written (``write_out_dir``).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -169,7 +169,7 @@ def convert_directory(
     config_file = source / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"src_dir must be a model directory with a config.json; got {str(src_dir)!r}")
-    check_out_dir(target, overwrite, inputs={"SRC_DIR": source})
+    check_model_out_dir(target, overwrite, inputs={"SRC_DIR": source})
     if is_converted_directory(source):
         raise ValueError(
             f"{src_dir} is already a FoPE model: converting again would draw new coefficients over its trained ones. "
@@ -209,7 +209,7 @@ def check_safetensors_files(directory: str | PathLike[str]) -> None:
             ) from error
 
 
-def check_out_dir(
+def check_model_out_dir(
     out_dir: str | PathLike[str], overwrite: bool, inputs: Mapping[str, str | PathLike[str]] | None = None
 ) -> Path:
     """``out_dir`` as a Path, if it is absent, empty, or ``overwrite`` allows replacing it, and apart from ``inputs``.
@@ -246,7 +246,7 @@ def check_out_dir(
 def write_out_dir(out_dir: str | PathLike[str], write: Callable[[Path], None]) -> Path:
     """``write(folder)`` into a temporary sibling of ``out_dir``, then that folder replaces ``out_dir`` in one rename.
 
-    Call ``check_out_dir`` first: whatever is at ``out_dir`` is replaced. Until the rename it is untouched, so a
+    Call ``check_model_out_dir`` first: whatever is at ``out_dir`` is replaced. Until the rename it is untouched, so a
     failed write leaves it as it was.
     """
     target = Path(out_dir).resolve()
