@@ -480,3 +480,16 @@ def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
     summary = extension.summarize({"report": fake_results(arms, train_length=2 * L)})
     assert f"150 steps x {BATCH} sequences x {2 * L} tokens = {150 * BATCH * 2 * L:,} tokens" in summary
     assert f"extension from rope (YaRN vs FoPE) at {32 * L} (16x)" in summary and "rope-to-fope is lower" in summary
+
+
+def test_every_recipe_is_a_recipe():
+    import dataclasses as dc
+    import inspect
+
+    from fope.experiments import EXPERIMENTS
+    from fope.experiments.recipes import RECIPES
+
+    assert set(RECIPES) == {*EXPERIMENTS, "demo"}
+    for name, module in RECIPES.items():
+        assert name == module.NAME and dc.is_dataclass(module.Options)
+        assert list(inspect.signature(module.build).parameters) == ["settings", "options", "out"]

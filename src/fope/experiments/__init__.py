@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from fope.errors import CampaignError
@@ -29,12 +28,13 @@ from fope.errors import CampaignError
 if TYPE_CHECKING:
     from fope.executor import Executor
     from fope.experiments.common import Plan
+    from fope.experiments.recipes import Recipe
 
 #: The recipes of ``fope experiment`` (``fope.experiments.recipes.RECIPES`` holds their modules, and the demo's).
 EXPERIMENTS = ("ablation", "sweep", "extension", "cross-domain", "baselines", "retrieval")
 
 
-def recipe(name: str) -> ModuleType:
+def recipe(name: str) -> Recipe:
     """The module of recipe ``name`` (``demo`` too)."""
     from fope.experiments.recipes import RECIPES
 
@@ -43,7 +43,7 @@ def recipe(name: str) -> ModuleType:
     return RECIPES[name]
 
 
-def setting_names(module: ModuleType) -> list[str]:
+def setting_names(module: Recipe) -> list[str]:
     """The ``Settings`` fields recipe ``module`` takes (all of them unless it names some in ``SETTINGS``)."""
     from fope.experiments.common import Settings
 
