@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from fope.build import non_embedding_parameters
 from fope.cli import main
 from fope.config import RunConfig, flatten, to_dict
 from fope.experiments import plan_experiment, run_experiment
 from fope.experiments.ablation import ARMS as ABLATION_ARMS
 from fope.experiments.baselines import ARMS as BASELINE_ARMS
-from fope.experiments.campaign import non_embedding_parameters
 from fope.positions import FoPE
 from fope.presets import load_preset
 from fope.runs import load_run
@@ -485,11 +485,24 @@ def test_sweep_cross_domain_and_extension_summaries(tmp_path, tiny_corpus):
 def test_every_recipe_is_a_recipe():
     import dataclasses as dc
     import inspect
+    import typing
 
     from fope.experiments import EXPERIMENTS
-    from fope.experiments.recipes import RECIPES
+    from fope.experiments.recipes import RECIPES, Recipe
 
+    # What the Protocol declares, read from it: a member added there is checked here too.
+    attributes = typing.get_type_hints(Recipe)
+    methods = {
+        name: [p for p in inspect.signature(member).parameters if p != "self"]
+        for name, member in vars(Recipe).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+    assert set(attributes) == {"NAME", "Options"} and set(methods) == {"build"}  # the Protocol as documented
     assert set(RECIPES) == {*EXPERIMENTS, "demo"}
     for name, module in RECIPES.items():
+        for attribute, kind in attributes.items():
+            value = getattr(module, attribute)
+            assert isinstance(value, type) if kind is type else isinstance(value, kind), (name, attribute)
+        for method, parameters in methods.items():
+            assert list(inspect.signature(getattr(module, method)).parameters) == parameters, (name, method)
         assert name == module.NAME and dc.is_dataclass(module.Options)
-        assert list(inspect.signature(module.build).parameters) == ["settings", "options", "out"]

@@ -230,6 +230,12 @@ def test_config_errors_are_clear(tiny_corpus, llama_dir, tmp_path):
         load_config(base={"data": {"source": str(tiny_corpus)}})
     with pytest.raises(ConfigError, match=r"transformers\.position must be one of"):
         run_config(tiny_corpus, llama_dir, "rope")
+    from fope.build import non_embedding_parameters, planned_model
+
+    hf_run = run_config(tiny_corpus, llama_dir)
+    assert non_embedding_parameters(hf_run) is None  # a transformers model: no lab model to count
+    with pytest.raises(ConfigError, match="it has no model section"):
+        planned_model(hf_run)
     same_length = run_config(tiny_corpus, llama_dir, "yarn", seq_len=ORIGINAL_LENGTH)
     with pytest.raises(ValueError, match="YaRN's factor must be a number > 1"):
         train(same_length, tmp_path / "yarn", progress=False)

@@ -51,8 +51,10 @@ POSITION_PARAMETER_MARKERS = ("position_modules.", ".fope.")
 
 
 def planned_model(config: RunConfig) -> ModelConfig:
-    """The run's ``ModelConfig`` before any data exists: the vocabulary is ``data.vocab_size`` unless set."""
-    return config.model_config(vocab_size=config.model.vocab_size or config.data.vocab_size)
+    """The run's ``ModelConfig`` before any data exists: the vocabulary is ``data.vocab_size`` unless set (a run of a
+    transformers model has none: ``model_config``'s one-line ``ConfigError``)."""
+    vocab_size = config.model.vocab_size if config.model is not None else None
+    return config.model_config(vocab_size=vocab_size or config.data.vocab_size)
 
 
 def non_embedding_parameters(config: RunConfig) -> int | None:

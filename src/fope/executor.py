@@ -1,8 +1,9 @@
 """Where a campaign's tasks run: one interface, two engines.
 
-A ``Task`` is a worker to start (``python -m fope.worker train RUN_DIR``, or ``torch.distributed.run``
-over ``gpus`` processes), its log file, the tasks that must end first, and the resources it asks for (GPUs, CPU
-threads). ``run_tasks`` starts them in dependency order on an executor, with one progress bar over the campaign:
+A ``Task`` is a worker to start (``python -m fope.worker train RUN_DIR``, or ``python -m fope.worker exec -m
+torch.distributed.run`` over ``gpus`` processes), its log file, the tasks that must end first, and the resources it
+asks for (GPUs, CPU threads). ``run_tasks`` starts them in dependency order on an executor, with one progress bar
+over the campaign:
 
 - ``LocalExecutor``: processes of this machine (``subprocess``), ``workers`` at a time, each task handed the GPUs it
   asks for (``CUDA_VISIBLE_DEVICES``) so that eight single-GPU runs train at once on an 8-GPU machine. The default:

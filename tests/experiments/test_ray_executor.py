@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fope.checkpoint import latest_step as completed_step
+from fope.checkpoint import latest_step
 from fope.config import load_config
 from fope.executor import RayExecutor, RunFailed
 from fope.experiments.campaign import Campaign, PlannedRun, run_campaign
@@ -61,7 +61,7 @@ def test_the_quick_demo_on_a_ray_cluster_gives_the_local_executors_numbers(clust
 def _kill_training_at(run_dir: Path, step: int, killed: list[int]) -> None:
     """Once ``run_dir`` has a checkpoint at ``step`` or later, SIGKILL the worker process that trains it."""
     deadline = time.monotonic() + 300
-    while completed_step(run_dir) < step and time.monotonic() < deadline:
+    while latest_step(run_dir) < step and time.monotonic() < deadline:
         time.sleep(0.05)
     for proc in Path("/proc").iterdir():
         try:
@@ -89,12 +89,12 @@ def test_a_killed_run_is_reported_and_the_same_campaign_resumes_it_from_its_chec
         with pytest.raises(RunFailed, match=rf"training of rope-s0 failed \(killed by SIGKILL\); see {out}/logs/rope"):
             run_campaign(campaign, out, log=lambda _: None, executor=executor)
         killer.join()
-        assert killed and 20 <= completed_step(victim) < 240
-        assert completed_step(out / "runs" / "alibi-s0") == 240  # the other run ended: its work is kept
+        assert killed and 20 <= latest_step(victim) < 240
+        assert latest_step(out / "runs" / "alibi-s0") == 240  # the other run ended: its work is kept
         run_campaign(campaign, out, log=lambda _: None, executor=executor)
     finally:
         executor.close()
-    assert completed_step(victim) == 240
+    assert latest_step(victim) == 240
     log = (out / "logs" / "rope-s0.train.log").read_text()
     resumed = re.findall(r"resuming \S+ from step (\d+)", log)
     assert len(resumed) == 1 and int(resumed[0]) >= 20  # the second start continued from its checkpoint
