@@ -212,3 +212,18 @@ def test_how_far_a_run_has_trained_survives_a_cut_line_and_a_dangling_pointer(tm
     (tmp_path / "checkpoints" / "latest").write_text("step_0000040")  # names a folder that is not there
     with pytest.raises(CheckpointError, match="names 'step_0000040', which is not a checkpoint folder here"):
         latest_step(tmp_path)
+
+
+def test_last_step_reads_the_tail_of_a_long_log_and_falls_back_to_the_whole_file(tmp_path, monkeypatch):
+    import fope.metrics as metrics
+
+    lines = "".join(f'{{"step": {step}, "loss": 2.0, "note": "{"é" * 40}"}}\n' for step in range(1, 3001))
+    (tmp_path / "metrics.jsonl").write_text(lines + '{"step": 300', encoding="utf-8")
+    assert (tmp_path / "metrics.jsonl").stat().st_size > metrics.TAIL_BYTES  # the tail path is taken
+    assert metrics.last_step(tmp_path) == 3000 == metrics.read_metrics(tmp_path)[-1]["step"]
+    # A tail that holds no complete record (one long record at the end) is read from the whole file.
+    monkeypatch.setattr(metrics, "TAIL_BYTES", 64)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 7}\n{"step": 8, "text": "' + "x" * 200 + '"}\n{"step": 9')
+    assert metrics.last_step(tmp_path) == 8
+    (tmp_path / "metrics.jsonl").write_text('{"step": 7}\n' + "x" * 200 + "\n")  # not JSON at the end
+    assert metrics.last_step(tmp_path) == 7

@@ -16,13 +16,14 @@ __all__ = ["METRICS_FILE", "MetricsLog", "drop_records_after", "iterate_losses",
 METRICS_FILE = "metrics.jsonl"
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (a line cut short by a crash is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
+#: Bytes ``last_step`` reads from the end of ``metrics.jsonl`` before it falls back to reading the whole file.
+TAIL_BYTES = 1 << 16
+
+
+def _records(lines: list[str]) -> list[dict[str, Any]]:
+    """The complete records among ``lines`` (a line cut short by a crash, or not JSON, is skipped)."""
     records = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         with contextlib.suppress(json.JSONDecodeError):
             record = json.loads(line)
             if isinstance(record, dict) and isinstance(record.get("step"), int):
@@ -30,8 +31,29 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (a line cut short by a crash is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    return _records(path.read_text().splitlines()) if path.is_file() else []
+
+
 def last_step(run_dir: str | Path) -> int:
-    """The step of the last complete record of a run's ``metrics.jsonl`` (0 without one): how far it has trained."""
+    """The step of the last complete record of a run's ``metrics.jsonl`` (0 without one): how far it has trained.
+
+    Polled by the campaign's progress bar, so it reads the file's last ``TAIL_BYTES`` (whole lines after the first
+    newline there), and the whole file only when they hold no complete record.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    with path.open("rb") as file:
+        size = file.seek(0, 2)
+        if size > TAIL_BYTES:
+            file.seek(size - TAIL_BYTES)
+            tail = file.read().split(b"\n", 1)[-1]  # the first line may be cut by the seek
+            records = _records(tail.decode("utf-8", errors="replace").splitlines())
+            if records:
+                return records[-1]["step"]
     records = read_metrics(run_dir)
     return records[-1]["step"] if records else 0
 
