@@ -179,3 +179,37 @@ def test_hope_style_equals_fope_without_fourier_series():
     q, k = qk()
     for a, b in zip(hope(q, k, torch.arange(7) * 50), no_fs(q, k, torch.arange(7) * 50), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_cpu_blocks_of_positions_give_the_bits_of_one_pass(monkeypatch, dtype, layout):
+    """The CPU rotates over blocks of positions (rotary.CPU_BLOCK_ELEMENTS): split into many blocks, the output and
+    every gradient are the same bits as one block over the whole length, and both match a float64 reference."""
+    from fope.positions import rotary
+
+    g = torch.Generator().manual_seed(3)
+    batch, heads, groups, length, dim, pairs = 3, 4, 2, 37, 16, 6  # GQA features, partial rotary, odd length
+    x = torch.randn(heads, batch, length, dim, generator=g).transpose(0, 1).to(dtype)  # a non-contiguous q
+    cos, sin = (torch.randn(batch, groups, length, pairs, generator=g) for _ in range(2))  # per-sample, per group
+    grad = torch.randn(batch, heads, length, dim, generator=g).to(dtype)
+
+    def run(block_elements):
+        monkeypatch.setattr(rotary, "CPU_BLOCK_ELEMENTS", block_elements)
+        leaves = [x.clone().requires_grad_(True), cos.clone().requires_grad_(True), sin.clone().requires_grad_(True)]
+        out = apply_rotary(*leaves, layout)
+        out.backward(grad)
+        return [out, *(leaf.grad for leaf in leaves)]
+
+    blocked, whole = run(97), run(1 << 30)  # 97 elements: one or two positions per block
+    for a, b in zip(blocked, whole, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    # float64 reference: pairs (j, j + P) or (2j, 2j + 1) rotated by the group's angle, the rest passed through.
+    index = torch.arange(pairs)
+    first, second = (index, index + pairs) if layout == "half" else (2 * index, 2 * index + 1)
+    c, s = (t.double().repeat_interleave(heads // groups, dim=1) for t in (cos, sin))
+    ref = x.double().clone()
+    ref[..., first] = x.double()[..., first] * c - x.double()[..., second] * s
+    ref[..., second] = x.double()[..., second] * c + x.double()[..., first] * s
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(blocked[0].double(), ref, atol=tolerance * 10, rtol=tolerance)

@@ -60,8 +60,8 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str, transpose: bool = 
     backward map, without a negated copy of ``sin``).
 
     Compiled: the plain expression, which inductor fuses into one kernel. Eager: four kernels (``mul``, ``addcmul_``
-    per half) write into a float32 buffer; mixed-dtype ops read bf16/fp16 x directly on CUDA. On the CPU, bf16/fp16
-    x goes through ``_rotate_blocks``: the same four kernels on blocks of positions, the same bits.
+    per half) write into a float32 buffer; mixed-dtype ops read bf16/fp16 x directly on CUDA. On the CPU the same four
+    kernels run over blocks of positions (``_rotate_blocks``): the same bits.
     """
     pairs, groups = cos.shape[-1], cos.shape[1]
     grouped = groups not in (1, x.shape[1])
@@ -72,7 +72,7 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, layout: str, transpose: bool = 
         sin = -sin if transpose else sin
         out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-2 if layout == "half" else -1).flatten(-2)
         out = (out.flatten(1, 2) if grouped else out).to(x.dtype)
-    elif x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
+    elif x.device.type == "cpu" and x.dtype in CPU_BLOCK_DTYPES:
         return _rotate_blocks(x, cos, sin, layout, transpose)
     else:
         out = torch.empty(*x.shape[:-1], 2 * pairs, dtype=torch.float32, device=x.device)
@@ -97,28 +97,39 @@ def _rotate_into(out: Tensor, x: Tensor, cos: Tensor, sin: Tensor, layout: str, 
 
 #: Elements of x per block in ``_rotate_blocks``: its float32 working set stays in the CPU's cache.
 CPU_BLOCK_ELEMENTS = 2**17
+#: The dtypes ``_rotate_blocks`` takes (float64 x keeps the whole-tensor kernels, whose products are float64).
+CPU_BLOCK_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _rotate_blocks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, transpose: bool) -> Tensor:
-    """``_rotate_into`` for bf16/fp16 x on the CPU, over blocks of positions, into one fresh output of x's dtype.
+    """``_rotate_into`` on the CPU, over blocks of positions, into one fresh output of x's dtype.
 
-    On the CPU a mixed-dtype ``mul``/``addcmul`` converts its strided bf16 half of x to float32 in a separate copy,
-    and every fresh buffer larger than malloc's mmap threshold is page-faulted in on first touch. Here each block of
-    x is converted once into a small reused float32 buffer, rotated into another, and rounded into the output: the
-    same arithmetic element by element (the conversion is exact, the result is rounded once), about 3x faster at
-    bf16 on this project's CPU (docs/benchmarks.md section 7).
+    Each kernel's operands then stay in the cache from one kernel to the next: ``addcmul_`` reads back the block
+    ``mul`` has just written, and the features' block (per head for FoPE) is read once for every batch row. On the
+    whole tensor both come back from memory. float32 x is rotated straight into the output. bf16/fp16 x is converted
+    once per block into a small reused float32 buffer (a mixed-dtype ``mul``/``addcmul`` on the CPU converts its
+    strided half of x in a separate copy), rotated into another and rounded into the output. It is the same
+    arithmetic element by element (the conversion is exact, the result is rounded once): the same bits as the four
+    kernels on the whole tensor, 1.1x (float32) to 3x (bf16) faster on this project's CPU (docs/benchmarks.md
+    section 7).
     """
     pairs, length = cos.shape[-1], x.shape[-2]
     rotary = 2 * pairs
+    direct = x.dtype == torch.float32
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     block = max(1, min(length, CPU_BLOCK_ELEMENTS // (math.prod(x.shape[:-2]) * rotary)))
-    inputs = torch.empty(*x.shape[:-2], block, rotary, dtype=torch.float32, device=x.device)
-    results = torch.empty_like(inputs)
+    if not direct:
+        inputs = torch.empty(*x.shape[:-2], block, rotary, dtype=torch.float32, device=x.device)
+        results = torch.empty_like(inputs)
     for start in range(0, length, block):
         stop = min(start + block, length)
+        features = cos[..., start:stop, :], sin[..., start:stop, :]
+        if direct:
+            _rotate_into(out[..., start:stop, :], x[..., start:stop, :], *features, layout, transpose)
+            continue
         x_block = inputs[..., : stop - start, :].copy_(x[..., start:stop, :rotary])
         result = results[..., : stop - start, :]
-        _rotate_into(result, x_block, cos[..., start:stop, :], sin[..., start:stop, :], layout, transpose)
+        _rotate_into(result, x_block, *features, layout, transpose)
         out[..., start:stop, :rotary].copy_(result)
     if rotary < x.shape[-1]:
         out[..., rotary:].copy_(x[..., rotary:])
