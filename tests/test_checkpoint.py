@@ -220,7 +220,10 @@ def test_last_step_reads_the_tail_of_a_long_log_and_falls_back_to_the_whole_file
     lines = "".join(f'{{"step": {step}, "loss": 2.0, "note": "{"é" * 40}"}}\n' for step in range(1, 3001))
     (tmp_path / "metrics.jsonl").write_text(lines + '{"step": 300', encoding="utf-8")
     assert (tmp_path / "metrics.jsonl").stat().st_size > metrics.TAIL_BYTES  # the tail path is taken
-    assert metrics.last_step(tmp_path) == 3000 == metrics.read_metrics(tmp_path)[-1]["step"]
+    assert metrics.read_metrics(tmp_path)[-1]["step"] == 3000
+    with monkeypatch.context() as patch:  # the tail alone answers: the whole file is not read
+        patch.setattr(metrics, "read_metrics", lambda run_dir: pytest.fail("read the whole file"))
+        assert metrics.last_step(tmp_path) == 3000
     # A tail that holds no complete record (one long record at the end) is read from the whole file.
     monkeypatch.setattr(metrics, "TAIL_BYTES", 64)
     (tmp_path / "metrics.jsonl").write_text('{"step": 7}\n{"step": 8, "text": "' + "x" * 200 + '"}\n{"step": 9')

@@ -34,7 +34,7 @@ def _records(lines: list[str]) -> list[dict[str, Any]]:
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl`` (a line cut short by a crash is skipped)."""
     path = Path(run_dir) / METRICS_FILE
-    return _records(path.read_text().splitlines()) if path.is_file() else []
+    return _records(path.read_text(encoding="utf-8", errors="replace").splitlines()) if path.is_file() else []
 
 
 def last_step(run_dir: str | Path) -> int:

@@ -201,8 +201,12 @@ def test_cpu_blocks_of_positions_give_the_bits_of_one_pass(monkeypatch, dtype, l
         out.backward(grad)
         return [out, *(leaf.grad for leaf in leaves)]
 
-    blocked, whole = run(97), run(1 << 30)  # 97 elements: one or two positions per block
-    for a, b in zip(blocked, whole, strict=True):
+    whole = run(1 << 30)
+    for elements in (97, 5 * batch * heads * 2 * pairs):  # blocks of 1 position; of 5, the last one of 2
+        for a, b in zip(run(elements), whole, strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+    monkeypatch.setattr(rotary, "CPU_BLOCK_DTYPES", ())  # the whole-tensor kernels (CUDA's path): the same bits
+    for a, b in zip(run(97), whole, strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b)
     # float64 reference: pairs (j, j + P) or (2j, 2j + 1) rotated by the group's angle, the rest passed through.
     index = torch.arange(pairs)
@@ -212,4 +216,8 @@ def test_cpu_blocks_of_positions_give_the_bits_of_one_pass(monkeypatch, dtype, l
     ref[..., first] = x.double()[..., first] * c - x.double()[..., second] * s
     ref[..., second] = x.double()[..., second] * c + x.double()[..., first] * s
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(blocked[0].double(), ref, atol=tolerance * 10, rtol=tolerance)
+    torch.testing.assert_close(whole[0].double(), ref, atol=tolerance * 10, rtol=tolerance)
+    # An empty batch is an empty result; features of another length are refused, not broadcast or cut.
+    assert apply_rotary(x[:0], cos[:0], sin[:0], layout).shape == (0, heads, length, dim)
+    with pytest.raises(ValueError, match=r"one row per position of x \(37\); got 36 and 36"):
+        apply_rotary(x, cos[..., 1:, :], sin[..., 1:, :], layout)

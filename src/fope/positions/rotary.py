@@ -39,6 +39,10 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "half") -> T
     pass through unchanged (partial rotary). The arithmetic runs in float32 and the result has ``x``'s dtype.
     """
     check_choice("layout", layout, LAYOUTS)
+    if cos.shape[-2] != x.shape[-2] or sin.shape[-2] != x.shape[-2]:
+        raise ValueError(
+            f"cos and sin need one row per position of x ({x.shape[-2]}); got {cos.shape[-2]} and {sin.shape[-2]}"
+        )
     return _Rotation.apply(x, cos, sin, layout)
 
 
@@ -117,7 +121,7 @@ def _rotate_blocks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, transpose: 
     rotary = 2 * pairs
     direct = x.dtype == torch.float32
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    block = max(1, min(length, CPU_BLOCK_ELEMENTS // (math.prod(x.shape[:-2]) * rotary)))
+    block = max(1, min(length, CPU_BLOCK_ELEMENTS // max(1, math.prod(x.shape[:-2]) * rotary)))
     if not direct:
         inputs = torch.empty(*x.shape[:-2], block, rotary, dtype=torch.float32, device=x.device)
         results = torch.empty_like(inputs)
