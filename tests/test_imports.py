@@ -90,6 +90,7 @@ LAYERS = (
             "fope.extras",
             "fope.files",
             "fope.checks",
+            "fope.progress",
             "fope.device",
             "fope.sharded",
             "fope.metrics",

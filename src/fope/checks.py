@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fope.errors import FopeError
@@ -24,6 +24,7 @@ __all__ = [
     "check_float",
     "check_folder",
     "check_int",
+    "check_keywords",
     "check_seed",
 ]
 
@@ -81,6 +82,17 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ArgumentError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_keywords(function: str, options: Mapping[str, object], accepted: type) -> None:
+    """Python's own TypeError for a keyword that a ``**options: Unpack[accepted]`` signature does not take, raised
+    before any work is done (otherwise it surfaces only where the options are finally used)."""
+    known = accepted.__required_keys__ | accepted.__optional_keys__  # type: ignore[attr-defined]  # a TypedDict
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ArgumentTypeError(
+            f"{function}() got an unexpected keyword argument {unknown[0]!r} (it takes {', '.join(sorted(known))})"
+        )
 
 
 def check_folder(name: str, path: str | Path, hint: str = "") -> Path:

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from tqdm.auto import tqdm
-
 from fope.errors import CampaignError, FopeError
+from fope.progress import progress_bar
 from fope.worker import PARENT_PID
 
 #: The executors ``--executor`` names.
@@ -296,7 +295,7 @@ def run_tasks(
     pending = list(tasks)
     running: list[tuple[Task, Any]] = []
     failures: list[str] = []
-    bar = tqdm(total=total, initial=progress(), desc=description, unit=unit)
+    bar = progress_bar(total=total, initial=progress(), desc=description, unit=unit)
     try:
         while (pending and not failures) or running:
             waiting = {task.name for task in pending} | {task.name for task, _ in running}
@@ -322,10 +321,9 @@ def run_tasks(
                 else:
                     label = task.label or f"{description} of {task.name}"
                     failures.append(f"{label} failed ({end.failure}); see {task.log}")
-            bar.n = progress()
             if postfix is not None:
                 bar.set_postfix_str(postfix(), refresh=False)
-            bar.refresh()
+            bar.update(progress() - bar.n)  # redraws at most every mininterval (fope.progress), not on every poll
         if failures:
             raise RunFailed("; ".join(failures) + " (the same command continues from the last checkpoints)")
     finally:

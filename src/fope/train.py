@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from fope.build import build_model, build_optimizer, build_sampler, prepare_run_data, resume_run_data
 from fope.checkpoint import (
@@ -46,8 +45,11 @@ from fope.errors import FopeError
 from fope.fsdp import clip_gradients, load_optimizer_state, save_sharded_checkpoint, shard_model
 from fope.metrics import MetricsLog, iterate_losses
 from fope.model import ModelConfig, TransformerLM
+from fope.progress import progress_bar
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from fope.integrations.hf_lm import HFCausalLM
 
 __all__ = ["LOCK_FILE", "TrainingDiverged", "iterate_losses", "lr_factor", "train", "train_from_files", "training_lock"]
@@ -417,7 +419,9 @@ def end_of_step(
             "tokens_per_s": throughput.tokens / throughput.seconds,
         }
         s.metrics.write(record)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+        bar.set_postfix(
+            loss=f"{loss:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}", refresh=False
+        )
         summary["tokens_per_s"] = record["tokens_per_s"]
         throughput.reset()
     if (s.ddp.is_main or s.sharded) and (step % tcfg.eval_every == 0 or step == stop):
@@ -476,7 +480,7 @@ def _train(
     tcfg = config.train
     stop = min(tcfg.max_steps, until_step) if until_step is not None else tcfg.max_steps
     summary: dict[str, Any] = {"run_dir": str(run_dir), "start_step": session.step}
-    bar = tqdm(
+    bar = progress_bar(
         total=stop,
         initial=session.step,
         disable=not (progress and session.ddp.is_main),

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fope.data.retrieval import TASK_NAMES, answer_text, retrieval_task
+from fope.evaluate.passkey import evaluate_run_passkey
 from fope.evaluate.results import retrieval_name
 from fope.evaluate.retrieval import (
     build_prompts,
@@ -188,6 +189,20 @@ def test_a_real_run_and_the_cli(tiny_runs, tmp_path, capsys):
 def test_an_unknown_task_fails_before_the_run_is_read(tmp_path):
     with pytest.raises(ValueError, match="unknown retrieval task 'nope'"):
         evaluate_run_retrieval(tmp_path / "missing", "nope")
+
+
+@pytest.mark.parametrize("wrapper", ["retrieval", "passkey"])
+def test_a_misspelled_option_fails_before_the_run_is_read(wrapper, tmp_path):
+    """The wrappers forward ``**options``: a wrong keyword is Python's own TypeError, not a failure after loading."""
+    missing = tmp_path / "missing"  # loading it would raise another error: the check must come first
+    call = (
+        (lambda: evaluate_run_retrieval(missing, "passkey", trails=5))
+        if wrapper == "retrieval"
+        else (lambda: evaluate_run_passkey(missing, trails=5))
+    )
+    with pytest.raises(TypeError, match=rf"evaluate_run_{wrapper}\(\) got an unexpected keyword argument 'trails'"):
+        call()
+    assert not missing.exists()
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)

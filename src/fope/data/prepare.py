@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from tqdm.auto import tqdm
-
 from fope.checks import check_folder
 from fope.data import corpus
 from fope.data.corpus import Document
@@ -22,6 +20,7 @@ from fope.data.store import INDEX_FILE, META_FILE, TOKENS_FILE, TokenStore, Toke
 from fope.data.tokenizer import Tokenizer, check_vocab_size, train_bpe
 from fope.errors import UNWRITABLE_ERRNOS, FopeError
 from fope.files import file_sha256, publish_directory
+from fope.progress import progress_bar
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -352,7 +351,9 @@ def _write_split(path: Path, split: str, documents: list[Document], tokenizer: T
 
     def encoded():
         total = sum(len(d.text) for d in documents)
-        with tqdm(total=total, desc=f"tokenizing {split}", unit="char", unit_scale=True, leave=False) as progress:
+        with progress_bar(
+            total=total, desc=f"tokenizing {split}", unit="char", unit_scale=True, leave=False
+        ) as progress:
             for start in range(0, len(documents), ENCODE_CHUNK):
                 chunk = documents[start : start + ENCODE_CHUNK]
                 for document, ids in zip(chunk, tokenizer.encode_batch([d.text for d in chunk]), strict=True):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from fope.checks import check_keywords
 from fope.data.passkey import PasskeyPrompt, build_passkey_prompt
 from fope.data.retrieval import PasskeyTask, integers, passkey_prompt, score_integers
 from fope.data.tokenizer import Tokenizer
@@ -143,6 +144,7 @@ def evaluate_run_passkey(
 ) -> RetrievalResult:
     """``fope passkey``: a run's passkey accuracy against length, saved as ``RUN_DIR/eval/passkey.json``
     (``options``: ``evaluate_passkey``'s)."""
+    check_keywords("evaluate_run_passkey", options, RetrievalOptions)  # before the run is loaded
     return evaluate_run_model(run_dir, PASSKEY, evaluate_passkey, step=step, device=device, write=write, **options)
 
 

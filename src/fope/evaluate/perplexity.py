@@ -12,14 +12,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import decoders, pre_tokenizers
 from torch import nn
-from tqdm.auto import tqdm
 
 from fope.checks import check_int
 from fope.data.corpus import Document, decode_text, jsonl_documents, text_dir_documents
@@ -37,7 +36,11 @@ from fope.evaluate.chunks import (
 )
 from fope.evaluate.results import PERPLEXITY, evaluate_run, results_name
 from fope.evaluate.schema import PerplexityResult
+from fope.progress import progress_bar
 from fope.runs import Run
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 DEFAULT_MAX_SPANS = 32
 DEFAULT_BATCH_TOKENS = 16384
@@ -223,7 +226,9 @@ def evaluate_perplexity(
     was_training = model.training
     model.to(device).eval()
     total = sum(len(spans) * (span_tokens // (length + 1)) * length for length in lengths)
-    bar = tqdm(total=total, disable=not progress, desc="perplexity", unit="tok", unit_scale=True, dynamic_ncols=True)
+    bar = progress_bar(
+        total=total, disable=not progress, desc="perplexity", unit="tok", unit_scale=True, dynamic_ncols=True
+    )
     try:
         with torch.inference_mode():
             records = [

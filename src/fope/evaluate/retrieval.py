@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from fope.checks import check_int
+from fope.checks import check_int, check_keywords
 from fope.data.retrieval import RetrievalPrompt, RetrievalTask, retrieval_task
 from fope.data.tokenizer import Tokenizer
 from fope.device import model_device, resolve_device
@@ -34,6 +33,7 @@ from fope.evaluate.chunks import LENGTH_MULTIPLES, check_lengths
 from fope.evaluate.perplexity import DEFAULT_BATCH_TOKENS
 from fope.evaluate.results import RETRIEVAL, evaluate_run_model, retrieval_name
 from fope.evaluate.schema import RetrievalResult
+from fope.progress import progress_bar
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -244,7 +244,9 @@ def evaluate_retrieval(
     model.to(device).eval()
     outcomes: list[RetrievalTrial] = []
     seconds = {}
-    bar = tqdm(total=len(lengths) * trials, disable=not progress, desc=task.name, unit="trial", dynamic_ncols=True)
+    bar = progress_bar(
+        total=len(lengths) * trials, disable=not progress, desc=task.name, unit="trial", dynamic_ncols=True
+    )
     try:
         with torch.inference_mode():
             for length in lengths:
@@ -307,6 +309,7 @@ def evaluate_run_retrieval(
     """``fope retrieval``: a run's accuracy on ``task`` against length, saved as
     ``RUN_DIR/eval/retrieval-<task>.json`` (``options``: ``evaluate_retrieval``'s)."""
     task = as_task(task)  # an unknown name fails before the run is loaded
+    check_keywords("evaluate_run_retrieval", options, RetrievalOptions)
     name, evaluate = retrieval_name(task.name), functools.partial(evaluate_retrieval, task=task)
     return evaluate_run_model(run_dir, name, evaluate, step=step, device=device, write=write, **options)
 
