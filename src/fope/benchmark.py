@@ -1,8 +1,14 @@
 """Benchmark of position-encoding application: forward + backward (or forward) time of FoPE, RoPE and YaRN on q and k.
 
 Reports each scheme's time, FoPE / RoPE as a ratio measured in the same run (schemes are interleaved repeat by repeat,
-in a rotating order, so drift in machine load and order effects hit all of them alike), and the bytes the application
-must move at minimum against a measured memory-copy bandwidth: how far each one is from the memory-bound floor.
+in a rotating order, so drift in machine load and order effects hit all of them alike), and two floors:
+
+- the bytes the application must move at minimum against a measured memory-copy bandwidth (a copy into a buffer that
+  already exists): how far each one is from the memory-bound floor;
+- ``copy``, timed like a scheme: q and k copied into fresh tensors, and in the backward the gradients copied into
+  fresh tensors. That is the least any out-of-place application costs on this device and allocator: it moves the
+  minimum bytes and allocates its outputs as a rotation must (on the CPU, fresh blocks above glibc's mmap threshold
+  are faulted in and zeroed on first touch, which the first floor never pays).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class BenchmarkRow:
     mode: str  # "fwd+bwd" or "fwd"
     median_ms: float
     ratio_to_rope: float
+    ratio_to_copy: float  # to the ``copy`` pseudo-scheme's time in the same run
     min_bytes: int
     floor_ms: float
     fraction_of_bandwidth: float
@@ -66,6 +73,25 @@ def _minimum_bytes(q: torch.Tensor, k: torch.Tensor, forward_only: bool = False)
     return (2 if forward_only else 4) * (q.numel() + k.numel()) * q.element_size()
 
 
+class _FreshCopy(torch.autograd.Function):
+    """The identity into a fresh tensor, forward and backward: what an out-of-place rotation costs at the least."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
+
+
+class FreshCopy(torch.nn.Module):
+    """The ``copy`` pseudo-scheme: ``pe(q, k)`` that only copies q and k (and their gradients) into fresh tensors."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _FreshCopy.apply(q), _FreshCopy.apply(k)
+
+
 def _step(pe: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, grad_q: torch.Tensor, grad_k: torch.Tensor) -> None:
     q_out, k_out = pe(q, k)
     torch.autograd.backward((q_out, k_out), (grad_q, grad_k))
@@ -84,8 +110,8 @@ def run_position_benchmark(
     progress: Callable[[str], None] | None = print,
     forward_only: bool = False,
 ) -> dict:
-    """Time forward + backward (``forward_only``: forward) of FoPE, RoPE and YaRN on ``(B, H, T, D)`` q and k; return
-    rows and the bandwidth.
+    """Time forward + backward (``forward_only``: forward) of FoPE, RoPE, YaRN and the ``copy`` floor on
+    ``(B, H, T, D)`` q and k; return rows and the bandwidth.
 
     ``device`` (default: CUDA when available) and ``json_path`` are checked before anything is timed.
     """
@@ -101,6 +127,7 @@ def run_position_benchmark(
             "rope": build_position_encoding("rope", head_dim=head_dim),
             "yarn": build_position_encoding("yarn", head_dim=head_dim, factor=8.0, original_max_position=512),
             "fope": build_position_encoding("fope", head_dim=head_dim, num_heads=heads, train_length=512, seed=0),
+            "copy": FreshCopy(),
         }
         for dtype_name, dtype in DTYPES.items():
             shape = f"B={batch} H={heads} T={length} D={head_dim}"
@@ -144,6 +171,7 @@ def run_position_benchmark(
                         mode="fwd" if forward_only else "fwd+bwd",
                         median_ms=median * 1e3,
                         ratio_to_rope=median / medians["rope"],
+                        ratio_to_copy=median / medians["copy"],
                         min_bytes=min_bytes,
                         floor_ms=floor * 1e3,
                         fraction_of_bandwidth=floor / median,
@@ -180,14 +208,16 @@ def format_position_benchmark(results: dict) -> str:
         f"device: {results['device']}, torch {results['torch']}, "
         f"copy bandwidth {results['copy_bandwidth_gb_s']:.1f} GB/s, median of {results['repeats']}",
         "",
-        "| shape | dtype | compiled | scheme | mode | ms | / RoPE | min MB moved | floor ms | % of bandwidth |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| shape | dtype | compiled | scheme | mode | ms | / RoPE | / copy | min MB moved | floor ms "
+        "| % of bandwidth |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
         lines.append(
             f"| {row['shape']} | {row['dtype']} | {'yes' if row['compiled'] else 'no'} | {row['scheme']} | "
             f"{row['mode']} | "
-            f"{row['median_ms']:.1f} | {row['ratio_to_rope']:.2f} | {row['min_bytes'] / 2**20:.0f} | "
+            f"{row['median_ms']:.1f} | {row['ratio_to_rope']:.2f} | {row['ratio_to_copy']:.2f} | "
+            f"{row['min_bytes'] / 2**20:.0f} | "
             f"{row['floor_ms']:.1f} | {100 * row['fraction_of_bandwidth']:.0f}% |"
         )
     return "\n".join(lines)
