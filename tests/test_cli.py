@@ -423,3 +423,23 @@ def test_argument_errors_are_one_line(argv, expected, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith(expected) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--out", ""],
+        ["compare", "run", "--out", " "],
+        ["analyze", "run", "--out", ""],
+        ["train", "--preset", "tiny/fope", "--out", ""],
+        ["prepare", "--out", ""],
+        ["demo", "--out", ""],
+        ["experiment", "ablation", "--out", ""],
+    ],
+)
+def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    command = " ".join(argv[:2]) if argv[0] == "experiment" else argv[0]  # a recipe is a subcommand of its own
+    assert "argument --out: must be a path; got an empty one" in one_error_line(capsys, command)

@@ -118,6 +118,34 @@ def test_a_full_disk_when_saving_results_prints_them_and_says_they_were_not_save
     assert (run_dir / "eval" / f"{name}.json").read_text() == "earlier results"
 
 
+@pytest.mark.parametrize("command", ["eval", "passkey", "report"])
+def test_a_folder_where_an_output_file_belongs_is_one_line(tiny_runs, tmp_path, capsys, command):
+    """A folder in the way of a file fope writes (``IsADirectoryError``) names the path, as the other path faults do."""
+    if command == "report":
+        (tmp_path / "results").mkdir()
+        in_the_way = tmp_path / "page"
+        in_the_way.mkdir()
+        argv = ["report", "--results", str(tmp_path / "results"), "--out", str(in_the_way)]
+    else:
+        run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "run")
+        in_the_way = run_dir / "eval" / ("perplexity.json" if command == "eval" else "passkey.json")
+        in_the_way.mkdir(parents=True)
+        options = ["--max-spans", "1"] if command == "eval" else ["--trials", "1"]
+        argv = [command, str(run_dir), "--lengths", "128", *options, "--no-progress"]
+    assert main(argv) == 2
+    line = error_line(capsys)
+    assert f"{in_the_way} is a folder where a file belongs: move or rename that folder, or write elsewhere" in line
+    assert in_the_way.is_dir() and not any(in_the_way.iterdir())
+
+
+def test_a_folder_in_place_of_the_metrics_file_stops_a_resume_in_one_line(tiny_runs, tmp_path, capsys):
+    run_dir = shutil.copytree(tiny_runs["rope"], tmp_path / "run")
+    (run_dir / "metrics.jsonl").unlink()
+    (run_dir / "metrics.jsonl").mkdir()
+    assert main(["train", "--resume", "--out", str(run_dir), "--max-steps", "9", "--no-progress"]) == 2
+    assert f"{run_dir}/metrics.jsonl is a folder where a file belongs" in error_line(capsys)
+
+
 # ------------------------------------------------------------------ Ctrl-C
 
 

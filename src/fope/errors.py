@@ -40,8 +40,9 @@ class CampaignError(FopeError):
 
 #: A folder that cannot be written: read-only, or not the user's.
 UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-#: Faults of the machine or of a path, not of fope: a full disk or quota, an unwritable folder, a name too long.
-ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, *UNWRITABLE_ERRNOS})
+#: Faults of the machine or of a path, not of fope: a full disk or quota, an unwritable folder, a name too long, a
+#: folder where a file is to be written.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EISDIR, *UNWRITABLE_ERRNOS})
 
 
 def is_environment_error(error: BaseException) -> bool:
@@ -80,6 +81,8 @@ def describe_os_error(error: OSError, retry: str = "run the command again") -> s
         return f"{path} is on a read-only file system: choose a writable folder"
     if error.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied: {path}: check its permissions, or use another path"
+    if error.errno == errno.EISDIR:
+        return f"{path} is a folder where a file belongs: move or rename that folder, or write elsewhere"
     if error.errno == errno.ENAMETOOLONG:
         return f"path or file name too long: {path}: use a shorter one (a name holds at most 255 bytes)"
     return " ".join(str(error).split())

@@ -36,6 +36,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def path(text: str) -> str:
+    """A path option: any text but the empty one (``--out ''`` would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a path; got an empty one")
+    return text
+
+
 def names(text: str) -> list[str]:
     """``--encodings rope,fope`` as a list of names."""
     return [part.strip() for part in text.split(",") if part.strip()]

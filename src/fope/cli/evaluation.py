@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fope.cli.args import add_run_options, command, ints, multiples, positive_int, run_keywords
+from fope.cli.args import add_run_options, command, ints, multiples, path, positive_int, run_keywords
 from fope.evaluate.chunks import LENGTH_MULTIPLES
 
 
@@ -205,7 +205,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         user_errors=(ValueError,),
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
-    parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--out", required=True, type=path, help="report folder")
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--data", default=None, help="use perplexity on this text (as fope eval --data)")
     parser.add_argument(
@@ -275,7 +275,7 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/analysis)")
+    parser.add_argument("--out", default=None, type=path, help="output folder (default: RUN_DIR/analysis)")
     default = ",".join(map(str, LENGTH_MULTIPLES))
     parser.add_argument(
         "--multiples",

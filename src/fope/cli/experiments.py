@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from fope.cli.args import add_dataclass_arguments, dataclass_values
+from fope.cli.args import add_dataclass_arguments, dataclass_values, path
 from fope.executor import EXECUTORS
 
 
@@ -63,7 +63,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         "perplexity at 1x..16x the training length and passkey retrieval, and write a report (OUT/report) and a "
         "summary (OUT/summary.md). Finished steps are reused when the command is run again with the same --out.",
     )
-    parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    parser.add_argument("--out", default="demo-output", type=path, help="output folder (default demo-output)")
     _add_recipe(parser, "demo")
 
 
@@ -82,7 +82,7 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
         doc = (recipe(name).build.__doc__ or "").replace("%", "%%")
         sub = recipes.add_parser(name, help=doc.split("\n")[0], description=doc)
         sub.add_argument(
-            "--out", default="experiments", help="output folder, shared by the recipes (default experiments)"
+            "--out", default="experiments", type=path, help="output folder, shared by the recipes (default experiments)"
         )
         _add_recipe(sub, name)
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fope.cli.args import command
+from fope.cli.args import command, path
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -45,7 +45,11 @@ def add(subparsers: argparse._SubParsersAction) -> None:
         help="results folder (default docs/results)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("docs/results.md"), metavar="FILE", help="the page (default docs/results.md)"
+        "--out",
+        type=lambda text: Path(path(text)),
+        default=Path("docs/results.md"),
+        metavar="FILE",
+        help="the page (default docs/results.md)",
     )
     parser.add_argument("--force", action="store_true", help="replace the page even when it was edited by hand")
     parser.add_argument(

