@@ -158,3 +158,23 @@ def test_a_merge_key_may_be_overridden_and_aliases_are_not_duplicates(tmp_path):
     path = tmp_path / "merge.yaml"
     path.write_text("base: &base {lr: 1, eps: 2}\noptim:\n  <<: *base\n  lr: 3\nagain: *base\n")
     assert load_yaml(path) == {"base": {"lr": 1, "eps": 2}, "optim": {"lr": 3, "eps": 2}, "again": {"lr": 1, "eps": 2}}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.threads=0", "train: threads must be >= 1 (or null: torch's default); got 0"),
+        ("optim.betas=[2,3]", "optim: betas must be two numbers in [0, 1) (AdamW's); got [2.0, 3.0]"),
+        ("optim.betas=[0.9,1]", "optim: betas must be two numbers in [0, 1)"),
+        ("optim.eps=-1", "optim: eps must be >= 0; got -1.0"),
+        ("optim.weight_decay=-0.1", "optim: weight_decay must be >= 0; got -0.1"),
+        ("optim.grad_clip=0", "optim: grad_clip must be > 0 (the largest global gradient norm); got 0.0"),
+    ],
+)
+def test_values_torch_would_refuse_mid_run_are_refused_with_the_config(override, message):
+    """What torch.set_num_threads or AdamW would raise at the first step is a one-line ConfigError up front."""
+    from fope.presets import load_preset
+
+    with pytest.raises(ConfigError) as info:
+        load_preset("tiny/fope", [override])
+    assert message in str(info.value)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from fope.checkpoint import CheckpointError, save_checkpoint
+from fope.checkpoint import CheckpointError, latest_checkpoint, save_checkpoint
 from fope.config import ConfigError, load_config
 from fope.runs import load_run
 from fope.train import TrainingDiverged, iterate_losses, lr_factor, train
@@ -455,3 +455,50 @@ def test_training_warns_when_the_held_out_share_is_far_from_val_fraction(tmp_pat
     train(config_for(corpus, max_steps=1, checkpoint_every=1), tmp_path / "run", progress=False, log=messages.append)
     warned = [message for message in messages if message.startswith("warning: the held-out split has")]
     assert len(warned) == 1 and "among these 2 the largest, huge.txt" in warned[0]
+
+
+def test_resume_with_another_preset_or_config_is_refused_not_ignored(tiny_runs, tiny_corpus, tmp_path, capsys):
+    """``--resume`` goes on with the run's own config.yaml: a --preset or --config beside it would be ignored."""
+    import shutil
+
+    from fope.cli import main
+
+    run_dir = shutil.copytree(tiny_runs["fope"], tmp_path / "fope")
+    saved = (run_dir / "config.yaml").read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(tiny_run_config(tiny_corpus, "rope")))
+    resume = ["train", "--out", str(run_dir), "--resume", "--no-progress", "--max-steps", "9"]
+    for source, flag in ((["--preset", "tiny/rope"], "--preset"), (["--config", str(other)], "--config")):
+        assert main([*resume, *source]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"with its own config.yaml: leave out {flag} (change a setting with --set)" in err
+    assert (run_dir / "config.yaml").read_text() == saved
+    assert latest_checkpoint(run_dir).name == "step_0000008"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"data": {"source": "/nonexistent/corpus"}}, "data: source must be 'default', a directory of .txt files"),
+        ({"data": {"vocab_size": 10}}, "data: vocab_size must be an int >= 257"),
+        ({"data": {"sources": ["zzz"]}}, "data: the corpus has no documents of source ['zzz']"),
+        ({"model": {"vocab_size": 5}}, "model.vocab_size=5 is smaller than the tokenizer's 300 tokens"),
+        ({"train": {"seq_len": 10**7}}, "fewer than seq_len + 1 = 10000001"),
+    ],
+)
+def test_a_data_setting_that_cannot_work_is_one_line_and_writes_no_run(tiny_corpus, tmp_path, capsys, setting, message):
+    """What ``fope prepare`` refuses in one line, or what would fail at the first step, is refused up front."""
+    from fope.cli import main
+
+    config = tiny_run_config(tiny_corpus, "fope")
+    for section, values in setting.items():
+        config[section] = {**config[section], **values}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--out", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("fope ")]
+    assert "Traceback" not in err and len(lines) == 1 and message in lines[0], err
+    assert not run_dir.exists() or not any(run_dir.iterdir())

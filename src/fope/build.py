@@ -209,7 +209,13 @@ def build_model(
     hf = config.transformers
     init_info: dict[str, Any] = {}
     if hf is None:
-        model = TransformerLM(config.model_config(prepared.tokenizer.vocab_size))
+        model_config = config.model_config(prepared.tokenizer.vocab_size)
+        if model_config.vocab_size < prepared.tokenizer.vocab_size:  # a token id past the embeddings: an IndexError
+            raise ConfigError(
+                f"model.vocab_size={model_config.vocab_size} is smaller than the tokenizer's "
+                f"{prepared.tokenizer.vocab_size} tokens: leave it unset (the tokenizer's size is taken) or raise it"
+            )
+        model = TransformerLM(model_config)
         if checkpoint is not None:
             load_model_weights(model, checkpoint)
         elif config.train.init_from:

@@ -385,6 +385,14 @@ class OptimConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps}")
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1) (AdamW's); got {list(self.betas)}")
+        if self.eps < 0:
+            raise ValueError(f"eps must be >= 0; got {self.eps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 (the largest global gradient norm); got {self.grad_clip}")
 
 
 @dataclass
@@ -433,6 +441,8 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of grad_accum={self.grad_accum}")
         if self.eval_batches < 0:
             raise ValueError(f"eval_batches must be >= 0; got {self.eval_batches}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or null: torch's default); got {self.threads}")
         check_seed("seed", self.seed)
 
 

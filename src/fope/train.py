@@ -41,7 +41,7 @@ from fope.config import ConfigError, RunConfig, load_config, save_config
 from fope.data.prepare import PreparedData
 from fope.data.sampler import WindowSampler
 from fope.device import Distributed, init_distributed, resolve_device
-from fope.errors import FopeError
+from fope.errors import FopeError, one_line
 from fope.fsdp import clip_gradients, load_optimizer_state, save_sharded_checkpoint, shard_model
 from fope.metrics import MetricsLog, iterate_losses
 from fope.model import ModelConfig, TransformerLM
@@ -267,10 +267,18 @@ def write_run_files(config: RunConfig, run_dir: Path, prepared: PreparedData) ->
 
 
 def run_data(config: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None]) -> PreparedData:
-    """The data to train on: a resumed run's own (``resume_run_data``) once it has a tokenizer, else ``config``'s."""
-    if resume and (run_dir / "tokenizer.json").is_file():
-        return resume_run_data(config, run_dir, log)
-    return prepare_run_data(config)
+    """The data to train on: a resumed run's own (``resume_run_data``) once it has a tokenizer, else ``config``'s.
+
+    A data setting that ``fope prepare`` refuses in one line (a missing source, a vocabulary too small, a source
+    name the corpus lacks) is refused here in one line too, as a ``ConfigError``, before the run folder is written."""
+    try:
+        if resume and (run_dir / "tokenizer.json").is_file():
+            return resume_run_data(config, run_dir, log)
+        return prepare_run_data(config)
+    except FopeError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"data: {one_line(error)}") from error
 
 
 def setup(
@@ -338,12 +346,17 @@ def setup(
         _set_rng_state(state["rng"], device)
         step, tokens_seen = int(meta["step"]), int(state["tokens"])
         log(f"resuming {run_dir} from step {step}")
-    if ddp.is_main:
-        write_run_files(config, run_dir, prepared)
-    sampler = build_sampler(config, prepared)
     # ddp validates on rank 0 alone, fsdp on every rank, each on its rows of the same batches
     val_rows = tcfg.batch_size if tcfg.parallel == "fsdp" else tcfg.batch_size // ddp.world_size
-    val_sampler = WindowSampler(prepared.val, tcfg.seq_len, val_rows, tcfg.seed + 1)
+    try:  # before the run files: data too short for train.seq_len writes nothing
+        sampler = build_sampler(config, prepared)
+        val_sampler = WindowSampler(prepared.val, tcfg.seq_len, val_rows, tcfg.seed + 1)
+    except FopeError:
+        raise
+    except ValueError as error:
+        raise ConfigError(one_line(error)) from error
+    if ddp.is_main:
+        write_run_files(config, run_dir, prepared)
     trained: nn.Module = model
     if ddp.world_size > 1 and tcfg.parallel == "ddp":
         trained = nn.parallel.DistributedDataParallel(
@@ -560,6 +573,11 @@ def train_from_files(
     if resume and not saved.is_file():
         raise nothing_to_resume(run_dir)
     if resume:
+        if config_path is not None:  # it would be ignored: the run goes on with the config it was started with
+            raise ConfigError(
+                f"--resume continues the run in {run_dir} with its own {saved.name}: leave out --config "
+                "(change a setting with --set)"
+            )
         config = load_config(saved, overrides)
         refuse_reshaping_overrides(run_dir, overrides)
     elif config_path is None:

@@ -140,6 +140,11 @@ def _train(args: argparse.Namespace) -> int:
     from fope.train import train, train_from_files
 
     options = {"until_step": args.until_step, "progress": not args.no_progress}
+    if args.resume and args.preset is not None:  # it would be ignored: the run goes on with its own config
+        raise ConfigError(
+            f"--resume continues the run in {args.out} with its own config.yaml: leave out --preset "
+            "(change a setting with --set)"
+        )
     if args.resume or args.config is not None:
         train_from_files(args.config, args.out, args.overrides, max_steps=args.max_steps, resume=args.resume, **options)
     elif args.preset is not None:
