@@ -10,7 +10,7 @@ from matplotlib.image import imread
 
 from fope.cli import main
 from fope.report.load import ReportError
-from fope.report.page import build_page, is_generated, write_page
+from fope.report.page import FIGURES_WRITTEN, build_page, is_generated, write_page
 from fope.report.store import write_json
 from tests.report.fakes import stored_run
 
@@ -82,10 +82,17 @@ def test_rebuilding_gives_the_same_bytes_and_draws_the_figures(results):
     assert sorted(page.figures) == ["ablation-report-tiny-passkey.png", "ablation-report-tiny-perplexity.png"]
     for name in page.figures:
         assert imread(results / "figures" / name).shape[0] > 100
-    (results / "figures" / "stale.png").write_bytes(b"old")
+    figures = results / "figures"
+    assert json.loads((figures / FIGURES_WRITTEN).read_text()) == sorted(page.figures)
+    # a figure an earlier report wrote that this page no longer uses goes; a file fope did not write stays
+    (figures / "old-report-perplexity.png").write_bytes(b"old")
+    (figures / FIGURES_WRITTEN).write_text(json.dumps([*page.figures, "old-report-perplexity.png"]))
+    (figures / "my-own-plot.png").write_bytes(b"mine")
     write_page(results, out, RECIPES)
     assert out.read_bytes() == first and out.read_text() == build_page(results, out, RECIPES).text
-    assert not (results / "figures" / "stale.png").exists()
+    assert not (figures / "old-report-perplexity.png").exists()
+    assert (figures / "my-own-plot.png").read_bytes() == b"mine"
+    assert json.loads((figures / FIGURES_WRITTEN).read_text()) == sorted(page.figures)
 
 
 def test_a_page_edited_by_hand_is_not_replaced_without_force(results):

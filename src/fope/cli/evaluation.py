@@ -200,7 +200,8 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "default settings, then read each run's eval results, group runs by config name (seeds aggregate) and write "
         "report.md, results.json and PNG plots to --out. A run given twice counts once; two folders holding the same "
         "run (a copy: same seed and checkpoint) are an error. A report.md in --out that fope compare did not write "
-        "(or that was edited since) is not replaced without --force.",
+        "(or that was edited since) is not replaced without --force, nor is anything in an --out that holds files "
+        "but no report.md.",
         handler=_run_compare,
         user_errors=(ValueError,),
     )
@@ -219,7 +220,9 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
-        "--force", action="store_true", help="replace a report.md in --out that fope compare did not write"
+        "--force",
+        action="store_true",
+        help="write into --out even if its report.md (or its other files) are not fope compare's",
     )
 
 

@@ -217,9 +217,25 @@ def is_generated(text: str) -> bool:
     return written_by(text, "fope report")
 
 
+#: The list, in ``RESULTS/figures``, of the figures ``fope report`` wrote there last: the only files it ever removes.
+FIGURES_WRITTEN = ".written-by-fope-report.json"
+
+
+def _figures_written(folder: Path) -> list[str]:
+    """The names ``FIGURES_WRITTEN`` lists (none when it is missing or not a list of plain PNG names)."""
+    try:
+        names = json.loads((folder / FIGURES_WRITTEN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [name for name in names if isinstance(name, str) and name.endswith(".png") and Path(name).name == name]
+
+
 def write_page(results: str | Path, out: str | Path, recipes: Sequence[str], *, force: bool = False) -> Page:
-    """Write ``build_page`` to ``out`` and its figures to ``RESULTS/figures`` (PNG files there that the page does not
-    use are removed). A file at ``out`` that is not an unedited generated page is a ``ReportError`` unless ``force``."""
+    """Write ``build_page`` to ``out`` and its figures to ``RESULTS/figures``. Figures an earlier ``fope report`` wrote
+    there that the page no longer uses are removed; any other file there is left alone. A file at ``out`` that is not
+    an unedited generated page is a ``ReportError`` unless ``force``."""
     out = Path(out)
     page = build_page(results, out, recipes)
     if out.is_file() and not force and not is_generated(out.read_text()):
@@ -229,10 +245,11 @@ def write_page(results: str | Path, out: str | Path, recipes: Sequence[str], *, 
         )
     folder = Path(results) / FIGURES
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(folder.glob("*.png")):
-        if stale.name not in page.figures:
-            stale.unlink()
+    for name in _figures_written(folder):
+        if name not in page.figures:
+            (folder / name).unlink(missing_ok=True)
     for name, draw in page.figures.items():
         draw(folder / name)
+    write_atomic(folder / FIGURES_WRITTEN, json.dumps(sorted(page.figures), indent=1) + "\n")
     write_atomic(out, page.text)
     return page
