@@ -120,6 +120,12 @@ def test_aliases_count_every_value_they_stand_for():
 def test_load_yaml_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_yaml(tmp_path)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin.yaml is not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_yaml(latin)
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

@@ -107,8 +107,17 @@ def test_broken_cache_is_rebuilt(corpus_dir):
 
 def test_out_dir_with_other_options_or_other_files_is_an_error(corpus_dir, tmp_path):
     prepare_data(corpus_dir, tmp_path / "out", vocab_size=300)
-    with pytest.raises(ValueError, match="holds data prepared with other options"):
+    with pytest.raises(ValueError) as info:
         prepare_data(corpus_dir, tmp_path / "out", vocab_size=400)
+    message = str(info.value)  # the option that differs, not every option (the files' fingerprints run to kilobytes)
+    assert message == (
+        f"{tmp_path / 'out'} holds data prepared with other options (vocab_size: 300 here -> 400 requested): choose "
+        "another output folder or delete this one"
+    )
+    for manifest in ("[]", "null", "5"):  # JSON but not an object: a manifest that does not read, so rebuilt
+        (tmp_path / "out" / "manifest.json").write_text(manifest)
+        rebuilt = prepare_data(corpus_dir, tmp_path / "out", vocab_size=300)
+        assert not rebuilt.reused and prepare_data(corpus_dir, tmp_path / "out", vocab_size=300).reused
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "mine.txt").write_text("keep me", encoding="utf-8")
     with pytest.raises(ValueError, match="exists and is not prepared data"):

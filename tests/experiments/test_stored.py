@@ -188,6 +188,9 @@ def test_evaluations_are_stored_small_and_stored_numbers_are_never_replaced(tmp_
     (run_dir / "eval" / "perplexity.json").unlink()
     evaluate_run_perplexity(run_dir, lengths=[32, 64], max_spans=2, device="cpu", progress=False)  # 1x, 2x only
     assert worker_evaluations(campaign, "rope-s0", run_dir)["perplexity"] == [None]
+    for garbage in ("{not json", "[]", "null"):  # an eval file that does not read is evaluated again, not a traceback
+        (run_dir / "eval" / "passkey.json").write_text(garbage)
+        assert worker_evaluations(campaign, "rope-s0", run_dir)["trials"] == 3
 
 
 def test_each_run_is_evaluated_and_stored_as_soon_as_its_training_ends(tmp_path, tiny_corpus, monkeypatch):

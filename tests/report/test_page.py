@@ -95,6 +95,12 @@ def test_rebuilding_gives_the_same_bytes_and_draws_the_figures(results):
     assert json.loads((figures / FIGURES_WRITTEN).read_text()) == sorted(page.figures)
 
 
+def test_hand_written_prose_that_is_not_utf8_is_one_line(results):
+    (results / "notes.md").write_bytes(b"caf\xe9 notes\n")
+    with pytest.raises(ReportError, match=r"notes\.md is not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        build_page(results, results.parent / "results.md", RECIPES)
+
+
 def test_a_page_edited_by_hand_is_not_replaced_without_force(results):
     out = results.parent / "results.md"
     write_page(results, out, RECIPES)

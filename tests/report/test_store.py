@@ -88,6 +88,15 @@ def test_corrupt_or_foreign_files_are_one_line_errors(tmp_path):
     with pytest.raises(ReportError, match=r"has format 99; this fope reads format 1"):
         read_json(path, "run")
     assert read_run(tmp_path, "absent") is None
+    (tmp_path / "runs" / "folder.json").mkdir()
+    with pytest.raises(ReportError, match=r"folder\.json is a folder where a stored run file belongs"):
+        read_run(tmp_path, "folder")
+    stored_run(tmp_path, "commit", "rope", 0, {32: 3.0})
+    record = json.loads((tmp_path / "runs" / "commit.json").read_text())
+    next(iter(record["evaluations"].values()))["git_commit"] = 5  # the report slices it as text
+    (tmp_path / "runs" / "commit.json").write_text(json.dumps(record))
+    with pytest.raises(ReportError, match=r"git_commit"):
+        read_run(tmp_path, "commit")
 
 
 def test_stored_runs_aggregate_like_run_folders(tmp_path):

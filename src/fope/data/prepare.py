@@ -257,7 +257,10 @@ def _prepare(root: Path, options: dict[str, Any], cache_dir: Path) -> PreparedDa
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
-    return json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{root / MANIFEST_FILE} holds a JSON {type(manifest).__name__}, not an object")
+    return manifest
 
 
 def _reuse(root: Path, options: dict[str, Any]) -> PreparedData | None:
@@ -276,9 +279,10 @@ def _reuse(root: Path, options: dict[str, Any]) -> PreparedData | None:
         shutil.rmtree(root)
         return None
     if manifest.get("options") != options:
+        stored = manifest.get("options") if isinstance(manifest.get("options"), dict) else {}
         raise ValueError(
-            f"{root} holds data prepared with other options:\n  {json.dumps(manifest.get('options'), sort_keys=True)}\n"
-            f"requested:\n  {json.dumps(options, sort_keys=True)}\nchoose another output folder or delete this one"
+            f"{root} holds data prepared with other options ({_differences(stored, options)}): choose another output "
+            "folder or delete this one"
         )
     try:
         prepared = _open(root, manifest, reused=True)
@@ -288,6 +292,17 @@ def _reuse(root: Path, options: dict[str, Any]) -> PreparedData | None:
         return None
     log.info("reusing prepared data in %s (same options)", root)
     return prepared
+
+
+def _differences(stored: dict[str, Any], requested: dict[str, Any]) -> str:
+    """The options that differ, ``key: stored here -> requested`` (a long value, such as a list of files, by name)."""
+    parts = []
+    for key in sorted(set(stored) | set(requested)):
+        before, after = stored.get(key), requested.get(key)
+        if before != after:
+            values = f"{json.dumps(before)} here -> {json.dumps(after)} requested"
+            parts.append(f"{key}: {values}" if len(values) <= 80 else f"{key} differs")
+    return "; ".join(parts)
 
 
 def _open(root: Path, manifest: dict[str, Any], *, reused: bool) -> PreparedData:

@@ -268,11 +268,8 @@ def write_results(run_dir: str | Path, name: str, results: dict[str, Any]) -> Pa
     """
     merge = _MERGES.get(results.get("evaluation"))
     if merge is not None:
-        try:
-            stored = read_results(run_dir, name)
-        except (OSError, ValueError):  # an unreadable file is replaced, never a reason to lose the new results
-            stored = None
-        results = merge(stored if isinstance(stored, dict) else None, results)
+        # an unreadable file is replaced, never a reason to lose the new results
+        results = merge(readable_results(run_dir, name), results)
     return write_atomic(results_path(run_dir, name), json.dumps(results, indent=1) + "\n")
 
 
@@ -280,6 +277,16 @@ def read_results(run_dir: str | Path, name: str) -> dict[str, Any] | None:
     """The results stored as ``RUN_DIR/eval/<name>.json``, or None when there are none."""
     path = results_path(run_dir, name)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def readable_results(run_dir: str | Path, name: str) -> dict[str, Any] | None:
+    """``read_results``, or None also when the file does not read as a JSON mapping (cut short, garbage): what needs
+    it then computes the evaluation again, and ``write_results`` replaces the file."""
+    try:
+        results = read_results(run_dir, name)
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) else None
 
 
 def evaluate_run(

@@ -29,7 +29,7 @@ from fope.build import non_embedding_parameters
 from fope.checkpoint import latest_step
 from fope.config import flatten, save_config, to_dict
 from fope.errors import CampaignError
-from fope.evaluate.results import PASSKEY, PERPLEXITY, EvaluationRequest, mismatches, read_results, results_name
+from fope.evaluate.results import PASSKEY, PERPLEXITY, EvaluationRequest, mismatches, readable_results, results_name
 from fope.executor import Executor, LocalExecutor, Task, run_tasks, worker_arguments, worker_command
 from fope.experiments.plan import Campaign, PlannedRun, Report
 from fope.experiments.state import RunState, run_state
@@ -84,12 +84,12 @@ def worker_evaluations(campaign: Campaign, name: str, run_dir: Path, *, pending_
     step = latest_step(run_dir)
     texts = []
     for data in campaign.evaluations(name):
-        results = read_results(run_dir, results_name(PERPLEXITY, data)) if pending_only else None
+        results = readable_results(run_dir, results_name(PERPLEXITY, data)) if pending_only else None
         if not _computed(results, step, PERPLEXITY, {"spans.max_spans": campaign.max_spans}):
             texts.append(None if data is None else str(data))
     trials = None
     if campaign.passkey_trials is not None and campaign.evaluations(name):
-        results = read_results(run_dir, PASSKEY) if pending_only else None
+        results = readable_results(run_dir, PASSKEY) if pending_only else None
         if not _computed(results, step, PASSKEY, {"trials_per_length": campaign.passkey_trials}):
             trials = campaign.passkey_trials
     if not texts and trials is None:

@@ -199,6 +199,8 @@ ENTRY = mapping(
         "settings": a_mapping,
         "evaluated": optional(text),
         "git_dirty": optional(boolean),
+        "git_commit": optional(text),
+        "fope_version": optional(text),
     },
 )
 

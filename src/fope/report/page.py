@@ -139,7 +139,14 @@ def _report_section(
 
 
 def _hand_written(path: Path, placeholder: str) -> list[str]:
-    return [path.read_text().strip() if path.is_file() else placeholder, ""]
+    """The prose of ``path`` (``notes.md``, ``<recipe>.md``), or ``placeholder`` when there is none."""
+    if not path.is_file():
+        return [placeholder, ""]
+    try:
+        return [path.read_text(encoding="utf-8").strip(), ""]
+    except UnicodeDecodeError as error:
+        byte = f"byte {error.object[error.start]:#04x} at offset {error.start}"
+        raise ReportError(f"{path} is not UTF-8 text ({byte})") from error
 
 
 def _code(entries: Sequence[Mapping[str, Any]]) -> str:

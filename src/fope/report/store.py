@@ -123,10 +123,12 @@ def read_json(path: str | Path, kind: str) -> dict[str, Any] | None:
     """A stored file of ``kind`` (``run`` or ``recipe``), None when absent; a one-line error when it is not one, or
     when a field a report reads is missing, of another type or out of range (``fope.report.checks``)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return None
+    if not path.is_file():
+        raise ReportError(f"{path} is a folder where a stored {kind} file belongs: move it out of the results folder")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReportError(f"cannot read stored results {path}: {error}") from error
     keys = {"run": ("config", "summary", "evaluations"), "recipe": ("experiment", "reports")}[kind]
