@@ -461,3 +461,24 @@ def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(argv, ca
     assert stop.value.code == 2
     command = " ".join(argv[:2]) if argv[0] == "experiment" else argv[0]  # a recipe is a subcommand of its own
     assert "argument --out: must be a path; got an empty one" in one_error_line(capsys, command)
+
+
+@pytest.mark.parametrize("command", [["eval", "run"], ["passkey", "run"], ["retrieval", "run"], ["prepare"]])
+@pytest.mark.parametrize("value", ["-2", "x", str(2**64)])
+def test_a_seed_out_of_range_names_the_option(command, value, capsys):
+    """It used to fail inside the evaluation, blaming the length (``passkey length 128 cannot hold trial 0``)."""
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--seed", value])
+    assert stop.value.code == 2
+    assert f"argument --seed: must be an int from 0 to 2**64 - 1; got '{value}'" in one_error_line(capsys, command[0])
+
+
+def test_train_help_lists_every_shipped_preset():
+    from fope.presets import preset_names
+
+    preset = next(action for action in commands()["train"]._actions if "--preset" in action.option_strings)
+    listed = {  # "tiny/ENCODING (alibi, cope, ...) or paper/SIZE (1.2b, ...)"
+        part.split("/")[0].split()[-1]: part.split("(")[1].split(")")[0].split(", ")
+        for part in preset.help.split(" or ")
+    }
+    assert sorted(f"{group}/{stem}" for group, stems in listed.items() for stem in stems) == sorted(preset_names())

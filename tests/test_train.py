@@ -340,6 +340,8 @@ def test_max_steps_must_leave_steps_to_train(tiny_corpus, tmp_path, capsys):
         assert f"{run} is already at step 4" in one_error_line(capsys)
     assert main([*resume, "--max-steps", "8", "--until-step", "3"]) == 2
     assert "--until-step must be after the run's step 4; got 3" in one_error_line(capsys)
+    assert main([*resume, "--max-steps", "8", "--until-step", "10"]) == 2  # it would stop at 8 without a word
+    assert "--until-step 10 is past the run's end, train.max_steps (--max-steps) = 8" in one_error_line(capsys)
     assert files_of(run) == before  # config.yaml (max_steps), metrics and checkpoints as they were
     assert main([*resume, "--max-steps", "6"]) == 0 and load_run(run).step == 6
 

@@ -179,10 +179,15 @@ def nothing_to_resume(run_dir: Path) -> ConfigError:
 
 def check_run_length(config: RunConfig, until_step: int | None) -> None:
     """``train.max_steps`` (``--max-steps``, which may be set after the config was checked) and ``until_step`` are
-    ints >= 1."""
+    ints >= 1, and ``until_step`` is not past ``max_steps``."""
     for name, value in (("train.max_steps (--max-steps)", config.train.max_steps), ("--until-step", until_step)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name} must be an int >= 1; got {value!r}")
+    if until_step is not None and until_step > config.train.max_steps:  # it would stop at max_steps all the same
+        raise ConfigError(
+            f"--until-step {until_step} is past the run's end, train.max_steps (--max-steps) = "
+            f"{config.train.max_steps}: give a step up to it, or lengthen the run"
+        )
 
 
 def check_resumed_step(run_dir: Path, step: int, max_steps: int, until_step: int | None) -> None:

@@ -10,6 +10,7 @@ import types
 import typing
 from typing import Any
 
+from fope.checks import MAX_SEED
 from fope.errors import FopeError
 
 
@@ -41,6 +42,18 @@ def path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must be a path; got an empty one")
     return text
+
+
+def seed_int(text: str) -> int:
+    """A ``--seed``: an int from 0 to 2**64 - 1 (what torch and numpy take), named in the error instead of failing later
+    inside the evaluation."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an int from 0 to 2**64 - 1; got {text!r}")
+    return value
 
 
 def names(text: str) -> list[str]:
@@ -93,7 +106,7 @@ def multiples(text: str) -> list[int | float]:
 
 def add_run_options(parser: argparse.ArgumentParser, seed: str, what: str) -> None:
     """Options of a command that evaluates a run's checkpoint: ``seed`` names what it seeds, ``what`` its JSON."""
-    parser.add_argument("--seed", type=int, default=0, help=f"seed of {seed} (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help=f"seed of {seed} (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     parser.add_argument("--json", action="store_true", help=f"print only a JSON list of {what}")

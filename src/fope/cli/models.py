@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fope.cli.args import command, positive_int
+from fope.cli.args import command, positive_int, seed_int
 from fope.extras import require
 
 
@@ -49,7 +49,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sigma", type=float, default=0.3, help="coefficient noise gain (default 0.3)")
     parser.add_argument("--share-layers", action="store_true", help="one coefficient set for all layers (Intern)")
     parser.add_argument("--share-heads", action="store_true", help="one coefficient set for all heads")
-    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible coefficients")
+    parser.add_argument("--seed", type=seed_int, default=None, help="seed for reproducible coefficients")
     parser.add_argument("--output-dim", default="official", help="official, square or an int (default official)")
     parser.add_argument("--zero-pad", default="official", choices=["official", "identity"], help="zero-frequency pairs")
     parser.add_argument("--learnable", action="store_true", help="train the coefficients too")

@@ -7,7 +7,7 @@ import errno
 import sys
 from pathlib import Path
 
-from fope.cli.args import command, names, path
+from fope.cli.args import command, names, path, seed_int
 from fope.errors import FopeError
 
 
@@ -31,7 +31,7 @@ def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary incl. EOS, >= 257 (default 1024)")
     parser.add_argument("--val-fraction", type=float, default=None, help="share of documents held out (default 0.1)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the document split (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=None, help="seed of the document split (default 0)")
     parser.add_argument("--text-field", default=None, help="text field of JSONL lines / dataset rows (default text)")
     parser.add_argument("--tokenizer", default=None, help="use this tokenizer (file or folder) instead of training one")
     parser.add_argument(
@@ -77,8 +77,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--preset",
         default=None,
-        help="a shipped preset: tiny/ENCODING (rope, fope, alibi, nope, fope-no-fs, fope-no-cf, fope-no-cf-square, "
-        "hope, p-rope) or paper/SIZE (60m, 180m, 1.2b)",
+        help=f"a shipped preset: tiny/ENCODING ({_presets('tiny')}) or paper/SIZE ({_presets('paper')})",
     )
     source.add_argument("--config", default=None, help="a YAML config file")
     parser.add_argument("--out", required=True, type=path, help="run directory: new or empty, or the run to --resume")
@@ -99,6 +98,15 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _presets(group: str) -> str:
+    """The shipped presets of ``group`` (the YAML files of ``fope/presets/<group>``, read without importing them)."""
+    from importlib.resources import files
+
+    folder = files("fope").joinpath("presets", group)
+    stems = [entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml")]
+    return ", ".join(sorted(stem for stem in stems if stem != "base"))
 
 
 def _resume_note(out: str) -> str:
