@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -428,6 +429,14 @@ def test_cli_convert_errors_are_one_line(tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("fope convert: error: ") and "Traceback" not in errors[0]
     assert "Llama-family" in errors[0] and "GPT2LMHeadModel" in errors[0]
+
+    broken = shutil.copytree(source, tmp_path / "broken")  # a config transformers' own checks refuse
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "hidden_size": config["hidden_size"] + 1}))
+    assert main(["convert", str(broken), str(tmp_path / "none"), "--train-length", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith(f"fope convert: error: {broken}: transformers refuses its config.json: ")
 
     assert main(["convert", str(source), str(target), "--train-length", "64", "--seed", "1"]) == 0
     before = (target / "model.safetensors").read_bytes()

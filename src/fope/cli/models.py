@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fope.cli.args import command, positive_int, seed_int
+from fope.errors import FopeError, one_line
 from fope.extras import require
 
 
@@ -63,7 +64,13 @@ def _run_convert(args: argparse.Namespace) -> int:
     output_dim = int(args.output_dim) if args.output_dim.isdigit() else args.output_dim
     names = ("train_length", "overwrite", "sigma", "share_layers", "seed", "zero_pad", "share_heads", "learnable")
     options = {name: getattr(args, name) for name in names}
-    model = convert_directory(args.src_dir, args.out_dir, output_dim=output_dim, **options)
+    try:
+        model = convert_directory(args.src_dir, args.out_dir, output_dim=output_dim, **options)
+    except Exception as error:
+        # transformers checks a config through huggingface_hub's strict dataclasses, whose errors are no ValueError
+        if type(error).__module__ != "huggingface_hub.errors":
+            raise
+        raise FopeError(f"{args.src_dir}: transformers refuses its config.json: {one_line(error)}") from error
     fopes = fope_modules(model)
     sets = (
         "one coefficient set shared by all layers" if args.share_layers else f"{len(fopes)} per-layer coefficient sets"
