@@ -186,6 +186,8 @@ def test_read_documents(tmp_path):
         read_documents(tmp_path / "table.csv")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_documents(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="'/dev/null' is not a folder or a regular file"):
+        read_documents("/dev/null")  # it exists: "does not exist" would send the user looking for a typo
 
 
 def test_argument_errors(tiny_runs):

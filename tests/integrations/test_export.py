@@ -249,6 +249,11 @@ def test_a_non_empty_out_dir_needs_overwrite(tiny_runs, tmp_path):
     assert (out / "stale.txt").read_text() == "old"
     export_run(tiny_runs["nope"], out, overwrite=True)
     assert not (out / "stale.txt").exists() and (out / "config.json").is_file()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(FileExistsError, match=r"notes\.txt' is a file, not a folder; pass --overwrite"):
+        export_run(tiny_runs["nope"], a_file)
+    assert a_file.read_text() == "mine"
 
 
 def tree(folder: Path) -> dict[str, bytes]:

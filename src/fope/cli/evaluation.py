@@ -227,9 +227,11 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
+    from fope.device import resolve_device
     from fope.report import check_distinct_runs, check_out_dir, check_run_dir, compare_runs, unique_run_dirs
 
     check_out_dir(args.out, args.force)  # before any evaluation
+    resolve_device(args.device)  # a bad --device is an error even when --no-evaluate leaves it unused
     run_dirs, repeats = unique_run_dirs(args.run_dirs)
     for run_dir in run_dirs:
         check_run_dir(run_dir)

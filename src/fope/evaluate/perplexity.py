@@ -62,9 +62,8 @@ def read_documents(path: str | Path, text_field: str = "text") -> list[Document]
     if path.is_dir():
         return text_dir_documents(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"evaluation data {str(path)!r} does not exist; give a folder of .txt, a .txt or .jsonl"
-        )
+        what = "is not a folder or a regular file" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"evaluation data {str(path)!r} {what}; give a folder of .txt, a .txt or .jsonl")
     if path.suffix == ".jsonl":
         return jsonl_documents(path, text_field)
     if path.suffix == ".txt":

@@ -239,7 +239,8 @@ def check_model_out_dir(
             f"what is read; choose an output folder outside {name}"
         )
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise FileExistsError(f"out_dir {str(out_dir)!r} exists and is not empty; pass --overwrite to replace it")
+        what = "exists and is not empty" if target.is_dir() else "is a file, not a folder"
+        raise FileExistsError(f"out_dir {str(out_dir)!r} {what}; pass --overwrite to replace it")
     return target
 
 
