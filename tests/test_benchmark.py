@@ -22,7 +22,9 @@ def test_the_copy_floor_is_the_identity_into_fresh_tensors_forward_and_backward(
     assert q_out.data_ptr() != q.data_ptr() and k_out.data_ptr() != k.data_ptr()
     torch.autograd.backward((q_out, k_out), grads)
     assert torch.equal(q.grad, grads[0]) and torch.equal(k.grad, grads[1])
-    assert q.grad.data_ptr() != grads[0].data_ptr()  # a fresh gradient, as a rotation's backward makes
+    # a fresh gradient, as a rotation's backward makes (autograd.grad hands back what the backward returned)
+    (grad,) = torch.autograd.grad(FreshCopy()(q, k)[0], q, grads[0])
+    assert torch.equal(grad, grads[0]) and grad.data_ptr() != grads[0].data_ptr()
 
 
 def test_every_ratio_is_taken_in_the_same_run(tmp_path):

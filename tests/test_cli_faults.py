@@ -134,7 +134,7 @@ def test_a_folder_where_an_output_file_belongs_is_one_line(tiny_runs, tmp_path, 
         argv = [command, str(run_dir), "--lengths", "128", *options, "--no-progress"]
     assert main(argv) == 2
     line = error_line(capsys)
-    assert f"{in_the_way} is a folder where a file belongs: move or rename that folder, or write elsewhere" in line
+    assert f"{in_the_way} is a folder where a file belongs: move or rename that folder, or use another path" in line
     assert in_the_way.is_dir() and not any(in_the_way.iterdir())
 
 

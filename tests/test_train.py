@@ -340,10 +340,12 @@ def test_max_steps_must_leave_steps_to_train(tiny_corpus, tmp_path, capsys):
         assert f"{run} is already at step 4" in one_error_line(capsys)
     assert main([*resume, "--max-steps", "8", "--until-step", "3"]) == 2
     assert "--until-step must be after the run's step 4; got 3" in one_error_line(capsys)
-    assert main([*resume, "--max-steps", "8", "--until-step", "10"]) == 2  # it would stop at 8 without a word
-    assert "--until-step 10 is past the run's end, train.max_steps (--max-steps) = 8" in one_error_line(capsys)
     assert files_of(run) == before  # config.yaml (max_steps), metrics and checkpoints as they were
     assert main([*resume, "--max-steps", "6"]) == 0 and load_run(run).step == 6
+    capsys.readouterr()
+    # a time slice past the end (--until-step 10 of an 8-step run) trains to the end and says so
+    assert main([*resume, "--max-steps", "8", "--until-step", "10"]) == 0 and load_run(run).step == 8
+    assert "note: --until-step 10 is past train.max_steps=8: training to the end" in capsys.readouterr().out
 
 
 def test_a_run_is_trained_by_one_process_at_a_time(tiny_corpus, tmp_path, capsys, monkeypatch):

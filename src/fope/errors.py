@@ -82,7 +82,7 @@ def describe_os_error(error: OSError, retry: str = "run the command again") -> s
     if error.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied: {path}: check its permissions, or use another path"
     if error.errno == errno.EISDIR:
-        return f"{path} is a folder where a file belongs: move or rename that folder, or write elsewhere"
+        return f"{path} is a folder where a file belongs: move or rename that folder, or use another path"
     if error.errno == errno.ENAMETOOLONG:
         return f"path or file name too long: {path}: use a shorter one (a name holds at most 255 bytes)"
     return " ".join(str(error).split())

@@ -295,7 +295,9 @@ def run_tasks(
     pending = list(tasks)
     running: list[tuple[Task, Any]] = []
     failures: list[str] = []
-    bar = progress_bar(total=total, initial=progress(), desc=description, unit=unit)
+    # miniters=0: a poll without progress (a run preparing data, evaluating) still redraws after mininterval, so the
+    # elapsed time and the postfix move; tqdm's dynamic miniters would wait for more steps first
+    bar = progress_bar(total=total, initial=progress(), desc=description, unit=unit, miniters=0)
     try:
         while (pending and not failures) or running:
             waiting = {task.name for task in pending} | {task.name for task, _ in running}

@@ -83,7 +83,8 @@ def _check_eval_folder(args: argparse.Namespace) -> None:
 
 def _save(args: argparse.Namespace, name: str, results: dict) -> Path | None:
     """Write the results printed above to ``RUN_DIR/eval/<name>.json``; None, said on stderr, when the folder cannot
-    be written (read-only, full, a name too long): the results are then only on stdout."""
+    be written (read-only, full, a name too long, a folder in place of the file): the results are then only on
+    stdout."""
     from fope.errors import describe_os_error, is_environment_error
     from fope.evaluate.results import write_results
 

@@ -64,12 +64,14 @@ def _run_convert(args: argparse.Namespace) -> int:
     output_dim = int(args.output_dim) if args.output_dim.isdigit() else args.output_dim
     names = ("train_length", "overwrite", "sigma", "share_layers", "seed", "zero_pad", "share_heads", "learnable")
     options = {name: getattr(args, name) for name in names}
+    try:  # transformers' dependency: there when transformers is
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # older releases check configs with ValueErrors, one line already
+        StrictDataclassError = ValueError
+
     try:
         model = convert_directory(args.src_dir, args.out_dir, output_dim=output_dim, **options)
-    except Exception as error:
-        # transformers checks a config through huggingface_hub's strict dataclasses, whose errors are no ValueError
-        if type(error).__module__ != "huggingface_hub.errors":
-            raise
+    except StrictDataclassError as error:  # transformers' own config checks, which raise no ValueError
         raise FopeError(f"{args.src_dir}: transformers refuses its config.json: {one_line(error)}") from error
     fopes = fope_modules(model)
     sets = (

@@ -103,6 +103,9 @@ def write_report(
     ``section_runs`` (default ``runs``: sections that load models need run folders) and are left out without any."""
     out_dir = check_out_dir(out_dir, force)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / REPORT).exists():  # claimed before any figure: a rerun after a failure here is not refused
+        unfinished = "# Report being written\n\nfope compare stopped before it ended.\n"
+        write_atomic(out_dir / REPORT, stamp(HEADER, unfinished))
     groups = aggregate(runs)
     figures = draw_figures(groups, out_dir)
     section_runs = runs if section_runs is None else section_runs

@@ -252,9 +252,12 @@ def write_page(results: str | Path, out: str | Path, recipes: Sequence[str], *, 
         )
     folder = Path(results) / FIGURES
     folder.mkdir(parents=True, exist_ok=True)
-    for name in _figures_written(folder):
+    written = _figures_written(folder)
+    for name in written:
         if name not in page.figures:
             (folder / name).unlink(missing_ok=True)
+    # listed before they are drawn: figures of a run that fails halfway are still known to be the report's
+    write_atomic(folder / FIGURES_WRITTEN, json.dumps(sorted({*written, *page.figures}), indent=1) + "\n")
     for name, draw in page.figures.items():
         draw(folder / name)
     write_atomic(folder / FIGURES_WRITTEN, json.dumps(sorted(page.figures), indent=1) + "\n")
