@@ -26,7 +26,7 @@ import yaml
 from fope.checks import check_seed
 from fope.data.corpus import check_sources
 from fope.data.retrieval import check_retrieval_tasks
-from fope.errors import ConfigError
+from fope.errors import ConfigError, not_utf8
 from fope.extras import require
 from fope.files import write_atomic
 from fope.model import ModelConfig, ModelSection, build_position
@@ -300,10 +300,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}): a config "
-            "file is YAML"
-        ) from error
+        raise ConfigError(f"{not_utf8(path, error)}: a config file is YAML") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
     if data is None:

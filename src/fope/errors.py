@@ -19,6 +19,7 @@ __all__ = [
     "FopeError",
     "describe_os_error",
     "is_environment_error",
+    "not_utf8",
     "one_line",
     "shorten",
     "with_filename",
@@ -69,6 +70,11 @@ def shorten(text: str, limit: int = 120) -> str:
         return text
     head = limit * 2 // 3
     return f"{text[:head]}...{text[len(text) - (limit - head - 3) :]} ({len(text)} characters)"
+
+
+def not_utf8(path: str | os.PathLike[str], error: UnicodeDecodeError) -> str:
+    """``PATH is not UTF-8 text (byte 0xNN at offset K)``: which file, and where its first undecodable byte is."""
+    return f"{os.fspath(path)} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
 
 
 def describe_os_error(error: OSError, retry: str = "run the command again") -> str:

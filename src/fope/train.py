@@ -266,19 +266,26 @@ def write_run_files(config: RunConfig, run_dir: Path, prepared: PreparedData) ->
     write_atomic(run_dir / "data.json", json.dumps(data_info, indent=2))
 
 
+@contextlib.contextmanager
+def _data_errors(prefix: str = "") -> Iterator[None]:
+    """A ``ValueError`` of the data code (which ``fope prepare`` treats as the user's) as a one-line ``ConfigError``."""
+    try:
+        yield
+    except FopeError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"{prefix}{one_line(error)}") from error
+
+
 def run_data(config: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None]) -> PreparedData:
     """The data to train on: a resumed run's own (``resume_run_data``) once it has a tokenizer, else ``config``'s.
 
     A data setting that ``fope prepare`` refuses in one line (a missing source, a vocabulary too small, a source
     name the corpus lacks) is refused here in one line too, as a ``ConfigError``, before the run folder is written."""
-    try:
+    with _data_errors("data: "):
         if resume and (run_dir / "tokenizer.json").is_file():
             return resume_run_data(config, run_dir, log)
         return prepare_run_data(config)
-    except FopeError:
-        raise
-    except ValueError as error:
-        raise ConfigError(f"data: {one_line(error)}") from error
 
 
 def setup(
@@ -348,13 +355,9 @@ def setup(
         log(f"resuming {run_dir} from step {step}")
     # ddp validates on rank 0 alone, fsdp on every rank, each on its rows of the same batches
     val_rows = tcfg.batch_size if tcfg.parallel == "fsdp" else tcfg.batch_size // ddp.world_size
-    try:  # before the run files: data too short for train.seq_len writes nothing
+    with _data_errors():  # before the run files: data too short for train.seq_len writes nothing
         sampler = build_sampler(config, prepared)
         val_sampler = WindowSampler(prepared.val, tcfg.seq_len, val_rows, tcfg.seed + 1)
-    except FopeError:
-        raise
-    except ValueError as error:
-        raise ConfigError(one_line(error)) from error
     if ddp.is_main:
         write_run_files(config, run_dir, prepared)
     trained: nn.Module = model

@@ -101,12 +101,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _presets(group: str) -> str:
-    """The shipped presets of ``group`` (the YAML files of ``fope/presets/<group>``, read without importing them)."""
-    from importlib.resources import files
+    """The shipped presets of ``group``, for the help (``fope.presets.preset_names``: its YAML files)."""
+    from fope.presets import preset_names
 
-    folder = files("fope").joinpath("presets", group)
-    stems = [entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml")]
-    return ", ".join(sorted(stem for stem in stems if stem != "base"))
+    return ", ".join(name.split("/", 1)[1] for name in preset_names(group))
 
 
 def _resume_note(out: str) -> str:

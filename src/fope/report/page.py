@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fope.errors import not_utf8
 from fope.evaluate.results import PERPLEXITY
 from fope.files import write_atomic
 from fope.report.load import ReportError, RunResults
@@ -145,8 +146,7 @@ def _hand_written(path: Path, placeholder: str) -> list[str]:
     try:
         return [path.read_text(encoding="utf-8").strip(), ""]
     except UnicodeDecodeError as error:
-        byte = f"byte {error.object[error.start]:#04x} at offset {error.start}"
-        raise ReportError(f"{path} is not UTF-8 text ({byte})") from error
+        raise ReportError(not_utf8(path, error)) from error
 
 
 def _code(entries: Sequence[Mapping[str, Any]]) -> str:
