@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -64,7 +63,7 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
     rope = statistics.median(runs["rope"][2])
     print(
-        f"tiny preset ({Path(args.config).name}): batch {batch} x {seq_len} tokens, {torch.get_num_threads()} threads, "
+        f"preset {args.preset}: batch {batch} x {seq_len} tokens, {torch.get_num_threads()} threads, "
         f"median of {args.steps} interleaved steps, torch {torch.__version__}\n"
     )
     print("| position | ms / step | tokens / s | / RoPE time |")
