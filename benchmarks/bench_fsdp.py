@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--rank-of", nargs=3, metavar=("PRESET", "PARALLEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     overrides = [f"train.{key}={value}" for key in ("batch_size", "seq_len") if (value := getattr(args, key))]
@@ -138,7 +139,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_fsdp: --device cuda needs CUDA (torch.cuda.is_available() is False here)", file=sys.stderr)
         sys.exit(2)
-    json_path = check_json_path(args.json_path) if args.json_path else None
+    json_path = check_json_path(args.json_path, force=args.force) if args.json_path else None
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     print("| preset | batch | parallel | tokens / s | s / step | peak memory per rank | training state per rank |")

@@ -289,8 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile columns")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shape, the kernel under TRITON_INTERPRET=1")
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     args = parser.parse_args(argv)
-    json_path = check_json_path(args.json_path) if args.json_path else None
+    json_path = check_json_path(args.json_path, force=args.force) if args.json_path else None
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # read when the kernel is first jitted
     started = time.perf_counter()

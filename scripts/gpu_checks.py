@@ -1,7 +1,7 @@
 """Every prepared GPU check of the project in one run that fits 9 minutes on one H100: docs/benchmarks.md,
 "Prepared GPU checks".
 
-    .venv/bin/python scripts/gpu_checks.py [--out DIR] [--only STEP ...] [--budget 530] [--dry-run]
+    .venv/bin/python scripts/gpu_checks.py [--out DIR] [--only STEP ...] [--budget 530] [--dry-run] [--force]
 
 Steps, in order, each a separate process with its own time limit (and none past the run's ``--budget`` seconds):
 
@@ -64,9 +64,13 @@ STEPS = (
         "bench_fsdp",
         70,
         "python benchmarks/bench_fsdp.py --device cuda --nproc 1 --presets paper/60m --batch-size 32 --steps 10 "
-        "--warmup 3 --json {out}/bench_fsdp.json",
+        "--warmup 3 --json {out}/bench_fsdp.json --force",
     ),
-    Step("bench_kernel", 240, "python benchmarks/bench_kernel.py --quick --repeats 10 --json {out}/bench_kernel.json"),
+    Step(
+        "bench_kernel",
+        240,
+        "python benchmarks/bench_kernel.py --quick --repeats 10 --json {out}/bench_kernel.json --force",
+    ),
 )
 
 
@@ -133,6 +137,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=[step.name for step in STEPS], help="run these steps only")
     parser.add_argument("--budget", type=float, default=530, help="seconds for all steps together (default 530)")
     parser.add_argument("--dry-run", action="store_true", help="list the steps and their commands; run nothing")
+    parser.add_argument("--force", action="store_true", help="run into an --out that holds an earlier run's results")
     args = parser.parse_args()
     steps = [step for step in STEPS if not args.only or step.name in args.only]
     if args.dry_run:
@@ -144,6 +149,10 @@ def main() -> None:
         print("gpu_checks: no output folder: pass --out DIR or set $OUT", file=sys.stderr)
         sys.exit(2)
     out = Path(args.out).resolve()
+    if (out / "gpu_checks.json").exists() and not args.force:  # the steps' --force below: the folder is this run's
+        print(f"gpu_checks: {out} holds an earlier run's results (gpu_checks.json); pass --force to replace them, "
+              "or give another --out", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget
     results = []

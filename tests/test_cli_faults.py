@@ -281,3 +281,17 @@ def test_bench_json_to_a_folder_fails_before_the_benchmark(tmp_path, monkeypatch
     (tmp_path / "file").write_text("")
     assert main(["bench", "--quick", "--device", "cpu", "--json", str(tmp_path / "file" / "bench.json")]) == 2
     assert error_line(capsys).endswith(f"cannot be written: {tmp_path / 'file'} is a file, not a folder")
+
+
+def test_bench_json_never_replaces_a_file_without_force(tmp_path, monkeypatch, capsys):
+    earlier = tmp_path / "bench.json"
+    earlier.write_text('{"an earlier": "measurement"}')
+    monkeypatch.setattr("fope.benchmark.copy_bandwidth", lambda *args, **kwargs: pytest.fail("the benchmark ran"))
+    assert main(["bench", "--quick", "--device", "cpu", "--json", str(earlier)]) == 2
+    assert error_line(capsys) == (
+        f"fope bench: error: the JSON output '{earlier}' exists; pass --force to replace it, or give another file name"
+    )
+    assert earlier.read_text() == '{"an earlier": "measurement"}'
+    monkeypatch.undo()
+    assert main(["bench", "--quick", "--device", "cpu", "--json", str(earlier), "--force"]) == 0
+    assert json.loads(earlier.read_text())["rows"]

@@ -69,6 +69,23 @@ def test_a_missing_program_fails_and_a_slow_step_is_killed_at_its_limit(tmp_path
     assert slow["last_line"] == "gpu_checks: slow stopped after its 1 s limit"
 
 
+def test_an_earlier_runs_results_are_replaced_only_with_force(tmp_path, monkeypatch, capsys):
+    (tmp_path / "gpu_checks.json").write_text('{"passed": true}')
+    monkeypatch.setattr(sys, "argv", ["gpu_checks.py", "--out", str(tmp_path), "--only", "gpu"])
+    with pytest.raises(SystemExit) as stopped:
+        load_gpu_checks()["main"]()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        f"gpu_checks: {tmp_path} holds an earlier run's results (gpu_checks.json); pass --force to replace them, "
+        "or give another --out\n"
+    )
+    assert (tmp_path / "gpu_checks.json").read_text() == '{"passed": true}' and not (tmp_path / "gpu.log").exists()
+    benchmark_steps = [step for step in load_gpu_checks()["STEPS"] if "benchmarks/" in step.command]
+    assert [step.name for step in benchmark_steps] == ["bench_fsdp", "bench_kernel"]
+    for step in benchmark_steps:  # their --json is in the run's own folder, checked above: a rerun replaces it
+        assert step.command.endswith("--force"), step.command
+
+
 def test_no_output_folder_is_one_line(monkeypatch, capsys):
     monkeypatch.delenv("OUT", raising=False)
     monkeypatch.setattr(sys, "argv", ["gpu_checks.py", "--only", "gpu"])

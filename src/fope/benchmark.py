@@ -109,15 +109,17 @@ def run_position_benchmark(
     compile: bool = False,
     progress: Callable[[str], None] | None = print,
     forward_only: bool = False,
+    force: bool = False,
 ) -> dict:
     """Time forward + backward (``forward_only``: forward) of FoPE, RoPE, YaRN and the ``copy`` floor on
     ``(B, H, T, D)`` q and k; return rows and the bandwidth.
 
-    ``device`` (default: CUDA when available) and ``json_path`` are checked before anything is timed.
+    ``device`` (default: CUDA when available) and ``json_path`` are checked before anything is timed; an existing
+    ``json_path`` is replaced only with ``force``.
     """
     dev = resolve_device(device or "auto")
     if json_path is not None:
-        json_path = check_json_path(json_path)
+        json_path = check_json_path(json_path, force=force)
     batch, heads, length = (1, 4, 512) if quick else (4, 8, 4096)
     repeats = 3 if quick else 10
     bandwidth = copy_bandwidth(dev, megabytes=16 if quick else 256)
@@ -189,11 +191,14 @@ def run_position_benchmark(
     return results
 
 
-def check_json_path(json_path: str | Path) -> Path:
-    """``json_path`` as a path, if a file can be written there: not a folder, and under folders (not files)."""
+def check_json_path(json_path: str | Path, *, force: bool = False) -> Path:
+    """``json_path`` as a path, if a file can be written there: not a folder, under folders (not files), and not an
+    existing file unless ``force`` (the benchmarks' ``--force``)."""
     path = Path(json_path)
     if path.is_dir():
         raise FopeError(f"the JSON output {str(path)!r} is a folder; give a file name, e.g. {path / 'bench.json'}")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise FopeError(f"the JSON output {str(path)!r} exists; pass --force to replace it, or give another file name")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

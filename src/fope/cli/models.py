@@ -22,12 +22,13 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each scheme (fullgraph)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     from fope.benchmark import format_position_benchmark, run_position_benchmark
 
-    results = run_position_benchmark(args.device, args.quick, args.json_path, compile=args.compile)
+    results = run_position_benchmark(args.device, args.quick, args.json_path, compile=args.compile, force=args.force)
     print(format_position_benchmark(results))
     return 0
 
