@@ -100,7 +100,7 @@ def _rotate_into(out: Tensor, x: Tensor, cos: Tensor, sin: Tensor, layout: str, 
 
 
 #: Elements of x per block in ``_rotate_blocks``: its float32 working set stays in the CPU's cache.
-CPU_BLOCK_ELEMENTS = 2**17
+CPU_BLOCK_ELEMENTS = 2**19
 #: The dtypes ``_rotate_blocks`` takes (float64 x keeps the whole-tensor kernels, whose products are float64).
 CPU_BLOCK_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
