@@ -3,7 +3,8 @@
 bench_training.py once failed at its last line (a header naming a removed option) and nothing noticed: a benchmark is
 only run by hand, before a docs update. These run each script as a user does (a fresh interpreter on the script file)
 with the fewest steps it takes. Nothing is timed against a target (docs/benchmarks.md has the measurements).
-bench_positions.py and bench_kernel.py have their own tests (test_benchmark.py, kernels/). bench_fsdp.py starts
+bench_positions.py is ``fope bench`` (test_benchmark.py checks its numbers); bench_kernel.py has its own test
+(kernels/). bench_fsdp.py starts
 two torchrun processes (gloo) and bench_executor.py a real two-node Ray cluster, as they do when measured.
 """
 
@@ -23,6 +24,10 @@ CASES = {
     "bench_training.py": (
         ["--steps", "1", "--warmup", "0", "--threads", "1"],
         ["| rope |", "| fope |", "| alibi |", "| nope |", "| yarn |"],
+    ),
+    "bench_positions.py": (
+        ["--quick", "--forward", "--device", "cpu"],
+        ["| B=1 H=4 T=512 D=64 | fp32 | no | fope | fwd |", "| B=1 H=4 T=512 D=128 | bf16 | no | copy | fwd |"],
     ),
     "bench_model.py": (["--lengths", "256", "--positions", "rope", "fope"], ["| rope | 256 |", "| fope | 256 |"]),
     "bench_retrieval.py": (["--lengths", "128", "--trials", "2", "--repeats", "1"], ["| passkey | 128 |"]),

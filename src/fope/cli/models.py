@@ -14,13 +14,14 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         subparsers,
         "bench",
         help="benchmark position-encoding application (forward + backward)",
-        description="Time applying each position encoding to queries and keys, forward and backward, on the CPU or a "
-        "GPU; prints a table (and writes JSON with --json).",
+        description="Time applying each position encoding to queries and keys, forward and backward (or the forward "
+        "alone), on the CPU or a GPU, next to copying q and k; prints a table (and writes JSON with --json).",
         handler=_run_bench,
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (a smoke run)")
     parser.add_argument("--compile", action="store_true", help="torch.compile each scheme (fullgraph)")
+    parser.add_argument("--forward", action="store_true", help="time the forward alone (no autograd)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
 
@@ -28,7 +29,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from fope.benchmark import format_position_benchmark, run_position_benchmark
 
-    results = run_position_benchmark(args.device, args.quick, args.json_path, compile=args.compile, force=args.force)
+    results = run_position_benchmark(
+        args.device, args.quick, args.json_path, compile=args.compile, forward_only=args.forward, force=args.force
+    )
     print(format_position_benchmark(results))
     return 0
 
