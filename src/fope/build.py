@@ -255,9 +255,9 @@ def _transformers_tokenizer(path: str | None) -> Any:
     """The transformers tokenizer in folder ``path`` (saved with every checkpoint), or None for other tokenizers."""
     if path is None or not (Path(path) / "tokenizer_config.json").is_file():
         return None
-    from transformers import AutoTokenizer
+    from fope.integrations.transformers import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return load_tokenizer(path)
 
 
 def initialize_from(

@@ -355,3 +355,23 @@ def test_an_exported_folder_keeps_its_position_name_in_the_lab(exported):
     for name, position in (("rope", "rope"), ("nope", "nope"), ("hope", "hope"), ("run", "fope")):
         model = load_checkpoint(exported["root"] / name, train_length=64)
         assert model.config.position == position, name
+
+
+def test_fope_reads_an_exported_tokenizer_without_asking_to_run_its_code(exported, monkeypatch, capfd):
+    """transformers' AutoTokenizer, left to decide, asks on a terminal whether to run the code a FoPE folder's
+    config.json names (and waits 15 s), then warns about the unknown model type; fope's loaders never ask."""
+    import builtins
+
+    from fope.data.tokenizer import Tokenizer
+    from fope.integrations.hf_lm import load_checkpoint
+
+    asked = []
+    monkeypatch.setattr(builtins, "input", lambda *args: asked.append(args) or "n")
+    capfd.readouterr()
+    folder = exported["root"] / "run"
+    tokenizer = Tokenizer.load(folder)
+    assert tokenizer.encode_batch(TEXTS) == exported["run"].tokenizer.encode_batch(TEXTS)
+    assert load_checkpoint(folder, train_length=64).tokenizer is not None
+    printed = capfd.readouterr()
+    assert asked == []
+    assert "custom code" not in printed.out + printed.err and "model of type" not in printed.out + printed.err

@@ -81,13 +81,15 @@ class Tokenizer:
 
 def _load_transformers(path: Path, eos_token: str | None) -> Tokenizer:
     try:
-        from transformers import AutoTokenizer
+        import transformers  # noqa: F401  (what load_tokenizer needs)
     except ImportError:
         raise ImportError(
             f"{path} is a transformers tokenizer folder; reading it needs `transformers`: "
             "pip install 'fope[transformers]'"
         ) from None
-    loaded = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    from fope.integrations.transformers import load_tokenizer
+
+    loaded = load_tokenizer(path)
     if not loaded.is_fast:
         raise ValueError(f"{path} holds a slow (Python) tokenizer {type(loaded).__name__}; only fast tokenizers work")
     eos_token = eos_token or loaded.eos_token

@@ -31,6 +31,7 @@ from fope.integrations.transformers import (
     fope_modules,
     from_pretrained,
     is_converted_directory,
+    load_tokenizer,
     model_rope,
 )
 from fope.model import LMOutput
@@ -335,7 +336,7 @@ def load_checkpoint(
     attn_implementation: str | None = None,
 ) -> HFCausalLM:
     """An ``HFCausalLM`` from a folder written by ``HFCausalLM.save_pretrained`` (with its tokenizer, if saved)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     directory = check_model_directory(directory)
     load_options = _load_options(dtype, attn_implementation)
@@ -346,7 +347,7 @@ def load_checkpoint(
             model = AutoModelForCausalLM.from_pretrained(directory, **load_options)
     tokenizer = None
     if (directory / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        tokenizer = load_tokenizer(directory)
     return HFCausalLM(model, train_length=train_length, position=position, tokenizer=tokenizer)
 
 

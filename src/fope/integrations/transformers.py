@@ -345,6 +345,24 @@ def _read_record(config_file: Path) -> dict[str, Any]:
     return record
 
 
+def load_tokenizer(path: str | PathLike[str]) -> Any:
+    """``AutoTokenizer.from_pretrained`` on a local folder, running none of the folder's code.
+
+    ``trust_remote_code=False``: a tokenizer never needs a folder's modeling code. Left unset, transformers asks on a
+    terminal whether to run the code a FoPE folder's config.json names, and waits 15 s for an answer. A FoPE folder's
+    config is read with fope's copy of its class (as ``from_pretrained`` does), so transformers does not warn about an
+    unknown model type. A folder whose tokenizer is itself remote code is refused by transformers.
+    """
+    from transformers import AutoTokenizer
+
+    directory = Path(path)
+    options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+    if is_converted_directory(directory):
+        config_class, _ = classes_for(_read_record(directory / "config.json")["base_architecture"])
+        options["config"] = config_class.from_pretrained(directory)
+    return AutoTokenizer.from_pretrained(str(directory), **options)
+
+
 def is_converted_directory(path: str | PathLike[str]) -> bool:
     """Whether the model folder ``path`` holds a model converted by fope (its config.json says so)."""
     return _is_converted_file(Path(path) / "config.json")
