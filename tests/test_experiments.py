@@ -296,7 +296,12 @@ def test_help_lists_every_recipe(capsys):
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("ablation", "sweep", "extension", "cross-domain", "baselines", "retrieval"))
-    assert "lowest 25% of frequencies" in printed
+    # one whole sentence per recipe (the first line of a docstring cut "HoPE-style clipping (= HardClip of the")
+    assert "next to the other ways to remove low frequencies, NoPE and ALiBi" in " ".join(printed.split())
+    with pytest.raises(SystemExit):
+        main(["experiment", "baselines", "--help"])
+    description = " ".join(capsys.readouterr().out.split())
+    assert "(lowest 25% of frequencies dropped)" in description and "%%" not in description
 
 
 def test_options_and_overrides_are_checked(tmp_path, capsys):

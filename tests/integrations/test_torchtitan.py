@@ -278,3 +278,22 @@ def test_the_fused_kernel_gives_the_eager_logits_and_gradients(monkeypatch):
     for name, grad in results["eager"][1].items():
         torch.testing.assert_close(results["triton"][1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
     assert results["eager"][1]["layers.0.attention.rope.cos_coef"].abs().sum() > 0
+
+
+def test_the_gpu_checks_assets_load_as_torchtitans_debug_config_reads_them(tmp_path):
+    """scripts/torchtitan_gpu_check.py writes the tokenizer and c4_test data that torchtitan's llama3 debug config
+    reads from ./tests/assets (not in the wheel); they load with torchtitan's tokenizer class and `datasets` here."""
+    import runpy
+    from pathlib import Path
+
+    import datasets
+    from torchtitan.components.tokenizer import HuggingFaceTokenizer
+
+    script = Path(__file__).parents[2] / "scripts" / "torchtitan_gpu_check.py"
+    runpy.run_path(str(script), run_name="torchtitan_gpu_check")["write_assets"](tmp_path, documents=20)
+    tokenizer = HuggingFaceTokenizer(tokenizer_path=str(tmp_path / "tests/assets/tokenizer"))
+    data = datasets.load_dataset(str(tmp_path / "tests/assets/c4_test"), split="train")
+    assert data.num_rows == 20
+    ids = tokenizer.encode(data[0]["text"], add_bos=True, add_eos=True)
+    assert ids[0] == tokenizer.bos_id and ids[-1] == tokenizer.eos_id and len(ids) > 10
+    assert tokenizer.decode(ids[1:-1]) == data[0]["text"]

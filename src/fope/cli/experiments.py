@@ -6,6 +6,7 @@ and each recipe module's ``Options``; the demo takes a few of the settings (its 
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from fope.cli.args import add_dataclass_arguments, dataclass_values, path
 from fope.executor import EXECUTORS
@@ -19,12 +20,13 @@ def _add_recipe(parser: argparse.ArgumentParser, name: str) -> None:
     module = recipe(name)
     add_dataclass_arguments(parser, Settings, only=setting_names(module), help=getattr(module, "HELP", None))
     add_dataclass_arguments(parser, module.Options)
+    asks = "--gpus-per-run GPUs and its" if "gpus_per_run" in setting_names(module) else "its"
     parser.add_argument(
         "--executor",
         choices=EXECUTORS,
         default="local",
         help="where runs train: local processes (default), or a Ray cluster (pip install 'fope[ray]'; each run asks "
-        "for --gpus-per-run GPUs and its train.threads CPUs)",
+        f"for {asks} train.threads CPUs)",
     )
     parser.add_argument(
         "--address",
@@ -58,7 +60,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="the main job: train tiny RoPE/FoPE/ALiBi/NoPE models, evaluate past the training length, report",
+        help="the main job: train tiny RoPE/FoPE/ALiBi models (--encodings), evaluate past the training length, report",
         description="Prepare the default corpus, train tiny models that differ only in position encoding, evaluate "
         "perplexity at 1x..16x the training length and passkey retrieval, and write a report (OUT/report) and a "
         "summary (OUT/summary.md). Finished steps are reused when the command is run again with the same --out.",
@@ -79,12 +81,23 @@ def _add_experiment(subparsers: argparse._SubParsersAction) -> None:
     )
     recipes = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     for name in EXPERIMENTS:
-        doc = (recipe(name).build.__doc__ or "").replace("%", "%%")
-        sub = recipes.add_parser(name, help=doc.split("\n")[0], description=doc)
+        module = recipe(name)
+        sub = recipes.add_parser(
+            name,
+            help=_summary(module.__doc__).replace("%", "%%"),  # help strings are %-formatted, descriptions are not
+            description=inspect.cleandoc(module.build.__doc__ or ""),
+        )
         sub.add_argument(
             "--out", default="experiments", type=path, help="output folder, shared by the recipes (default experiments)"
         )
         _add_recipe(sub, name)
+
+
+def _summary(module_doc: str | None) -> str:
+    """A recipe module's first sentence, after its ````fope experiment NAME``:``."""
+    text = " ".join((module_doc or "").split())
+    text = text.split(": ", 1)[-1]
+    return text.split(". ", 1)[0].rstrip(".")
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:

@@ -87,7 +87,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+        help="override a config value, e.g. --set optim.lr=1e-3 (repeatable)",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="run length (with --resume: extend the run)")
     parser.add_argument(

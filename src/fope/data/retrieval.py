@@ -13,8 +13,8 @@ The new tasks share one layout (``Haystack``): lines joined by ``"\\n"``, filler
 filler, question. The filler is passkey's ``FILLER`` repeated, each segment restarting at the string's start; the
 needles sit at sorted uniform depths (the share of the filler before each). There is no instruction line: at the tiny
 training length (128 tokens, vocabulary 1024) every token goes to the haystack, and the question says what is asked.
-The filler grows in steps of ``FILL_STEP`` characters (passkey keeps its protocol's 128) until one more step would not
-fit the target, so a prompt is within a few tokens of its target. A continuation is right when its first
+The filler grows in steps of ``FILL_STEP`` characters (16, as passkey's ``FILLER_STEP``) until one more step would
+not fit the target, so a prompt is within a few tokens of its target. A continuation is right when its first
 ``len(answer)`` integers are the answer's values, in any order (``score_integers``).
 """
 

@@ -95,7 +95,7 @@ def build(settings: Settings, options: Options, out: Path) -> Plan:
         in_report, rows = [], []
         if dimension == "shape":
             for arm in shape_arms:
-                for shape, changes in ([("reference", {})] if arm == "fope" else []) + shapes(base):
+                for shape, changes in [("reference", {}), *shapes(base)]:  # every arm at the preset's shape too
                     label = f"{arm}-{shape}{settings.suffix(size)}" if changes else settings.label(size, arm)
                     add(label, arm, changes)
                     rows.append((shape, label, shape_text(runs[in_report[-1]].config)))
