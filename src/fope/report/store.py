@@ -6,7 +6,8 @@ finish, reuse instead of training and evaluating again, and that ``fope report``
                               settings it was computed with, its numbers by length, the checkpoint, date and code
     RESULTS/<recipe>.json     one recipe (demo, ablation, ...): its reports, each with its runs and contrasts
     RESULTS/notes.md          hand-written text ``fope report`` puts at the top of the page (optional)
-    RESULTS/<recipe>.md       hand-written verdict of one recipe, put under its section (optional)
+    RESULTS/<recipe>.md       hand-written verdict of one recipe, put under its section (optional); both .md files
+                              are copied into the page as written: their links are relative to the page
     RESULTS/figures/*.png     drawn by ``fope report``
 
 Runs are shared between recipes as in a campaign's ``OUT/runs``: one file per run, one copy of each number. Paths
