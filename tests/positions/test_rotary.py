@@ -219,5 +219,31 @@ def test_cpu_blocks_of_positions_give_the_bits_of_one_pass(monkeypatch, dtype, l
     torch.testing.assert_close(whole[0].double(), ref, atol=tolerance * 10, rtol=tolerance)
     # An empty batch is an empty result; features of another length are refused, not broadcast or cut.
     assert apply_rotary(x[:0], cos[:0], sin[:0], layout).shape == (0, heads, length, dim)
-    with pytest.raises(ValueError, match=r"one row per position of x \(37\); got 36 and 36"):
+    with pytest.raises(ValueError, match=r"one row per position of x \(37\); got 36"):
         apply_rotary(x, cos[..., 1:, :], sin[..., 1:, :], layout)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "feature_shape", "message"),
+    [
+        ((1, 2, 5, 8), (3, 1, 5, 4), "do not fit x"),  # another batch: the kernels' out= views were resized, unwritten
+        ((1, 2, 5, 8), (1, 3, 5, 4), "do not fit x"),  # 3 feature heads for 2 heads
+        ((1, 2, 5, 8), (1, 1, 5, 5), "do not fit x"),  # more pairs than D/2
+        ((2, 5, 8), (1, 1, 5, 4), "x must be 4-D"),  # a 3-D x came back as uninitialised memory
+        ((1, 2, 5, 8), (1, 5, 4), "cos must be 4-D"),
+    ],
+)
+def test_features_that_do_not_fit_x_are_refused_not_broadcast(x_shape, feature_shape, message):
+    x, cos, sin = torch.randn(x_shape), torch.randn(feature_shape), torch.randn(feature_shape)
+    with pytest.raises(ValueError, match=message):
+        apply_rotary(x, cos, sin)
+
+
+def test_apply_rotary_refuses_integer_x_and_features_of_two_shapes():
+    cos = sin = torch.full((1, 1, 1, 2), 0.5)
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor; got dtype torch\.int64"):
+        apply_rotary(torch.tensor([[[[-1, 2, 3, -4]]]]), cos, sin)  # was rounded into int64 silently
+    with pytest.raises(ValueError, match="cos and sin must have one shape"):
+        apply_rotary(torch.randn(1, 1, 1, 4), cos, torch.full((1, 1, 1, 1), 0.5))
+    with pytest.raises(TypeError, match=r"cos must be a torch\.Tensor; got NoneType"):
+        apply_rotary(torch.randn(1, 1, 1, 4), None, sin)

@@ -39,11 +39,31 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "half") -> T
     pass through unchanged (partial rotary). The arithmetic runs in float32 and the result has ``x``'s dtype.
     """
     check_choice("layout", layout, LAYOUTS)
-    if cos.shape[-2] != x.shape[-2] or sin.shape[-2] != x.shape[-2]:
-        raise ValueError(
-            f"cos and sin need one row per position of x ({x.shape[-2]}); got {cos.shape[-2]} and {sin.shape[-2]}"
-        )
+    _check_features(x, cos, sin)
     return _Rotation.apply(x, cos, sin, layout)
+
+
+def _check_features(x: Tensor, cos: Tensor, sin: Tensor) -> None:
+    """x floating ``(B, H, T, D)``; cos and sin floating, of one shape ``(B|1, Hc|1, T, P)``, ``2P <= D``,
+    ``H % Hc == 0``. Any other shape the kernels would broadcast into resized buffers: garbage, not an error."""
+    for name, value in (("x", x), ("cos", cos), ("sin", sin)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+        if value.dim() != 4:
+            raise ValueError(f"{name} must be 4-D; got shape {tuple(value.shape)} (x: (B, H, T, D), cos/sin: "
+                             "(B|1, Hc|1, T, P))")  # fmt: skip
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor; got dtype {value.dtype}")
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos and sin must have one shape; got {tuple(cos.shape)} and {tuple(sin.shape)}")
+    (batch, heads, length, dim), (f_batch, f_heads, f_length, pairs) = x.shape, cos.shape
+    if f_length != length:
+        raise ValueError(f"cos and sin need one row per position of x ({length}); got {f_length}")
+    if f_batch not in (1, batch) or f_heads == 0 or heads % f_heads or 2 * pairs > dim or pairs == 0:
+        raise ValueError(
+            f"cos/sin of shape {tuple(cos.shape)} do not fit x of shape {tuple(x.shape)}: they need (B|1, Hc|1, T, P) "
+            f"with B={batch} or 1, Hc dividing H={heads}, T={length} and 1 <= P <= D/2={dim // 2}"
+        )
 
 
 def _pairs(x: Tensor, pairs: int, layout: str) -> tuple[Tensor, Tensor]:
