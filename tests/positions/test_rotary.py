@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fope.positions import RoPE, apply_rotary, rotate_half
+from fope.positions import FoPE, RoPE, apply_rotary, rotate_half
 from tests.positions.reference import frequencies, rope_reference
 
 
@@ -161,8 +161,29 @@ def test_errors_name_the_argument():
         RoPE(32, scaling={"type": "yarn", "factor": 2.0})
     with pytest.raises(TypeError, match=r"does not accept \['beta'\]"):
         RoPE(32, scaling={"type": "linear", "factor": 2.0, "beta": 1})
-    with pytest.raises(ValueError, match=r"scaling\['factor'\] must be a positive number; got -2"):
+    with pytest.raises(ValueError, match=r"scaling\['factor'\] must be > 0.0; got -2"):
         RoPE(32, scaling={"type": "linear", "factor": -2})
+    # not finite, zero, of the wrong type: each refused by name (NaN factors made every rotated q and k NaN)
+    yarn = {"type": "yarn", "factor": 4, "original_max_position": 64}
+    refused = [
+        ({"type": "linear", "factor": float("nan")}, r"scaling\['factor'\] must be a finite number; got nan"),
+        ({"type": "linear", "factor": float("inf")}, r"scaling\['factor'\] must be a finite number; got inf"),
+        ({**yarn, "attention_factor": 0}, r"scaling\['attention_factor'\] must be > 0.0; got 0"),
+        ({**yarn, "original_max_position": float("nan")}, r"scaling\['original_max_position'\] must be a finite"),
+        ({**yarn, "beta_fast": 0}, r"scaling\['beta_fast'\] must be > 0.0; got 0"),
+        ({**yarn, "beta_fast": 2, "beta_slow": 3}, r"yarn beta_fast must be above beta_slow"),
+        ({**yarn, "truncate": "no"}, r"scaling\['truncate'\] must be True or False; got 'no'"),
+        ({"type": "p-rope", "drop_fraction": None}, r"scaling\['drop_fraction'\] must be a number; got None"),
+    ]
+    for scaling, message in refused:
+        with pytest.raises(ValueError, match=message):
+            RoPE(32, scaling=scaling)
+        with pytest.raises(ValueError, match=message):
+            FoPE(head_dim=32, num_heads=2, train_length=64, scaling=scaling)
+    with pytest.raises(ValueError, match=r"ntk scaling .* needs rotary_dim >= 4; got 2"):
+        RoPE(2, scaling={"type": "ntk", "factor": 2})  # was a ZeroDivisionError
+    with pytest.raises(TypeError, match="scaling must be None or a mapping"):
+        RoPE(32, scaling=[1])  # was dict()'s own TypeError
     q, k = qk()
     with pytest.raises(ValueError, match=r"q heads \(4\) must be a multiple of k heads \(3\)"):
         RoPE(32)(q, torch.randn(2, 3, 7, 32))

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fope.checks import check_bool, check_float
+
 __all__ = [
     "PRECISIONS",
     "SCALING_SCHEMES",
@@ -260,9 +262,24 @@ def scaled_frequencies(
     missing = sorted(required - set(options))
     if missing:
         raise TypeError(f"scaling type {kind!r} needs {missing}; accepted options: {sorted(accepted)}")
-    for name in ("factor", "original_max_position"):
-        if name in options:
-            value = options[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"scaling[{name!r}] must be a positive number; got {value!r}")
+    for name, value in options.items():
+        if name in POSITIVE_OPTIONS and not (name == "attention_factor" and value is None):
+            check_float(f"scaling[{name!r}]", value, minimum=0.0, strict=True)
+        elif name == "drop_fraction":
+            check_float(f"scaling[{name!r}]", value, minimum=0.0)
+        elif name in ("truncate", "temperature"):
+            check_bool(f"scaling[{name!r}]", value)
+    if kind == "ntk" and rotary_dim < 4:
+        raise ValueError(
+            f"ntk scaling grows the base by factor ** (d / (d - 2)): it needs rotary_dim >= 4; got {rotary_dim}"
+        )
+    if kind == "yarn" and options.get("beta_fast", 32.0) <= options.get("beta_slow", 1.0):
+        raise ValueError(
+            f"yarn beta_fast must be above beta_slow (rotations of the kept and of the interpolated pairs); got "
+            f"{options.get('beta_fast', 32.0)} and {options.get('beta_slow', 1.0)}"
+        )
     return scheme(base, theta=theta, rotary_dim=rotary_dim, **options)
+
+
+#: Scaling options that must be finite numbers above 0 (``attention_factor`` may also be None: the scheme's default).
+POSITIVE_OPTIONS = ("factor", "original_max_position", "beta_fast", "beta_slow", "attention_factor")

@@ -268,9 +268,9 @@ class RoPE(RotaryEncoding):
         self.head_dim, self.rotary_dim = check_rotary_dims(head_dim, rotary_dim)
         self.theta = check_float("theta", theta, minimum=1.0, strict=True)
         self.layout = check_choice("layout", layout, LAYOUTS)
-        self.scaling = dict(scaling) if scaling is not None else None
         self.frequency_precision = check_precision(frequency_precision)
         frequencies, attention_factor = scaled_frequencies(self.rotary_dim, self.theta, scaling, frequency_precision)
+        self.scaling = dict(scaling) if scaling is not None else None  # a mapping: scaled_frequencies checked it
         self.attention_factor = attention_factor
         self.register_buffer("inv_freq", frequencies.to(torch.float32), persistent=False)
 
