@@ -244,6 +244,50 @@ def test_cache_rejects_overflow_and_batch_changes() -> None:
         model(random_tokens(2, 2), cache=cache)
     with pytest.raises(ValueError, match="batch size 2"):
         model(random_tokens(3, 1), cache=cache)
+    assert cache.length == 4  # neither refused call took room in the cache
+
+
+def test_a_failed_cached_call_leaves_the_cache_as_it_was() -> None:
+    """A call that fails after reserving room (here: in the first layer) must not leave its tokens in the cache, or
+    every later call attends to keys that were never written."""
+    model = tiny_model().eval()
+    tokens = random_tokens(2, 6)
+    cache = KVCache(model.config.num_layers, 16)
+    model(tokens[:, :5], cache=cache)
+    broken = model.layers[0].attention.qkv
+    model.layers[0].attention.qkv = lambda x: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match="boom"):
+        model(tokens[:, 5:], cache=cache)
+    model.layers[0].attention.qkv = broken  # type: ignore[method-assign]
+    assert cache.length == 5
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens[:, 5:], cache=cache).logits[:, -1], model(tokens).logits[:, -1])
+    with pytest.raises(ValueError, match="the KV cache has 1 layers; the model has 2"):
+        model(tokens, cache=KVCache(1, 16))
+    with pytest.raises(TypeError, match=r"cache must be a fope\.generation\.KVCache or None; got str"):
+        model(tokens, cache="cache")  # type: ignore[arg-type]
+
+
+def test_token_ids_and_targets_are_checked() -> None:
+    model = tiny_model()
+    vocab = model.config.vocab_size
+    tokens = random_tokens(2, 4)
+    for ids in (torch.tensor([[1, vocab]]), torch.tensor([[1, -1]])):  # were an IndexError inside the embedding
+        with pytest.raises(ValueError, match=rf"input_ids must be token ids in \[0, {vocab}\)"):
+            model(ids)
+    for ids in (tokens.bool(), tokens.to(torch.uint8), tokens.float()):
+        with pytest.raises(ValueError, match="input_ids must be an int64 \\(or int32\\) tensor"):
+            model(ids)
+    for ids in (tokens[:0], tokens[:, :0]):  # were a reshape error deep in attention
+        with pytest.raises(ValueError, match="at least one token"):
+            model(ids)
+    assert model(tokens.int()).logits.shape == (2, 4, vocab)
+    with pytest.raises(ValueError, match=r"targets must be token ids in \[0, \d+\) or -100"):
+        model(tokens, targets=torch.full_like(tokens, vocab))
+    with pytest.raises(ValueError, match="every entry of targets is -100"):  # the mean over nothing was NaN
+        model(tokens, targets=torch.full_like(tokens, -100))
+    with pytest.raises(TypeError, match="targets must be an int64"):
+        model(tokens, targets=tokens.float())
 
 
 def test_sampling_is_reproducible_with_a_generator() -> None:
@@ -550,3 +594,21 @@ def test_loss_decreases_when_overfitting_one_batch(position: str) -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_generate_refuses_what_it_cannot_decode() -> None:
+    model = tiny_model().eval()
+    prompt = random_tokens(2, 4)
+    vocab = model.config.vocab_size
+    refused = [
+        ({"temperature": float("nan")}, "temperature must be a finite number"),  # was multinomial's RuntimeError
+        ({"eos_id": "x"}, "eos_id must be None or a token id"),
+        ({"eos_id": -1}, "eos_id must be None or a token id"),  # never matched: decoding ran to the end
+        ({"eos_id": vocab}, f"below the vocabulary size {vocab}"),
+    ]
+    for options, message in refused:
+        with pytest.raises(ValueError, match=message):
+            model.generate(prompt, 3, **options)
+    for bad in ([[1, 2]], prompt[0], prompt.float()):  # a list was an AttributeError; 1-D and float came back as is
+        with pytest.raises(ValueError, match="input_ids must be an integer tensor of shape"):
+            model.generate(bad, 0)

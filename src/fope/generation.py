@@ -6,6 +6,8 @@ function that runs its model on new tokens with its own cache and returns the la
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,16 @@ class KVCache:
         self.keys: list[Tensor | None] = [None] * num_layers
         self.values: list[Tensor | None] = [None] * num_layers
         self.positions: Tensor | None = None
+
+    def check(self, batch: int, num_layers: int) -> None:
+        """Before a forward writes anything: the cache is for ``num_layers`` layers and holds rows of ``batch``."""
+        if len(self.keys) != num_layers:
+            raise ValueError(f"the KV cache has {len(self.keys)} layers; the model has {num_layers}")
+        filled = next((keys for keys in self.keys if keys is not None), None)
+        if filled is not None and filled.shape[0] != batch:
+            raise ValueError(
+                f"KV cache was filled with batch size {filled.shape[0]}; got input_ids of batch size {batch}"
+            )
 
     def extend(self, positions: Tensor) -> Tensor:
         """Reserve room for ``positions`` (``(T,)`` or ``(B, T)``) and return the positions of all keys so far."""
@@ -95,12 +107,27 @@ def decode(
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0; got {max_new_tokens!r}")
+    if (
+        not isinstance(input_ids, Tensor)
+        or input_ids.dim() != 2
+        or input_ids.is_floating_point()
+        or input_ids.is_complex()
+        or input_ids.dtype == torch.bool
+    ):
+        shape = f"{tuple(input_ids.shape)} {input_ids.dtype}" if isinstance(input_ids, Tensor) else ""
+        raise ValueError(
+            f"input_ids must be an integer tensor of shape (batch, seq_len); got {shape or type(input_ids).__name__}"
+        )
+    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral) or eos_id < 0):
+        raise ValueError(f"eos_id must be None or a token id (an int >= 0); got {eos_id!r}")
     tokens = input_ids
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     step_input, cache = input_ids, None
     for _ in range(max_new_tokens):
         logits, cache = step(step_input, cache)
         next_token = sample_next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        if eos_id is not None and eos_id >= logits.shape[-1]:
+            raise ValueError(f"eos_id must be a token id below the vocabulary size {logits.shape[-1]}; got {eos_id}")
         if eos_id is not None:
             next_token = next_token.masked_fill(finished, eos_id)
             finished |= next_token == eos_id
@@ -120,8 +147,13 @@ def sample_next_token(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Next token ids ``(B,)`` from logits ``(B, vocab)``: argmax at ``temperature=0``, else a filtered sample."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 is greedy); got {temperature!r}")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy); got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be None or an int >= 1; got {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):

@@ -295,6 +295,29 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+#: The dtypes token ids may have (what ``nn.Embedding`` and ``F.cross_entropy`` take).
+TOKEN_DTYPES = (torch.int64, torch.int32)
+
+
+def check_token_ids(name: str, ids: Tensor, vocab_size: int, ignored: int | None = None) -> None:
+    """Every id of ``ids`` in ``[0, vocab_size)`` (or equal to ``ignored``), and, with ``ignored``, not all ignored.
+
+    Checked on CPU tensors in eager mode only, as positions are (``resolve_positions``): on an accelerator the check
+    would wait for the device in every forward, and a bad id there fails in the embedding's own kernel.
+    """
+    if ids.device.type != "cpu" or torch.compiler.is_compiling():
+        return
+    scored = ids if ignored is None else ids[ids != ignored]
+    if ignored is not None and not scored.numel():
+        raise ValueError(f"every entry of {name} is {ignored} (ignored): there is nothing to score")
+    if scored.numel() and (int(scored.min()) < 0 or int(scored.max()) >= vocab_size):
+        also = f" or {ignored}" if ignored is not None else ""
+        raise ValueError(
+            f"{name} must be token ids in [0, {vocab_size}){also} (vocab_size {vocab_size}); got ids from "
+            f"{int(scored.min())} to {int(scored.max())}"
+        )
+
+
 class LMOutput(NamedTuple):
     """``logits`` ``(B, T, vocab_size)`` and, when targets were given, the mean float32 cross-entropy ``loss``."""
 
@@ -367,21 +390,36 @@ class TransformerLM(nn.Module):
         ``positions`` (``(T,)`` or ``(B, T)`` integers) default to ``arange(past, past + T)`` with ``past`` the
         number of cached tokens; a ``cache`` receives this call's keys and values.
         """
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-            shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
-            raise ValueError(f"input_ids must be an integer tensor of shape (batch, seq_len); got {shape}")
+        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.dtype not in TOKEN_DTYPES:
+            shape = f"{tuple(input_ids.shape)} {input_ids.dtype}" if isinstance(input_ids, Tensor) else ""
+            raise ValueError(
+                "input_ids must be an int64 (or int32) tensor of shape (batch, seq_len); got "
+                + (shape or type(input_ids).__name__)
+            )
         batch, length = input_ids.shape
+        if not batch or not length:
+            raise ValueError(f"input_ids must hold at least one token in at least one row; got shape {(batch, length)}")
+        check_token_ids("input_ids", input_ids, self.config.vocab_size)
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be a fope.generation.KVCache or None; got {type(cache).__name__}")
+            cache.check(batch, self.config.num_layers)
         past = 0 if cache is None else cache.length
         if positions is None:
             positions = torch.arange(past, past + length, device=input_ids.device)
         else:
             positions = resolve_positions(positions, batch=batch, length=length, device=input_ids.device)
-        key_positions = positions if cache is None else cache.extend(positions)
-        x = self.embed(input_ids)
-        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
-        for block, position in zip(self.layers, self.position_encodings(), strict=True):
-            inputs = LayerInputs(position, positions, key_positions, cache)
-            x = checkpoint(block, x, inputs, use_reentrant=False) if recompute else block(x, inputs)
+        try:
+            key_positions = positions if cache is None else cache.extend(positions)
+            x = self.embed(input_ids)
+            recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+            for block, position in zip(self.layers, self.position_encodings(), strict=True):
+                inputs = LayerInputs(position, positions, key_positions, cache)
+                x = checkpoint(block, x, inputs, use_reentrant=False) if recompute else block(x, inputs)
+        except BaseException:
+            if cache is not None:  # a failed call leaves the cache as it was: later calls must not see its tokens
+                cache.length = past
+            raise
         return self.norm(x)
 
     def forward(
@@ -398,10 +436,14 @@ class TransformerLM(nn.Module):
         logits = self.lm_head(self.hidden_states(input_ids, positions, cache))
         if targets is None:
             return LMOutput(logits)
+        if not isinstance(targets, Tensor) or targets.dtype not in TOKEN_DTYPES:
+            kind = str(targets.dtype) if isinstance(targets, Tensor) else type(targets).__name__
+            raise TypeError(f"targets must be an int64 (or int32) tensor like input_ids; got {kind}")
         if targets.shape != input_ids.shape:
             raise ValueError(
                 f"targets must have the shape of input_ids {tuple(input_ids.shape)}; got {tuple(targets.shape)}"
             )
+        check_token_ids("targets", targets, self.config.vocab_size, ignored=-100)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
         return LMOutput(logits, loss)
 
