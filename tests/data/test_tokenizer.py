@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from fope.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerFileError, train_bpe
 from fope.errors import FopeError
@@ -122,3 +123,14 @@ def test_digits_are_one_token_each_even_where_the_corpus_repeats_numbers():
         assert "".join(pieces) == text
         assert all(len(piece) == 1 for piece in pieces if any(ch.isdigit() for ch in piece)), pieces
     assert len(tokenizer.encode("12345")) == 5
+
+
+def test_bad_inputs_to_train_and_decode_are_refused(tokenizer):
+    with pytest.raises(TypeError, match="not one string"):  # a str trained on its single characters
+        train_bpe("some text", 300)
+    with pytest.raises(ValueError, match="min_frequency must be an int >= 0"):
+        train_bpe(["some text"], 300, min_frequency=-1)
+    for ids in ([-1], [tokenizer.vocab_size], [1.7]):  # were OverflowError, '' and id 1
+        with pytest.raises(ValueError, match=r"decode takes token ids, ints in \[0, "):
+            tokenizer.decode(ids)
+    assert tokenizer.decode(torch.tensor(tokenizer.encode("the grass"))) == "the grass"

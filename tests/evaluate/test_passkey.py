@@ -151,3 +151,14 @@ def test_mixer_rows_end_with_a_document_holding_one_example():
         assert row[keep] == eos  # the example opens a document, as evaluation prompts do
         text = bytes(row[keep + 1 :].tolist()).decode()
         assert text.startswith(INSTRUCTION) and text.endswith(".")
+
+
+def test_a_prompt_the_scorer_could_never_match_is_refused():
+    rng = np.random.default_rng(0)
+    for key in ("abc", -3, 2.5, True):  # a string key made a needle no integer answer can equal
+        with pytest.raises(ValueError, match="key must be an int >= 0"):
+            build_passkey_prompt(byte_encode, 600, rng, key=key)
+    with pytest.raises(ValueError, match="target_tokens must be an int >= 1"):
+        build_passkey_prompt(byte_encode, "600", rng)
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
+        build_passkey_prompt(byte_encode, 600, None)

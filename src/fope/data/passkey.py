@@ -8,11 +8,14 @@ Evaluation (``fope.evaluate.passkey``) asks these prompts; training (``data.pass
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from fope.checks import check_float, check_int
 
 __all__ = [
     "FILLER",
@@ -47,6 +50,14 @@ def draw_key(rng: np.random.Generator) -> int:
     first = int(rng.integers(1, 10))
     rest = rng.permutation([digit for digit in range(10) if digit != first])[:4]
     return int("".join(str(digit) for digit in [first, *rest.tolist()]))
+
+
+def check_key(key: object) -> int:
+    """A key the scorer can match (its first run of digits): an int >= 0. ``draw_key``'s keys are five distinct
+    digits; a key given by hand need not be."""
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral) or key < 0:
+        raise ValueError(f"key must be an int >= 0 (the answer is read as digits); got {key!r}")
+    return int(key)
 
 
 def needle(key: int) -> str:
@@ -127,11 +138,15 @@ def build_passkey_prompt(
     ``key`` defaults to ``draw_key(rng)`` and ``depth`` to a uniform draw from [0, 1], both from ``rng``.
     Raises ``ValueError`` when even the prompt without filler is longer than ``target_tokens``.
     """
+    check_int("target_tokens", target_tokens, minimum=1)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng); got {type(rng).__name__}")
     if key is None:
         key = draw_key(rng)
+    check_key(key)
     if depth is None:
         depth = float(rng.uniform(0.0, 1.0))
-    if not 0.0 <= depth <= 1.0:
+    if not 0.0 <= check_float("depth", depth, minimum=0.0) <= 1.0:
         raise ValueError(f"depth must be in [0, 1]; got {depth}")
 
     chars, ids = fit_filler(encode, lambda chars: passkey_text(key, chars, depth), target_tokens, "passkey")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import tokenizers
+import torch
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from fope.checks import check_int
 from fope.errors import FopeError
 from fope.files import write_atomic
 
@@ -47,8 +50,12 @@ class Tokenizer:
         return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The text of ``ids``, special tokens included."""
-        return self.backend.decode([int(i) for i in ids], skip_special_tokens=False)
+        """The text of ``ids`` (ints in ``[0, vocab_size)``; a tensor's items too), special tokens included."""
+        values = [int(i) if isinstance(i, numbers.Integral) or _integer_tensor(i) else i for i in ids]
+        wrong = [i for i in values if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size]
+        if wrong:
+            raise ValueError(f"decode takes token ids, ints in [0, {self.vocab_size}); got {wrong[:5]!r}")
+        return self.backend.decode(values, skip_special_tokens=False)
 
     def save(self, path: str | Path) -> Path:
         """Write the tokenizer as one ``tokenizer.json``-format file at ``path`` (atomically: ``write_atomic``)."""
@@ -98,6 +105,17 @@ def _load_transformers(path: Path, eos_token: str | None) -> Tokenizer:
     return Tokenizer(loaded.backend_tokenizer, eos_token)
 
 
+def _integer_tensor(value: object) -> bool:
+    """A one-element integer tensor (a row of ids may be a tensor's items)."""
+    return (
+        isinstance(value, torch.Tensor)
+        and value.numel() == 1
+        and not value.is_floating_point()
+        and not value.is_complex()
+        and value.dtype != torch.bool
+    )
+
+
 def check_vocab_size(vocab_size: object) -> int:
     """``vocab_size`` if it is an int >= 257 (every byte plus EOS)."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
@@ -114,6 +132,9 @@ def train_bpe(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2) 
     for the same texts in the same order. A corpus with too few distinct pairs can end with fewer merges than asked.
     """
     check_vocab_size(vocab_size)
+    if isinstance(texts, (str, bytes)):  # iterating it would train on its single characters
+        raise TypeError("texts must be an iterable of strings (e.g. a list), not one string")
+    check_int("min_frequency", min_frequency, minimum=0)
     backend = tokenizers.Tokenizer(models.BPE())
     # Digits are split one per token first (as Llama's tokenizer does), so a number of n digits is always n tokens
     # and copying it is the same operation whatever its value; then byte-level BPE.
