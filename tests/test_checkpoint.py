@@ -144,6 +144,22 @@ def test_a_corrupt_meta_json_is_one_line(run_dir, content, message):
     assert "\n" not in str(error.value)
 
 
+def test_a_meta_json_that_cannot_be_verified_or_names_another_step_is_corrupt(run_dir):
+    path = run_dir / "checkpoints" / "step_0000004" / "meta.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "step": 7}))  # was loaded as step 7
+    with pytest.raises(CheckpointError, match="it says step 7 in the folder of step 4"):
+        load_run(run_dir)
+    path.write_text(json.dumps({key: value for key, value in meta.items() if key != "files"}))  # loaded unverified
+    with pytest.raises(CheckpointError, match="files must map file names to sha256 checksums; got None"):
+        load_run(run_dir)
+    path.write_text(json.dumps(meta))
+    assert load_run(run_dir, step=4).step == 4
+    for step in ("4", 4.0, True):  # a str was a format-code ValueError; True was step 1
+        with pytest.raises(ValueError, match="step must be an int >= 0"):
+            load_run(run_dir, step=step)
+
+
 def test_an_invalid_model_config_in_meta_is_one_line(run_dir):
     path = run_dir / "checkpoints" / "step_0000004" / "meta.json"
     meta = json.loads(path.read_text())

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fope.checks import check_int
 from fope.errors import FopeError, one_line
 from fope.files import file_sha256, os_error, publish_directory, renamed_error, write_atomic
 from fope.sharded import SHARDED_MODEL, SHARDED_OPTIMIZER, is_sharded, read_sharded_tensors, sharded_shapes
@@ -208,7 +209,7 @@ def find_checkpoint(run_dir: str | Path, step: int | None = None) -> Path:
         if directory is None:
             raise CheckpointError(f"{run_dir} has no checkpoint yet (no {CHECKPOINTS}/{LATEST})")
         return directory
-    directory = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
+    directory = Path(run_dir) / CHECKPOINTS / checkpoint_name(check_int("step", step, minimum=0))
     if not directory.is_dir():
         available = sorted(p.name for p in (Path(run_dir) / CHECKPOINTS).glob("step_*"))
         raise CheckpointError(f"{run_dir} has no checkpoint for step {step}; available: {available}")
@@ -227,16 +228,24 @@ def read_checkpoint_meta(directory: str | Path, verify: bool = True) -> dict[str
         raise CheckpointError(f"{meta_path} is corrupt: {error}") from error
     if not isinstance(meta, dict):
         raise CheckpointError(f"{meta_path} is corrupt: it holds a {type(meta).__name__}, not a mapping")
-    files = meta.get("files", {})
+    files = meta.get("files")
     step = meta.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"{meta_path} is corrupt: step must be an int >= 0; got {step!r}")
+    named = re.fullmatch(r"step_(\d+)", directory.name)
+    if named and int(named.group(1)) != step:
+        raise CheckpointError(
+            f"{meta_path} is corrupt: it says step {step} in the folder of step {int(named.group(1))}"
+        )
     if not isinstance(meta.get("model_config"), dict):
         raise CheckpointError(
             f"{meta_path} is corrupt: model_config must be a mapping; got {meta.get('model_config')!r}"
         )
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise CheckpointError(f"{meta_path} is corrupt: files must map file names to sha256 checksums")
+    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+        # every checkpoint fope writes lists its files: without the list nothing could be verified
+        raise CheckpointError(
+            f"{meta_path} is corrupt: files must map file names to sha256 checksums; got {files!r}"[:300]
+        )
     if verify:
         for name, expected in files.items():
             path = directory / name
