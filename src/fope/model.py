@@ -95,7 +95,7 @@ class ModelConfig(ModelSection):
             raise ValueError(f"mlp_ratio * d_model must be >= 1; got {self.mlp_ratio} * {self.d_model}")
         for name in ("tie_embeddings", "qk_norm", "share_position"):
             check_bool(name, getattr(self, name))
-        if self.position not in POSITION_ENCODINGS:
+        if not isinstance(self.position, str) or self.position not in POSITION_ENCODINGS:
             raise ValueError(f"position must be one of {sorted(POSITION_ENCODINGS)}; got {self.position!r}")
         if not isinstance(self.position_options, Mapping):
             raise TypeError(f"position_options must be a dict; got {type(self.position_options).__name__}")
@@ -135,6 +135,8 @@ class ModelConfig(ModelSection):
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
         """Inverse of ``to_dict``; unknown keys are an error."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"{cls.__name__}.from_dict needs a mapping of its fields; got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

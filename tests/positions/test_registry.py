@@ -64,3 +64,31 @@ def test_errors():
         build_position_encoding("yarn", head_dim=32, scaling={"type": "linear", "factor": 2})
     with pytest.raises(TypeError, match=r"needs \['factor'\]"):
         build_position_encoding("pi", head_dim=32)
+
+
+def test_inputs_that_failed_deep_inside_are_refused_by_name():
+    """Each of these was a traceback from inside torch or Python (ZeroDivisionError, math domain error, unhashable
+    type, OverflowError, a size mismatch) before it was checked."""
+    from fope.model import ModelConfig
+    from fope.positions.bias import alibi_slopes
+
+    for heads in (0, 2.5):
+        with pytest.raises(ValueError, match="num_heads must be an int >= 1"):
+            alibi_slopes(heads)
+    alibi = ALiBi(4)
+    with pytest.raises(ValueError, match="must have one batch size"):
+        alibi.attention_bias(torch.arange(5).expand(2, 5), torch.arange(7).expand(3, 7))
+    assert alibi.attention_bias(torch.arange(5), torch.arange(7).expand(3, 7)).shape == (3, 4, 5, 7)
+    for dtype in ("float16", torch.int64):  # a str was taken for a device; int64 truncated the bias
+        with pytest.raises(TypeError, match=r"dtype must be a floating torch\.dtype"):
+            alibi.attention_bias(torch.arange(5), torch.arange(7), dtype=dtype)
+    with pytest.raises(ValueError, match="q and k need at least one head each"):
+        RoPE(8)(torch.randn(1, 0, 5, 8), torch.randn(1, 0, 5, 8))
+    with pytest.raises(ValueError, match=r"seed must be an int from 0 to 18446744073709551615"):
+        FoPE(head_dim=8, num_heads=2, train_length=64, seed=2**70)
+    with pytest.raises(ValueError, match=r"unknown position encoding \['rope'\]"):
+        build_position_encoding(["rope"])
+    with pytest.raises(ValueError, match=r"position must be one of .*; got \['fope'\]"):
+        ModelConfig(vocab_size=32, d_model=16, num_layers=1, num_heads=2, position=["fope"])
+    with pytest.raises(TypeError, match="from_dict needs a mapping of its fields; got NoneType"):
+        ModelConfig.from_dict(None)

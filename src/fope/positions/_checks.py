@@ -72,6 +72,8 @@ def check_qk(
             f"q and k must agree in batch, seq_len and head_dim; got q {tuple(q.shape)} and k {tuple(k.shape)}"
         )
     kv_heads = k.shape[1]
+    if not q_heads or not kv_heads:
+        raise ValueError(f"q and k need at least one head each; got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if q_heads % kv_heads:
         raise ValueError(f"q heads ({q_heads}) must be a multiple of k heads ({kv_heads}); got q {tuple(q.shape)}")
     if head_dim is not None and dim != head_dim:

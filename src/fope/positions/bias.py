@@ -24,6 +24,7 @@ def alibi_slopes(num_heads: int) -> Tensor:
         start = 2.0 ** (-8.0 / n)
         return [start ** (h + 1) for h in range(n)]
 
+    num_heads = check_int("num_heads", num_heads, minimum=1)
     if math.log2(num_heads).is_integer():
         slopes = power_of_two_slopes(num_heads)
     else:
@@ -63,6 +64,17 @@ class ALiBi(PositionEncoding):
         k_positions = resolve_positions(
             k_positions, batch=_batch_of(k_positions), length=k_positions.shape[-1], device=self.slopes.device
         )
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch.dtype (the attention's); got {dtype!r}")
+        batches = {
+            q_positions.shape[0] if q_positions.dim() == 2 else 1,
+            k_positions.shape[0] if k_positions.dim() == 2 else 1,
+        }
+        if len(batches - {1}) > 1:
+            raise ValueError(
+                f"query and key positions of shape (B, T) must have one batch size (or 1); got "
+                f"{tuple(q_positions.shape)} and {tuple(k_positions.shape)}"
+            )
         distance = (q_positions.to(torch.float32).unsqueeze(-1) - k_positions.to(torch.float32).unsqueeze(-2)).abs()
         if distance.dim() == 2:
             return (-self.slopes.view(-1, 1, 1) * distance).to(dtype)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fope.checks import check_seed
 from fope.kernels import RotarySeries
 from fope.positions._checks import (
     LAYOUTS,
@@ -198,7 +199,7 @@ class FoPE(RotaryEncoding):
         self.frequency_dim = frequency_dim
         self.scaling = _fope_scaling(scaling)
         if seed is not None:
-            seed = check_int("seed", seed, minimum=0)
+            seed = check_seed("seed", seed)
         self.seed = seed
 
         self.frequency_precision = check_precision(frequency_precision)

@@ -52,7 +52,7 @@ for _alias, _target in (("rope-pi", "pi"), ("rope-ntk", "ntk"), ("rope-yarn", "y
 
 def position_options(name: str) -> list[str]:
     """The option names a registered encoding takes besides the structural ones (an extension variant's flat)."""
-    if name not in POSITION_ENCODINGS:
+    if not isinstance(name, str) or name not in POSITION_ENCODINGS:
         raise ValueError(f"unknown position encoding {name!r}; known: {sorted(POSITION_ENCODINGS)}")
     variant = POSITION_ENCODINGS[name]
     accepted = set(inspect.signature(variant.cls.__init__).parameters) - {"self", *STRUCTURAL_OPTIONS}
@@ -69,7 +69,7 @@ def build_position_encoding(name: str, **options: Any) -> PositionEncoding:
     that use them and ignored by the others; any other option must be one the scheme accepts. Extension variants take
     their scheme's options flat: ``build_position_encoding("yarn", head_dim=64, factor=4, original_max_position=512)``.
     """
-    if name not in POSITION_ENCODINGS:
+    if not isinstance(name, str) or name not in POSITION_ENCODINGS:
         raise ValueError(f"unknown position encoding {name!r}; known: {sorted(POSITION_ENCODINGS)}")
     variant = POSITION_ENCODINGS[name]
     accepted = [p for p in inspect.signature(variant.cls.__init__).parameters if p != "self"]
