@@ -239,3 +239,19 @@ def test_cli_json_prints_only_the_records_and_saves_the_results(tiny_runs, tmp_p
     assert main(["eval", str(run_dir), "--lengths", "0", "--no-progress"]) == 2
     assert "each length must be an int >= 1; got 0" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+
+
+def test_arguments_of_the_wrong_kind_are_refused_by_name(tiny_runs):
+    run = load_run(tiny_runs["rope"])
+    store = run.val_store()
+    common = {"train_length": 32, "max_spans": 1, "progress": False}
+    for data in ("some text", ["some text"]):  # were AttributeError: 'str' object has no attribute 'text'
+        with pytest.raises(TypeError, match="data must be a TokenStore or a list of Documents"):
+            evaluate_perplexity(run.model, data, run.tokenizer, lengths=[32], **common)
+    with pytest.raises(ValueError, match="lengths must be a non-empty list of ints"):  # was 'int' is not iterable
+        evaluate_perplexity(run.model, store, run.tokenizer, lengths=32, **common)
+    with pytest.raises(ValueError, match="seed must be an int from 0"):  # was numpy's "expected non-negative integer"
+        evaluate_perplexity(run.model, store, run.tokenizer, lengths=[32], seed=-1, **common)
+    documents = iter([Document("a", "the grass is green. " * 40, "test")])  # any iterable of Documents still works
+    result = evaluate_perplexity(run.model, documents, run.tokenizer, lengths=[32], **common)
+    assert result["results"][0]["length"] == 32

@@ -6,7 +6,7 @@ of ``length + 1`` tokens, so differences between lengths come from the context l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +67,7 @@ def select_spans(document_lengths: np.ndarray, span_tokens: int, max_spans: int,
 def check_lengths(lengths: Sequence[int], train_length: int | None = None) -> list[int]:
     """The evaluation lengths sorted and without repeats; each must be an int >= 1 and, given the training length, at
     most ``MAX_LENGTH_RATIO`` times it (a longer one would run for hours or run out of memory: refused at once)."""
-    if isinstance(lengths, (str, bytes)) or not lengths:
+    if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Iterable) or not (lengths := list(lengths)):
         raise ValueError(f"lengths must be a non-empty list of ints >= 1; got {lengths!r}")
     for length in lengths:
         check_int("each length", length, minimum=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tokenizers import decoders, pre_tokenizers
 from torch import nn
 
-from fope.checks import check_int
+from fope.checks import check_int, check_seed
 from fope.data.corpus import Document, decode_text, jsonl_documents, text_dir_documents
 from fope.data.store import TokenStore
 from fope.data.tokenizer import Tokenizer
@@ -75,9 +75,17 @@ def document_tokens(data: TokenStore | Sequence[Document], tokenizer: Tokenizer)
     """Token ids of every evaluation document (without EOS): read from a store, or tokenized with ``tokenizer``."""
     if isinstance(data, TokenStore):
         return [data.document(i) for i in range(data.num_documents)]
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise TypeError(f"data must be a TokenStore or a list of Documents; got {type(data).__name__}")
     documents = list(data)
     if not documents:
         raise ValueError("the evaluation data holds no documents")
+    wrong = next((document for document in documents if not isinstance(document, Document)), None)
+    if wrong is not None:
+        raise TypeError(
+            f"data must be a TokenStore or a list of Documents (fope.data.corpus); got a list holding "
+            f"{type(wrong).__name__}"
+        )
     return [np.asarray(ids, dtype=np.int64) for ids in tokenizer.encode_batch([d.text for d in documents])]
 
 
@@ -215,6 +223,7 @@ def evaluate_perplexity(
     train_length = check_int("train_length", train_length, minimum=1)
     max_spans = check_int("max_spans", max_spans, minimum=1)
     batch_tokens = check_int("batch_tokens", batch_tokens, minimum=1)
+    seed = check_seed("seed", seed)
     lengths = default_lengths(train_length) if lengths is None else check_lengths(lengths, train_length)
     documents = document_tokens(data, tokenizer)
     span_tokens = lengths[-1] + 1
