@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -105,10 +106,13 @@ class ModelConfig(ModelSection):
                 field_name = "position_seed" if name == "seed" else name
                 raise ValueError(f"position_options must not set {name!r}; set ModelConfig.{field_name} instead")
         if self.position_seed is not None and (
-            isinstance(self.position_seed, bool) or not isinstance(self.position_seed, int) or self.position_seed < 0
+            isinstance(self.position_seed, bool)
+            or not isinstance(self.position_seed, numbers.Integral)
+            or self.position_seed < 0
         ):
             raise ValueError(f"position_seed must be None or an int >= 0; got {self.position_seed!r}")
         if self.position_seed is not None:
+            self.position_seed = int(self.position_seed)  # a numpy int, as every other int field takes
             layers = 1 if self.share_position else self.num_layers
             why = f"layer i of {layers} is seeded position_seed + i, and position_seed is train.seed unless set"
             check_seed("position_seed", self.position_seed, offset=layers - 1, why=why)

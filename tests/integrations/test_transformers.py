@@ -463,6 +463,16 @@ def test_cli_convert_names_a_truncated_weights_file(tmp_path, capsys, keep):
     assert "it may be truncated" in err and err.count("\n") == 1 and not target.exists()
 
 
+def test_from_pretrained_names_a_truncated_weights_file(tmp_path):
+    source, target = tmp_path / "rope", tmp_path / "fope"
+    tiny_model("llama").save_pretrained(source)
+    assert main(["convert", str(source), str(target), "--train-length", "64"]) == 0
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"{weights} is not a readable safetensors file"):  # safetensors named none
+        from_pretrained(target)
+
+
 @pytest.mark.parametrize(
     "options",
     [

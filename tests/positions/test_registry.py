@@ -92,3 +92,21 @@ def test_inputs_that_failed_deep_inside_are_refused_by_name():
         ModelConfig(vocab_size=32, d_model=16, num_layers=1, num_heads=2, position=["fope"])
     with pytest.raises(TypeError, match="from_dict needs a mapping of its fields; got NoneType"):
         ModelConfig.from_dict(None)
+
+
+def test_q_and_k_of_two_dtypes_are_refused_on_every_path():
+    """The fused kernel refuses q and k of two dtypes; the eager path returned them in two dtypes. Both refuse now."""
+    q, k = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"q and k must have one dtype; got q torch\.float32 and k torch\.float16"):
+        RoPE(8)(q, k)
+
+
+def test_option_lists_name_real_options_and_numpy_seeds_are_ints():
+    import numpy as np
+
+    from fope.model import ModelConfig
+
+    with pytest.raises(TypeError, match=r"does not accept option 'foo'; accepted: \[\]"):  # was ['args', 'kwargs']
+        build_position_encoding("nope", foo=1)
+    config = ModelConfig(vocab_size=32, d_model=16, num_layers=1, num_heads=2, position_seed=np.int64(3))
+    assert config.position_seed == 3 and type(config.position_seed) is int

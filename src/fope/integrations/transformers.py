@@ -142,6 +142,7 @@ def from_pretrained(path: str | PathLike[str], **kwargs: Any) -> PreTrainedModel
         raise FileNotFoundError(f"path must be a local model directory (written by save_pretrained); got {str(path)!r}")
     record = _read_record(config_file)
     config_class, model_class = classes_for(record["base_architecture"])
+    check_safetensors_files(directory)  # transformers' own error for a truncated file names no file
     config = kwargs.pop("config", None) or config_class.from_pretrained(directory)
     if not isinstance(config, config_class):
         raise TypeError(f"config must be a {config_class.__name__} (read from {config_file}); got {type(config)}")

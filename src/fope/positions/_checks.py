@@ -66,6 +66,8 @@ def check_qk(
             raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
     if q.device != k.device:
         raise ValueError(f"q and k must be on the same device; got q on {q.device} and k on {k.device}")
+    if q.dtype != k.dtype:  # the fused kernel takes one dtype: the eager path refuses the same call
+        raise ValueError(f"q and k must have one dtype; got q {q.dtype} and k {k.dtype}")
     batch, q_heads, length, dim = q.shape
     if k.shape[0] != batch or k.shape[2] != length or k.shape[3] != dim:
         raise ValueError(

@@ -72,7 +72,8 @@ def build_position_encoding(name: str, **options: Any) -> PositionEncoding:
     if not isinstance(name, str) or name not in POSITION_ENCODINGS:
         raise ValueError(f"unknown position encoding {name!r}; known: {sorted(POSITION_ENCODINGS)}")
     variant = POSITION_ENCODINGS[name]
-    accepted = [p for p in inspect.signature(variant.cls.__init__).parameters if p != "self"]
+    parameters = inspect.signature(variant.cls.__init__).parameters.values()
+    accepted = [p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     kwargs: dict[str, Any] = dict(variant.fixed)
     if variant.scaling_type is not None:
         if options.get("scaling") is not None:
