@@ -1,6 +1,7 @@
 """``train.parallel: fsdp`` against ddp on GPUs, the done-when of docs/training.md's sharded training, on a GPU.
 
-    .venv/bin/python scripts/fsdp_gpu_check.py [--preset paper/60m] [--nproc 1] [--batch-size 32] [--json out.json]
+    .venv/bin/python scripts/fsdp_gpu_check.py [--preset paper/60m] [--nproc 1] [--batch-size 32]
+        [--json out.json [--force]]
 
 Four ``fope train`` runs of the preset on the same batches (the corpus: this repository's own text, README, docs and
 Python files as a JSONL, since the GPU machine may have no network for the default corpus; the preset's tokenizer is
@@ -134,13 +135,16 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, default=1, help="fsdp processes, one GPU each (default 1)")
     parser.add_argument("--batch-size", type=int, default=32, help="global sequences per step (default 32)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the JSON result here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         message = "fsdp_gpu_check: needs CUDA (torch.cuda.is_available() is False here); run it on a GPU machine"
         print(message, file=sys.stderr)
         sys.exit(2)
+    from fope.benchmark import check_json_path
     from fope.files import write_atomic
 
+    json_path = check_json_path(args.json_path, force=args.force) if args.json_path else None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as temporary:
         os.environ.setdefault("FOPE_CACHE", str(Path(temporary) / "cache"))
@@ -150,8 +154,8 @@ def main() -> None:
             result = {"check": "fsdp_train", "passed": False, "error": str(error)}
     result |= {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    if args.json_path:
-        write_atomic(Path(args.json_path), json.dumps(result, indent=2))
+    if json_path is not None:
+        write_atomic(json_path, json.dumps(result, indent=2))
     print(json.dumps(result))
     if not result["passed"]:
         sys.exit("fsdp_gpu_check failed: " + str(result.get("error") or result["checks"]))

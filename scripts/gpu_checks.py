@@ -57,9 +57,13 @@ class Step:
 
 STEPS = (
     Step("gpu", 20, "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader", False),
-    Step("hf_trainer", 90, "python scripts/hf_trainer_gpu_check.py --json {out}/hf_trainer.json"),
-    Step("torchtitan", 90, "python scripts/torchtitan_gpu_check.py --gpus 1 --steps 20 --json {out}/torchtitan.json"),
-    Step("fsdp_train", 180, "python scripts/fsdp_gpu_check.py --json {out}/fsdp_train.json"),
+    Step("hf_trainer", 90, "python scripts/hf_trainer_gpu_check.py --json {out}/hf_trainer.json --force"),
+    Step(
+        "torchtitan",
+        90,
+        "python scripts/torchtitan_gpu_check.py --gpus 1 --steps 20 --json {out}/torchtitan.json --force",
+    ),
+    Step("fsdp_train", 180, "python scripts/fsdp_gpu_check.py --json {out}/fsdp_train.json --force"),
     Step(
         "bench_fsdp",
         70,

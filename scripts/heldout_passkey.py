@@ -14,10 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+from fope.benchmark import check_json_path
+from fope.errors import FopeError
 from fope.evaluate.passkey import evaluate_run_passkey
+from fope.files import write_atomic
 
 SEED = 104729
 
@@ -29,7 +33,12 @@ def main() -> None:
     parser.add_argument("--lengths", default=None, help="comma-separated lengths (default: the training length)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the keys and depths (default {SEED})")
     parser.add_argument("--json", default=None, help="write every run's accuracies here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     args = parser.parse_args()
+    try:
+        json_path = check_json_path(args.json, force=args.force) if args.json else None
+    except FopeError as error:
+        sys.exit(f"heldout_passkey: {error}")
     table: dict[str, dict[int, float]] = {}
     for run in args.runs:
         lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else [_train_length(run)]
@@ -45,8 +54,8 @@ def main() -> None:
             groups[(label, length)].append(accuracy)
     for (label, length), values in groups.items():
         print(f"{label} at {length}: mean {sum(values) / len(values):.1%}, lowest {min(values):.0%} (n={len(values)})")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"seed": args.seed, "trials": args.trials, "runs": table}, indent=2))
+    if json_path is not None:
+        write_atomic(json_path, json.dumps({"seed": args.seed, "trials": args.trials, "runs": table}, indent=2))
 
 
 def _train_length(run: str) -> int:

@@ -1,7 +1,7 @@
 """A converted FoPE model fine-tuned by transformers' ``Trainer`` under accelerate's FSDP2, on GPUs: the check the CPU
 cannot run (accelerate 1.16 enables FSDP for accelerator devices only; docs/transformers.md, section 4).
 
-    .venv/bin/python scripts/hf_trainer_gpu_check.py [--nproc 1] [--steps 30] [--model DIR] [--json out.json]
+    .venv/bin/python scripts/hf_trainer_gpu_check.py [--nproc 1] [--steps 30] [--model DIR] [--json out.json [--force]]
 
 Without ``--model`` it converts a small random Llama (4 layers, 8 query / 4 KV heads, head_dim 32, per-layer FoPE
 coefficients, seed 0) into a temporary folder; with it, it fine-tunes that folder (written by ``fope convert`` or
@@ -176,12 +176,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Trainer steps (default 30)")
     parser.add_argument("--model", default=None, help="a folder written by fope convert or fope export")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the JSON result here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     needs_cuda("hf_trainer_gpu_check")
     if args.worker:
         return worker(Path(args.worker[0]), Path(args.worker[1]), args.steps)
+    from fope.benchmark import check_json_path
     from fope.files import write_atomic
+
+    json_path = check_json_path(args.json_path, force=args.force) if args.json_path else None
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -194,8 +198,8 @@ def main() -> None:
         if result is None:
             result = {"check": "hf_trainer_fsdp2", "passed": False, "exit_code": done.returncode}
         result["log_tail"] = (done.stdout + done.stderr)[-4000:] if done.returncode or not result["passed"] else ""
-    if args.json_path:
-        write_atomic(Path(args.json_path), json.dumps(result, indent=2))
+    if json_path is not None:
+        write_atomic(json_path, json.dumps(result, indent=2))
     print(json.dumps({key: value for key, value in result.items() if key != "log_tail"}))
     if done.returncode or not result["passed"]:
         sys.exit(f"hf_trainer_gpu_check failed (torchrun exit {done.returncode}):\n{result['log_tail']}")

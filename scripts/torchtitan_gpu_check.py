@@ -1,6 +1,6 @@
 """A few training steps of torchtitan's Llama 3 debug model with FoPE, on GPUs: the check the CPU cannot run.
 
-    .venv/bin/python scripts/torchtitan_gpu_check.py --gpus 1 --steps 20 [--json out.json]
+    .venv/bin/python scripts/torchtitan_gpu_check.py --gpus 1 --steps 20 [--json out.json [--force]]
 
 torchtitan 0.3.0's ``Trainer`` takes ``cuda`` when no accelerator is found (``torchtitan.tools.utils``:
 ``device_type = _get_available_device_type() or "cuda"``) and calls ``torch.cuda.set_device`` while it builds, so its
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--position", default="fope", help="fope position encoding (default fope)")
     parser.add_argument("--seq-len", type=int, default=512, help="training length, FoPE's train_length (default 512)")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     args = parser.parse_args()
     import torch
 
@@ -66,6 +67,9 @@ def main() -> None:
         message = "torchtitan_gpu_check: needs CUDA (torch.cuda.is_available() is False here); run it on a GPU machine"
         print(message, file=sys.stderr)
         sys.exit(2)
+    from fope.benchmark import check_json_path
+
+    json_path = check_json_path(args.json_path, force=args.force) if args.json_path else None
     options = {"position": args.position, "train_length": args.seq_len}
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -110,12 +114,12 @@ def main() -> None:
         if not rope:
             sys.exit(f"the checkpoint {checkpoint} holds no FoPE coefficients")
         print(f"checkpoint step-{args.steps}: {len(rope)} coefficient tensors, e.g. {rope[0]}")
-    if args.json_path:
+    if json_path is not None:
         from fope.files import write_atomic
 
         result = {"check": "torchtitan", "passed": True, "steps": args.steps, "losses": losses}
         result |= {"coefficient_tensors": rope, "device": torch.cuda.get_device_name(), "torch": torch.__version__}
-        write_atomic(Path(args.json_path), json.dumps(result, indent=2))
+        write_atomic(json_path, json.dumps(result, indent=2))
 
 
 def _checkpoint_keys(checkpoint: Path) -> list[str]:

@@ -80,9 +80,9 @@ def test_an_earlier_runs_results_are_replaced_only_with_force(tmp_path, monkeypa
         "or give another --out\n"
     )
     assert (tmp_path / "gpu_checks.json").read_text() == '{"passed": true}' and not (tmp_path / "gpu.log").exists()
-    benchmark_steps = [step for step in load_gpu_checks()["STEPS"] if "benchmarks/" in step.command]
-    assert [step.name for step in benchmark_steps] == ["bench_fsdp", "bench_kernel"]
-    for step in benchmark_steps:  # their --json is in the run's own folder, checked above: a rerun replaces it
+    json_steps = [step for step in load_gpu_checks()["STEPS"] if "--json" in step.command]
+    assert [step.name for step in json_steps] == PYTHON_STEPS
+    for step in json_steps:  # their --json is in the run's own folder, checked above: a rerun replaces it
         assert step.command.endswith("--force"), step.command
 
 

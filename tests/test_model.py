@@ -254,16 +254,24 @@ def test_a_failed_cached_call_leaves_the_cache_as_it_was() -> None:
     tokens = random_tokens(2, 6)
     cache = KVCache(model.config.num_layers, 16)
     model(tokens[:, :5], cache=cache)
-    broken = model.layers[0].attention.qkv
-    model.layers[0].attention.qkv = lambda x: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[assignment]
-    with pytest.raises(RuntimeError, match="boom"):
-        model(tokens[:, 5:], cache=cache)
-    model.layers[0].attention.qkv = broken  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model.layers[1].attention, "qkv", lambda x: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):  # in the second layer: the first one has written its keys
+            model(tokens[:, 5:], cache=cache)
+    assert cache.length == 5
+    with pytest.raises(ValueError, match="every entry of targets is -100"):  # refused before the forward
+        model(tokens[:, 5:], cache=cache, targets=torch.full_like(tokens[:, 5:], -100))
     assert cache.length == 5
     with torch.no_grad():
         torch.testing.assert_close(model(tokens[:, 5:], cache=cache).logits[:, -1], model(tokens).logits[:, -1])
     with pytest.raises(ValueError, match="the KV cache has 1 layers; the model has 2"):
         model(tokens, cache=KVCache(1, 16))
+    fresh = KVCache(model.config.num_layers, 16)  # a failed first call leaves no storage sized to its batch
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model.layers[1].attention, "qkv", lambda x: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):
+            model(tokens, cache=fresh)
+    assert model(tokens[:1], cache=fresh).logits.shape[0] == 1
     with pytest.raises(TypeError, match=r"cache must be a fope\.generation\.KVCache or None; got str"):
         model(tokens, cache="cache")  # type: ignore[arg-type]
 
@@ -288,6 +296,7 @@ def test_token_ids_and_targets_are_checked() -> None:
         model(tokens, targets=torch.full_like(tokens, -100))
     with pytest.raises(TypeError, match="targets must be an int64"):
         model(tokens, targets=tokens.float())
+    assert torch.equal(model(tokens, targets=tokens.int()).loss, model(tokens, targets=tokens).loss)  # int32 works
 
 
 def test_sampling_is_reproducible_with_a_generator() -> None:

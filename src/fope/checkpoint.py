@@ -262,7 +262,7 @@ def read_checkpoint_meta(directory: str | Path, verify: bool = True) -> dict[str
 def checkpoint_identity(run_dir: str | Path, step: int) -> dict[str, Any]:
     """The checkpoint an evaluation read: its step and the sha256 of its model files' checksums (the training state
     and a sharded checkpoint's optimizer shards aside: they do not change what is evaluated)."""
-    files = read_checkpoint_meta(find_checkpoint(run_dir, step), verify=False).get("files", {})
+    files = read_checkpoint_meta(find_checkpoint(run_dir, step), verify=False)["files"]
     weights = {
         name: digest
         for name, digest in files.items()

@@ -48,6 +48,15 @@ class KVCache:
                 f"KV cache was filled with batch size {filled.shape[0]}; got input_ids of batch size {batch}"
             )
 
+    def rollback(self, length: int) -> None:
+        """Forget every token after the first ``length`` (a failed forward's); with none left, the storage too, so
+        that the next call may bring another batch size."""
+        self.length = length
+        if not length:
+            self.keys = [None] * len(self.keys)
+            self.values = [None] * len(self.values)
+            self.positions = None
+
     def extend(self, positions: Tensor) -> Tensor:
         """Reserve room for ``positions`` (``(T,)`` or ``(B, T)``) and return the positions of all keys so far."""
         new_length = self.length + positions.shape[-1]
@@ -125,9 +134,9 @@ def decode(
     step_input, cache = input_ids, None
     for _ in range(max_new_tokens):
         logits, cache = step(step_input, cache)
-        next_token = sample_next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-        if eos_id is not None and eos_id >= logits.shape[-1]:
+        if eos_id is not None and tokens is input_ids and eos_id >= logits.shape[-1]:  # once, after the prefill
             raise ValueError(f"eos_id must be a token id below the vocabulary size {logits.shape[-1]}; got {eos_id}")
+        next_token = sample_next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         if eos_id is not None:
             next_token = next_token.masked_fill(finished, eos_id)
             finished |= next_token == eos_id

@@ -309,7 +309,8 @@ def check_token_ids(name: str, ids: Tensor, vocab_size: int, ignored: int | None
     """Every id of ``ids`` in ``[0, vocab_size)`` (or equal to ``ignored``), and, with ``ignored``, not all ignored.
 
     Checked on CPU tensors in eager mode only, as positions are (``resolve_positions``): on an accelerator the check
-    would wait for the device in every forward, and a bad id there fails in the embedding's own kernel.
+    would wait for the device in every forward. There a bad id fails in the embedding's own kernel (a device-side
+    assert), and targets that are all -100 give a NaN loss, as in plain PyTorch.
     """
     if ids.device.type != "cpu" or torch.compiler.is_compiling():
         return
@@ -424,7 +425,7 @@ class TransformerLM(nn.Module):
                 x = checkpoint(block, x, inputs, use_reentrant=False) if recompute else block(x, inputs)
         except BaseException:
             if cache is not None:  # a failed call leaves the cache as it was: later calls must not see its tokens
-                cache.length = past
+                cache.rollback(past)
             raise
         return self.norm(x)
 
@@ -439,18 +440,18 @@ class TransformerLM(nn.Module):
 
         Targets equal to -100 are ignored (padding, prompt tokens). See ``hidden_states`` for positions and cache.
         """
+        if targets is not None:  # checked before the forward: a refused call leaves a cache as it was
+            if not isinstance(targets, Tensor) or targets.dtype not in TOKEN_DTYPES:
+                kind = str(targets.dtype) if isinstance(targets, Tensor) else type(targets).__name__
+                raise TypeError(f"targets must be an int64 (or int32) tensor like input_ids; got {kind}")
+            if not isinstance(input_ids, Tensor) or targets.shape != input_ids.shape:
+                shape = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids).__name__
+                raise ValueError(f"targets must have the shape of input_ids {shape}; got {tuple(targets.shape)}")
+            check_token_ids("targets", targets, self.config.vocab_size, ignored=-100)
         logits = self.lm_head(self.hidden_states(input_ids, positions, cache))
         if targets is None:
             return LMOutput(logits)
-        if not isinstance(targets, Tensor) or targets.dtype not in TOKEN_DTYPES:
-            kind = str(targets.dtype) if isinstance(targets, Tensor) else type(targets).__name__
-            raise TypeError(f"targets must be an int64 (or int32) tensor like input_ids; got {kind}")
-        if targets.shape != input_ids.shape:
-            raise ValueError(
-                f"targets must have the shape of input_ids {tuple(input_ids.shape)}; got {tuple(targets.shape)}"
-            )
-        check_token_ids("targets", targets, self.config.vocab_size, ignored=-100)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten().long(), ignore_index=-100)
         return LMOutput(logits, loss)
 
     def generate(self, input_ids: Tensor, max_new_tokens: int, **options: Any) -> Tensor:

@@ -130,7 +130,9 @@ def test_bad_inputs_to_train_and_decode_are_refused(tokenizer):
         train_bpe("some text", 300)
     with pytest.raises(ValueError, match="min_frequency must be an int >= 0"):
         train_bpe(["some text"], 300, min_frequency=-1)
-    for ids in ([-1], [tokenizer.vocab_size], [1.7]):  # were OverflowError, '' and id 1
-        with pytest.raises(ValueError, match=r"decode takes token ids, ints in \[0, "):
+    for ids in ([-1], [1.7]):  # were an OverflowError and id 1
+        with pytest.raises(ValueError, match="decode takes token ids, ints >= 0"):
             tokenizer.decode(ids)
     assert tokenizer.decode(torch.tensor(tokenizer.encode("the grass"))) == "the grass"
+    # a model's vocabulary may be larger than the tokenizer's: what it generates there has no text
+    assert tokenizer.decode([*tokenizer.encode("the"), tokenizer.vocab_size + 5]) == "the"

@@ -182,3 +182,23 @@ def test_the_cli_refuses_ten_million_tokens_at_once(tiny_runs, tmp_path, capsys)
         assert err.startswith(f"fope {command}: error: lengths [10000000] are more than 256 x the training length 32")
         assert err.count("\n") == 1
     assert not (run_dir / "eval").exists()
+
+
+def test_ids_past_the_tokenizers_vocabulary_are_no_text_not_an_error():
+    """A model's vocabulary may be larger than its tokenizer's (padded embeddings; fope allows it). What it generates
+    there decodes to nothing: the trial is scored on the rest, and the evaluation goes on."""
+    from fope.data.tokenizer import train_bpe
+
+    tokenizer = train_bpe([passkey_text(12345, 200, 0.5)] * 20 + ["0123456789 the pass key is"] * 20, 300)
+
+    class PaddedVocabularyModel(AnsweringModel):
+        def generate(self, input_ids, max_new_tokens, *, temperature=0.0, eos_id=None):
+            rows = []
+            for row in input_ids:
+                key = int(re.search(r"The pass key is (\d+)\.", tokenizer.decode(row.tolist())).group(1))
+                new = [tokenizer.vocab_size + 3, *tokenizer.encode(f" {key}."), eos_id]
+                rows.append((new + [eos_id] * max_new_tokens)[:max_new_tokens])
+            return torch.cat([input_ids, torch.tensor(rows)], dim=1)
+
+    results = evaluate_passkey(PaddedVocabularyModel("right"), tokenizer, lengths=[400], trials=3, progress=False)
+    assert results["by_length"][0]["accuracy"] == 1.0

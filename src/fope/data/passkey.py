@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fope.checks import check_float, check_int
+from fope.checks import check_int
 
 __all__ = [
     "FILLER",
@@ -138,16 +138,14 @@ def build_passkey_prompt(
     ``key`` defaults to ``draw_key(rng)`` and ``depth`` to a uniform draw from [0, 1], both from ``rng``.
     Raises ``ValueError`` when even the prompt without filler is longer than ``target_tokens``.
     """
-    check_int("target_tokens", target_tokens, minimum=1)
-    if not isinstance(rng, np.random.Generator):
+    target_tokens = check_int("target_tokens", target_tokens, minimum=1)
+    if (key is None or depth is None) and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator (numpy.random.default_rng); got {type(rng).__name__}")
-    if key is None:
-        key = draw_key(rng)
-    check_key(key)
-    if depth is None:
-        depth = float(rng.uniform(0.0, 1.0))
-    if not 0.0 <= check_float("depth", depth, minimum=0.0) <= 1.0:
-        raise ValueError(f"depth must be in [0, 1]; got {depth}")
+    key = check_key(draw_key(rng) if key is None else key)
+    depth = float(rng.uniform(0.0, 1.0)) if depth is None else depth
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Real) or not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1] (a number); got {depth!r}")
+    depth = float(depth)
 
     chars, ids = fit_filler(encode, lambda chars: passkey_text(key, chars, depth), target_tokens, "passkey")
     return PasskeyPrompt(passkey_text(key, chars, depth), ids, key, depth, chars)

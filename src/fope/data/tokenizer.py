@@ -50,11 +50,13 @@ class Tokenizer:
         return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The text of ``ids`` (ints in ``[0, vocab_size)``; a tensor's items too), special tokens included."""
+        """The text of ``ids`` (ints >= 0; a tensor's items too), special tokens included. Ids at or above
+        ``vocab_size`` have no text: a model's vocabulary may be larger than its tokenizer's (padded embeddings), and
+        what it generates there decodes to nothing."""
         values = [int(i) if isinstance(i, numbers.Integral) or _integer_tensor(i) else i for i in ids]
-        wrong = [i for i in values if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.vocab_size]
+        wrong = [i for i in values if isinstance(i, bool) or not isinstance(i, int) or i < 0]
         if wrong:
-            raise ValueError(f"decode takes token ids, ints in [0, {self.vocab_size}); got {wrong[:5]!r}")
+            raise ValueError(f"decode takes token ids, ints >= 0; got {wrong[:5]!r}")
         return self.backend.decode(values, skip_special_tokens=False)
 
     def save(self, path: str | Path) -> Path:

@@ -349,10 +349,10 @@ def _read_record(config_file: Path) -> dict[str, Any]:
 def load_tokenizer(path: str | PathLike[str]) -> Any:
     """``AutoTokenizer.from_pretrained`` on a local folder, running none of the folder's code.
 
-    ``trust_remote_code=False``: a tokenizer never needs a folder's modeling code. Left unset, transformers asks on a
-    terminal whether to run the code a FoPE folder's config.json names, and waits 15 s for an answer. A FoPE folder's
-    config is read with fope's copy of its class (as ``from_pretrained`` does), so transformers does not warn about an
-    unknown model type. A folder whose tokenizer is itself remote code is refused by transformers.
+    ``trust_remote_code=False``: the tokenizers fope writes and reads (fast ``tokenizer.json`` ones) are no code. Left
+    unset, transformers asks on a terminal whether to run the code a FoPE folder's config.json names, and waits 15 s.
+    A FoPE folder's config is read with fope's copy of its class (as ``from_pretrained`` does), so transformers does
+    not warn about an unknown model type. A folder whose tokenizer is itself remote code is refused by transformers.
     """
     from transformers import AutoTokenizer
 

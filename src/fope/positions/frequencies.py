@@ -238,6 +238,10 @@ def _scheme_options(scheme: Callable[..., Any]) -> tuple[set[str], set[str]]:
     return {p.name for p in params}, {p.name for p in params if p.default is inspect.Parameter.empty}
 
 
+#: Scaling options that must be finite numbers above 0 (``attention_factor`` may also be None: the scheme's default).
+POSITIVE_OPTIONS = ("factor", "original_max_position", "beta_fast", "beta_slow", "attention_factor")
+
+
 def scaled_frequencies(
     rotary_dim: int, theta: float = 10000.0, scaling: Mapping[str, Any] | None = None, precision: str = "float32"
 ) -> tuple[Tensor, float]:
@@ -273,13 +277,13 @@ def scaled_frequencies(
         raise ValueError(
             f"ntk scaling grows the base by factor ** (d / (d - 2)): it needs rotary_dim >= 4; got {rotary_dim}"
         )
-    if kind == "yarn" and options.get("beta_fast", 32.0) <= options.get("beta_slow", 1.0):
-        raise ValueError(
-            f"yarn beta_fast must be above beta_slow (rotations of the kept and of the interpolated pairs); got "
-            f"{options.get('beta_fast', 32.0)} and {options.get('beta_slow', 1.0)}"
-        )
+    if kind == "yarn":
+        defaults = inspect.signature(yarn_scaling).parameters
+        fast = options.get("beta_fast", defaults["beta_fast"].default)
+        slow = options.get("beta_slow", defaults["beta_slow"].default)
+        if fast <= slow:
+            raise ValueError(
+                f"yarn beta_fast must be above beta_slow (rotations of the kept and of the interpolated pairs); got "
+                f"{fast} and {slow}"
+            )
     return scheme(base, theta=theta, rotary_dim=rotary_dim, **options)
-
-
-#: Scaling options that must be finite numbers above 0 (``attention_factor`` may also be None: the scheme's default).
-POSITIVE_OPTIONS = ("factor", "original_max_position", "beta_fast", "beta_slow", "attention_factor")
