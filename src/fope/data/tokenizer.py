@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
+import operator
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import tokenizers
-import torch
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from fope.checks import check_int
@@ -53,10 +52,13 @@ class Tokenizer:
         """The text of ``ids`` (ints >= 0; a tensor's items too), special tokens included. Ids at or above
         ``vocab_size`` have no text: a model's vocabulary may be larger than its tokenizer's (padded embeddings), and
         what it generates there decodes to nothing."""
-        values = [int(i) if isinstance(i, numbers.Integral) or _integer_tensor(i) else i for i in ids]
-        wrong = [i for i in values if isinstance(i, bool) or not isinstance(i, int) or i < 0]
-        if wrong:
-            raise ValueError(f"decode takes token ids, ints >= 0; got {wrong[:5]!r}")
+        ids = list(ids)
+        try:  # operator.index: ints, numpy ints and one-element integer tensors; never a float (int(1.7) would be 1)
+            values = [operator.index(i) for i in ids if not isinstance(i, bool)]
+        except TypeError:
+            values = []
+        if len(values) != len(ids) or any(i < 0 for i in values):
+            raise ValueError(f"decode takes token ids, ints >= 0; got {ids[:5]!r}")
         return self.backend.decode(values, skip_special_tokens=False)
 
     def save(self, path: str | Path) -> Path:
@@ -105,17 +107,6 @@ def _load_transformers(path: Path, eos_token: str | None) -> Tokenizer:
     if eos_token is None:
         raise ValueError(f"the tokenizer in {path} defines no eos_token; pass eos_token=")
     return Tokenizer(loaded.backend_tokenizer, eos_token)
-
-
-def _integer_tensor(value: object) -> bool:
-    """A one-element integer tensor (a row of ids may be a tensor's items)."""
-    return (
-        isinstance(value, torch.Tensor)
-        and value.numel() == 1
-        and not value.is_floating_point()
-        and not value.is_complex()
-        and value.dtype != torch.bool
-    )
 
 
 def check_vocab_size(vocab_size: object) -> int:

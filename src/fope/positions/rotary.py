@@ -237,7 +237,8 @@ class RotaryEncoding(PositionEncoding):
                 cos, sin = self.features(positions)
         else:
             cos, sin = self.features(positions)
-        return apply_rotary(q, cos, sin, self.layout), apply_rotary(k, cos, sin, self.layout)
+        # its own features, of the shape check_qk has checked q and k against: apply_rotary's checks are not needed
+        return _Rotation.apply(q, cos, sin, self.layout), _Rotation.apply(k, cos, sin, self.layout)
 
     @staticmethod
     def _angles(positions: Tensor, frequencies: Tensor) -> Tensor:
